@@ -1,0 +1,27 @@
+"""The ops: one family per module. Each checks its arguments, allocates the output unless the caller
+passes `out`, and runs the native kernel (or `reference` when the extension is missing).
+Every op takes `n_threads`, the OpenMP team size of that one call."""
+
+from .activations import activation, swiglu
+from .gemm import batched_matmul, linear
+from .norms import layer_norm, rms_norm
+from .positions import embedding, rotary, rotary_tables, sinusoidal_table
+from .select import argmax, topk
+from .softmax import log_softmax, softmax
+
+__all__ = [
+    "activation",
+    "argmax",
+    "batched_matmul",
+    "embedding",
+    "layer_norm",
+    "linear",
+    "log_softmax",
+    "rms_norm",
+    "rotary",
+    "rotary_tables",
+    "sinusoidal_table",
+    "softmax",
+    "swiglu",
+    "topk",
+]

@@ -1,0 +1,46 @@
+"""Elementwise activations with a fused bias add, and swiglu. Kernels: `native/_activations.pyx`.
+
+`out` may be `x` itself: the kernels read each element before writing it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _native
+from . import _checks, reference
+from .gemm import activation_code
+
+_kernels = _native.load("_activations")
+
+
+def activation(x, activation, *, bias=None, out=None, n_threads=1):
+    """act(x + bias) for x (..., C), bias (C,); activation is a name ("gelu", "silu", ...)."""
+    x = _checks.float_array(x, "x")
+    x2 = _checks.rows(x, "x")
+    if bias is not None:
+        bias = _checks.float_array(bias, "bias", x.dtype)
+        _checks.shape(bias, "bias", (x2.shape[1],))
+    act = activation_code(activation)
+    out = _checks.output(out, "out", x.shape, x.dtype)
+    if _kernels is None:
+        z = x2 if bias is None else (x2 + bias).astype(x.dtype)
+        out[...] = reference.activation(z, act).reshape(out.shape)
+    else:
+        _kernels.bias_activation(x2, bias, act, _checks.rows(out, "out"), n_threads)
+    return out
+
+
+def swiglu(x, *, out=None, n_threads=1):
+    """silu(x[..., :F]) * x[..., F:] for x (..., 2F) -> (..., F): gate and up from one fused GEMM."""
+    x = _checks.float_array(x, "x")
+    x2 = _checks.rows(x, "x")
+    if x2.shape[1] % 2:
+        raise ValueError(f"swiglu needs an even last dimension (gate and up halves), got {x.shape}")
+    f = x2.shape[1] // 2
+    out = _checks.output(out, "out", x.shape[:-1] + (f,), x.dtype)
+    if _kernels is None:
+        out[...] = reference.swiglu(x2).reshape(out.shape)
+    else:
+        _kernels.swiglu(x2, _checks.rows(out, "out"), n_threads)
+    return out

@@ -1,0 +1,68 @@
+"""Matrix products: `linear` (x @ W.T with a fused bias/activation/residual epilogue) and
+`batched_matmul` (the attention products Q @ K^T and P @ V over batch x heads).
+
+The kernels are `native/_gemm.pyx`: BLAS sgemm on per-thread slices of the output for large M,
+our own register-blocked kernel for the small-M shapes of decoding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _native
+from . import _checks, reference
+
+_kernels = _native.load("_gemm")
+
+
+def activation_code(activation) -> int:
+    try:
+        return reference.ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        names = sorted(k for k in reference.ACTIVATIONS if k)
+        raise ValueError(f"unknown activation {activation!r}; expected one of {names}") from None
+
+
+def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
+    """act(x @ w.T + bias) + residual for x (..., K), w (N, K) -> (..., N)."""
+    x = _checks.float_array(x, "x")
+    w = _checks.float_array(w, "w", x.dtype)
+    _checks.ndim(w, "w", 2)
+    x2 = _checks.rows(x, "x")
+    n, k = w.shape
+    if x2.shape[1] != k:
+        raise ValueError(f"x has {x2.shape[1]} features but w has shape {w.shape} (N, K={k} expected)")
+    if bias is not None:
+        bias = _checks.float_array(bias, "bias", x.dtype)
+        _checks.shape(bias, "bias", (n,))
+    if residual is not None:
+        residual = _checks.rows(_checks.float_array(residual, "residual", x.dtype), "residual")
+        _checks.shape(residual, "residual", (x2.shape[0], n))
+    act = activation_code(activation)
+    out = _checks.output(out, "out", x.shape[:-1] + (n,), x.dtype)
+    out2 = _checks.rows(out, "out")
+    if _kernels is None:
+        out2[...] = reference.linear(x2, w, bias, act, residual)
+    else:
+        _kernels.linear(x2, w, bias, act, residual, out2, n_threads)
+    return out
+
+
+def batched_matmul(a, b, *, trans_b=False, alpha=1.0, out=None, n_threads=1):
+    """alpha * a @ b (b transposed when trans_b) for a (G, M, K); see `reference.batched_matmul`."""
+    a = _checks.float_array(a, "a")
+    b = _checks.float_array(b, "b", a.dtype)
+    _checks.ndim(a, "a", 3)
+    _checks.ndim(b, "b", 3)
+    g, m, k = a.shape
+    n = b.shape[1] if trans_b else b.shape[2]
+    kb = b.shape[2] if trans_b else b.shape[1]
+    if b.shape[0] != g or kb != k:
+        layout = "(G, N, K)" if trans_b else "(G, K, N)"
+        raise ValueError(f"b has shape {b.shape}, expected {layout} with G={g}, K={k}")
+    out = _checks.output(out, "out", (g, m, n), a.dtype)
+    if _kernels is None:
+        out[...] = reference.batched_matmul(a, b, trans_b, alpha)
+    else:
+        _kernels.batched_matmul(a, b, out, trans_b, alpha, n_threads)
+    return out

@@ -1,0 +1,55 @@
+"""layer_norm and rms_norm over the last axis, optionally fused with the residual add.
+
+With `residual`, the kernel adds x into `residual` in place (the residual stream of a pre-norm block)
+and normalises the sum: one pass instead of two. Kernels: `native/_norms.pyx`.
+"""
+
+from __future__ import annotations
+
+from .. import _native
+from . import _checks, reference
+
+_kernels = _native.load("_norms")
+
+
+def _prepare(x, gamma, beta, residual, out):
+    x = _checks.float_array(x, "x")
+    x2 = _checks.rows(x, "x")
+    c = x2.shape[1]
+    gamma = _checks.float_array(gamma, "gamma", x.dtype)
+    _checks.shape(gamma, "gamma", (c,))
+    if beta is not None:
+        beta = _checks.float_array(beta, "beta", x.dtype)
+        _checks.shape(beta, "beta", (c,))
+    if residual is not None:
+        # Updated in place, so no silent contiguous copy: it must already be writable C-contiguous.
+        residual = _checks.output(residual, "residual", x.shape, x.dtype)
+        residual = _checks.rows(residual, "residual")
+    out = _checks.output(out, "out", x.shape, x.dtype)
+    return x2, gamma, beta, residual, out
+
+
+def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_threads=1):
+    """(s - mean) / sqrt(var + eps) * gamma + beta with s = x, or s = residual += x."""
+    x2, gamma, beta, residual, out = _prepare(x, gamma, beta, residual, out)
+    if _kernels is None:
+        y, s = reference.layer_norm(x2, gamma, beta, eps, residual)
+        if residual is not None:
+            residual[...] = s
+        out[...] = y.reshape(out.shape)
+    else:
+        _kernels.layer_norm(x2, gamma, beta, eps, residual, _checks.rows(out, "out"), n_threads)
+    return out
+
+
+def rms_norm(x, gamma, *, eps=1e-6, residual=None, out=None, n_threads=1):
+    """s / sqrt(mean(s^2) + eps) * gamma with s = x, or s = residual += x."""
+    x2, gamma, _, residual, out = _prepare(x, gamma, None, residual, out)
+    if _kernels is None:
+        y, s = reference.rms_norm(x2, gamma, eps, residual)
+        if residual is not None:
+            residual[...] = s
+        out[...] = y.reshape(out.shape)
+    else:
+        _kernels.rms_norm(x2, gamma, eps, residual, _checks.rows(out, "out"), n_threads)
+    return out

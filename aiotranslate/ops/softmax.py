@@ -1,0 +1,42 @@
+"""softmax and log_softmax over the last axis, with scale, additive mask, lengths and causal masking.
+
+The masking contract is `reference.softmax`'s; the kernel is `native/_softmax.pyx`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _native
+from . import _checks, reference
+
+_kernels = _native.load("_softmax")
+
+
+def softmax(x, *, scale=1.0, mask=None, lengths=None, causal_q=0, out=None, n_threads=1, log=False):
+    """Softmax of scale * x + mask over the last axis of x (..., N); see `reference.softmax`."""
+    x = _checks.float_array(x, "x")
+    x2 = _checks.rows(x, "x")
+    r, n = x2.shape
+    if mask is not None:
+        mask = _checks.rows(_checks.float_array(mask, "mask", x.dtype), "mask")
+        if mask.shape[1] != n or mask.shape[0] == 0 or r % mask.shape[0]:
+            raise ValueError(f"mask of shape {mask.shape} does not tile rows of shape ({r}, {n})")
+    if lengths is not None:
+        lengths = _checks.int_array(lengths, "lengths")
+        _checks.ndim(lengths, "lengths", 1)
+        if len(lengths) == 0 or r % len(lengths):
+            raise ValueError(f"{len(lengths)} lengths do not divide {r} rows")
+    if causal_q < 0 or (causal_q and (r % causal_q or causal_q > n)):
+        raise ValueError(f"causal_q={causal_q} must divide the {r} rows and be <= {n} columns")
+    out = _checks.output(out, "out", x.shape, x.dtype)
+    if _kernels is None:
+        out[...] = reference.softmax(x2, scale, mask, lengths, causal_q, log).reshape(x.shape)
+    else:
+        _kernels.softmax(x2, _checks.rows(out, "out"), scale, mask, lengths, causal_q, log, n_threads)
+    return out
+
+
+def log_softmax(x, **kwargs):
+    """log of `softmax` (same arguments), computed stably: masked columns are -inf."""
+    return softmax(x, log=True, **kwargs)
