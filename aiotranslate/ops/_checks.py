@@ -7,14 +7,19 @@ import numpy as np
 FLOAT_TYPES = (np.float32, np.float64)
 
 
-def float_array(x, name: str, dtype=None) -> np.ndarray:
-    """x as a C-contiguous float32/float64 array (a copy only when x is strided)."""
+def float_array(x, name: str, dtype=None, *, strided_rows: bool = False) -> np.ndarray:
+    """x as a C-contiguous float32/float64 array (a copy only when x is strided).
+
+    strided_rows keeps a view whose last axis alone is contiguous, such as a KV-cache slice
+    (G, T, D) of a (G, T_max, D) buffer: the kernel takes the outer strides as leading dimensions."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
     if x.dtype.type not in FLOAT_TYPES:
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, expected {np.dtype(dtype)} like the input")
+    if strided_rows and x.ndim and x.strides[-1] == x.itemsize and min(x.strides) >= 0:
+        return x
     return np.ascontiguousarray(x)
 
 

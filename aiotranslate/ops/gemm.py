@@ -49,9 +49,11 @@ def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threa
 
 
 def batched_matmul(a, b, *, trans_b=False, alpha=1.0, out=None, n_threads=1):
-    """alpha * a @ b (b transposed when trans_b) for a (G, M, K); see `reference.batched_matmul`."""
-    a = _checks.float_array(a, "a")
-    b = _checks.float_array(b, "b", a.dtype)
+    """alpha * a @ b (b transposed when trans_b) for a (G, M, K); see `reference.batched_matmul`.
+
+    a and b may be strided views whose last axis is contiguous (KV-cache slices): no copy is made."""
+    a = _checks.float_array(a, "a", strided_rows=True)
+    b = _checks.float_array(b, "b", a.dtype, strided_rows=True)
     _checks.ndim(a, "a", 3)
     _checks.ndim(b, "b", 3)
     g, m, k = a.shape
