@@ -1,0 +1,192 @@
+"""What `Translator`, `Generator` and `Encoder` share: threads, the queue and pool, the lifecycle,
+and the three ways to submit a request (await, concurrent future, nowait).
+
+The async methods only wait: the work runs on the pool's worker threads, results come back through
+`asyncio.wrap_future` (call_soon_threadsafe under the hood), and cancelling the awaiting task
+cancels the request (removed if queued, stopped at its next decoding step if running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import EngineClosed
+from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
+
+
+class EngineState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def available_cores() -> int:
+    """Cores this process may use: OMP_NUM_THREADS when set (honoured as the budget), else affinity."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(inter_threads: int, intra_threads: int) -> tuple[int, int]:
+    """(inter, intra): intra_threads=0 splits the cores between the workers, never oversubscribing."""
+    if inter_threads < 1:
+        raise ValueError(f"inter_threads must be >= 1, got {inter_threads}")
+    if intra_threads < 0:
+        raise ValueError(f"intra_threads must be >= 0, got {intra_threads}")
+    if intra_threads == 0:
+        intra_threads = max(1, available_cores() // inter_threads)
+    return inter_threads, intra_threads
+
+
+def resolve_queue_size(max_queued_batches: int, num_workers: int) -> int:
+    """CTranslate2's rule: 0 -> 4 batches per worker, -1 -> unbounded."""
+    if max_queued_batches < -1:
+        raise ValueError(f"max_queued_batches must be >= -1, got {max_queued_batches}")
+    if max_queued_batches == 0:
+        return 4 * num_workers
+    return max_queued_batches
+
+
+class Engine:
+    """The threaded engine behind one public class: one copy of the weights, `inter_threads`
+    workers each running kernels with `intra_threads` threads, one bounded admission queue.
+
+    Subclasses provide `_run_batch(context, requests)` (completing every request) and build
+    requests; `context` is the worker's `WorkerContext`.
+    """
+
+    def __init__(
+        self,
+        *,
+        inter_threads: int = 1,
+        intra_threads: int = 0,
+        max_queued_batches: int = 0,
+        limits: BatchLimits = BatchLimits(),
+        name: str = "aiotranslate",
+    ) -> None:
+        self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
+        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, self.inter_threads))
+        contexts = [self._context_factory(i) for i in range(self.inter_threads)]
+        self._pool = WorkerPool(self._queue, contexts, self._run_batch, limits, name=name)
+        self._state = EngineState.OPEN
+
+    def _context_factory(self, index: int) -> Callable[[], Any]:
+        """What each worker builds on its own thread; subclasses may extend (device, stream)."""
+        return lambda: WorkerContext(index, self.intra_threads)
+
+    def _run_batch(self, context: WorkerContext, requests: list[Request]) -> None:
+        raise NotImplementedError
+
+    # -- submission ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state is not EngineState.OPEN:
+            raise EngineClosed(f"{type(self).__name__} is closed")
+
+    async def _run(self, request: Request) -> Any:
+        """Admit (waiting for room: backpressure) and await the result; cancellable throughout."""
+        self._check_open()
+        await self._queue.aput(request)
+        try:
+            return await asyncio.wrap_future(request.future)
+        except asyncio.CancelledError:
+            self._cancel(request)
+            raise
+
+    async def _run_all(self, requests: list[Request]) -> list[Any]:
+        """Run sub-batches concurrently (they may land on different workers), results in order;
+        if one fails or the caller is cancelled, the others are cancelled too."""
+        if len(requests) == 1:
+            return [await self._run(requests[0])]
+        tasks = [asyncio.ensure_future(self._run(r)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            for r in requests:
+                self._cancel(r)
+            raise
+
+    def _submit(self, request: Request, block: bool = True) -> concurrent.futures.Future:
+        """Admit from a plain thread (blocking while the queue is full, or raising QueueFull
+        without block) and return the request's future."""
+        self._check_open()
+        if block:
+            self._queue.put(request)
+        else:
+            self._queue.put_nowait(request)
+        return request.future
+
+    def _cancel(self, request: Request) -> None:
+        request.cancel()
+        if self._queue.remove(request):
+            request.finish_stopped()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop accepting work, finish (or with cancel=True, cancel) what is queued and running,
+        and join the worker threads. Idempotent."""
+        if self._state is EngineState.CLOSED:
+            return
+        self._state = EngineState.CLOSED
+        self._pool.close(cancel=cancel)
+
+    async def aclose(self, cancel: bool = False) -> None:
+        """`close` without blocking the event loop (the join runs in a helper thread)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close, cancel)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        await self.aclose(cancel=exc_type is not None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", EngineState.CLOSED) is EngineState.OPEN:
+            warnings.warn(
+                f"{type(self).__name__} was never closed; use `async with` or call close()",
+                ResourceWarning,
+                stacklevel=1,
+            )
+            self._pool.close(cancel=True, timeout=0)
+
+    # -- introspection ------------------------------------------------------------------------
+
+    @property
+    def num_queued_batches(self) -> int:
+        return len(self._queue)
+
+    @property
+    def num_active_batches(self) -> int:
+        return self._pool.num_active_batches
+
+    def statistics(self) -> dict:
+        """Queue depth (batches, examples, tokens), active batches, batch sizes, latency p50/p90/p99."""
+        return self._pool.statistics()
+
+
+class WorkerContext:
+    """What one worker owns: its index and intra-op thread count (later: scratch, CUDA stream)."""
+
+    __slots__ = ("index", "n_threads")
+
+    def __init__(self, index: int, n_threads: int) -> None:
+        self.index = index
+        self.n_threads = n_threads

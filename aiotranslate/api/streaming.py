@@ -1,0 +1,137 @@
+"""Streams of step results from a worker thread to a coroutine.
+
+The worker never waits for the reader: `StepChannel.push` appends under a lock and schedules at
+most one wake-up on the loop (call_soon_threadsafe) until the reader drains everything pending, so a
+slow consumer costs the worker nothing and the loop sees one callback per burst, not per token.
+Backpressure belongs at admission, not here.
+
+`TokenStream` is what the public `generate_tokens` methods return: an async iterator that is also
+an async context manager. Leaving the `async with` block (or `aclose()`) cancels the request, so
+the worker stops at its next step; relying on garbage collection of an abandoned iterator would
+leave the worker decoding for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+_END = object()
+
+
+class StepChannel:
+    """One request's step results, pushed by a worker thread and read on one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[Any] = []
+        self._wake_scheduled = False
+        self._event = asyncio.Event()  # touched on the loop thread only
+
+    # -- worker side ----------------------------------------------------------------------------
+
+    def push(self, item: Any) -> None:
+        with self._lock:
+            self._pending.append(item)
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._event.set)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            pass
+
+    def end(self) -> None:
+        self.push(_END)
+
+    # -- loop side ------------------------------------------------------------------------------
+
+    def take_nowait(self) -> list[Any]:
+        """Everything pushed since the last take (the `_END` marker last), possibly nothing."""
+        with self._lock:
+            items, self._pending = self._pending, []
+            self._wake_scheduled = False
+            self._event.clear()
+        return items
+
+    async def drain(self) -> list[Any]:
+        """Wait until something was pushed and take it all."""
+        while not (items := self.take_nowait()):
+            await self._event.wait()
+        return items
+
+
+class TokenStream:
+    """Async iterator of step results for one request, started on first use.
+
+    `start` admits the request and returns the future of its final result; `channel` receives the
+    steps. Errors of the request (bad input, timeout) are raised from the iteration.
+    """
+
+    def __init__(
+        self,
+        start: Callable[[StepChannel], Awaitable[Any]],
+        cancel: Callable[[], None],
+    ) -> None:
+        self._start = start
+        self._cancel = cancel
+        self._channel: StepChannel | None = None
+        self._result: asyncio.Future | None = None
+        self._buffer: collections.deque[Any] = collections.deque()
+        self._closed = False
+
+    async def _ensure_started(self) -> None:
+        if self._channel is None:
+            self._channel = StepChannel(asyncio.get_running_loop())
+            self._result = asyncio.ensure_future(self._start(self._channel))
+
+    def __aiter__(self) -> TokenStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._closed:
+            raise StopAsyncIteration
+        await self._ensure_started()
+        while not self._buffer:
+            if self._result.done():  # finished or failed: take what is left, then settle
+                self._buffer.extend(self._channel.take_nowait())
+                if not self._buffer:
+                    self._closed = True
+                    self._result.result()  # raises the request's error or cancellation
+                    raise StopAsyncIteration
+                break
+            drain = asyncio.ensure_future(self._channel.drain())
+            done, _ = await asyncio.wait({drain, self._result}, return_when=asyncio.FIRST_COMPLETED)
+            if drain in done:
+                self._buffer.extend(drain.result())
+            else:
+                drain.cancel()
+        item = self._buffer.popleft()
+        if item is _END:
+            self._closed = True
+            await self._result  # surface an error that ended the stream
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Stop the request (at its next step if running) and wait until it is settled."""
+        if self._closed and (self._result is None or self._result.done()):
+            return
+        self._closed = True
+        self._cancel()
+        if self._result is not None:
+            try:
+                await self._result
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def __aenter__(self) -> TokenStream:
+        await self._ensure_started()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        await self.aclose()
