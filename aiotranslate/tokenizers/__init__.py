@@ -1,0 +1,34 @@
+"""Tokenizers for model directories: `load_tokenizer(path)` picks the kind from the files there.
+
+- `tokenizer.json` -> `HFTokenizer` (HF `tokenizers`): BART, mBART, NLLB, BERT, RoBERTa, ...
+- `source.spm` + `target.spm` + `vocab.json` -> `MarianTokenizer` (`sentencepiece`): OPUS-MT.
+
+Both implement the `Tokenizer` protocol of `base`: text or token strings in, ids out, and back,
+plus an incremental `Detokenizer` per generated sequence for streaming.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from .base import Detokenizer, Tokenizer
+from .hf import HFTokenizer
+from .marian import MarianTokenizer
+
+__all__ = ["Detokenizer", "HFTokenizer", "MarianTokenizer", "Tokenizer", "load_tokenizer"]
+
+_MARIAN_FILES = ("source.spm", "target.spm", "vocab.json")
+
+
+def load_tokenizer(model_dir: str | Path) -> Tokenizer:
+    """The tokenizer shipped in `model_dir`; ModelLoadError if it ships none we can read."""
+    model_dir = Path(model_dir)
+    if (model_dir / "tokenizer.json").is_file():
+        return HFTokenizer(model_dir)
+    if all((model_dir / f).is_file() for f in _MARIAN_FILES):
+        return MarianTokenizer(model_dir)
+    raise ModelLoadError(
+        f"{model_dir}: no tokenizer found (expected tokenizer.json, or {', '.join(_MARIAN_FILES)}); "
+        "pass token strings or ids instead of text"
+    )
