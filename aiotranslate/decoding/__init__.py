@@ -1,0 +1,35 @@
+"""Decoding: the search algorithms and logits processors that turn a decoder into sequences.
+
+    state = model.start(...)                                   # models/: encoder pass or empty state
+    results = decode(model, state, start_tokens, options, on_step)   # -> DecodingResult per example
+    log_probs = score_sequences(model, state, sequences)       # score_batch core
+
+    decode ── prefill (search) ── [expand_alternatives] ── greedy_search | beam_search
+                                                                  │
+                        LogitsProcessors (processors) ── sampler (sampling) ── model.decode / state.select
+
+Everything works in token ids through the `DecoderModel` / `DecoderState` contract of
+`models.base`; the heavy per-step work over (rows, vocabulary) goes through `ops` with the worker's
+`n_threads`. A per-step hook (`on_step`) receives each decoded token as a `GenerationStepResult`
+and may return True to stop that sequence: the runtime streams and cancels with it. Decoding holds no
+threads, no asyncio, and no token strings.
+
+Semantics follow CTranslate2's option names and transformers' `generate` results (greedy and beam
+search are token-identical to it, see the tests); where the two differ the module docstrings say
+which was chosen: `options` (lengths), `search` (scores), `beam` (finishing), `processors` (order).
+"""
+
+from .decode import decode
+from .options import DecodingOptions, truncate_input
+from .scoring import score_sequences
+from .search import AttentionDecoderModel, DecodingResult, StepHook
+
+__all__ = [
+    "AttentionDecoderModel",
+    "DecodingOptions",
+    "DecodingResult",
+    "StepHook",
+    "decode",
+    "score_sequences",
+    "truncate_input",
+]

@@ -1,0 +1,159 @@
+"""Beam search: `beam_size` paths per row, finished hypotheses collected until the row is done.
+
+One step, per row (the beams of a row are consecutive rows of the model state):
+  1. process the logits of every beam, log-softmax, add each beam's cumulative log-prob;
+  2. take C = max(2, 1 + len(end_ids)) * beam_size candidates over beam_size * V (the sampler: best
+     or drawn), enough that beam_size of them do not end even if every beam proposes every end token;
+  3. a candidate among the first beam_size that ends (end token, or the last allowed step) becomes a
+     finished hypothesis; the best beam_size candidates that do not end become the next beams;
+  4. the row is done at its last step, when the hook asks, or by the finishing rule below.
+The first step starts from a single path per row (the prefill), so it takes the candidates of that
+path only and `state.select` expands the row to beam_size beams; later selects follow the chosen
+parents and drop the rows that are done.
+
+Finishing rule. CTranslate2 branches on the length penalty and transformers on `early_stopping`:
+  * length_penalty == 0 (and no coverage penalty): scores only decrease, so a row is done when it has
+    `num_hypotheses` finished hypotheses and no beam scores above the num_hypotheses-th best of them:
+    the exact form of CTranslate2's early exit. Patience plays no part (as in CTranslate2).
+  * otherwise: done when round(beam_size * patience) hypotheses are finished (CTranslate2's rule),
+    or when at least max(beam_size, num_hypotheses) are and the best beam, scored at its current
+    length, does not beat the worst of the best max(beam_size, num_hypotheses) (transformers'
+    heuristic).
+Mapping from transformers' `generate` (same length_penalty; both return the best num_hypotheses):
+  early_stopping=True  <-> patience=1;  early_stopping=False <-> patience=inf (identical results);
+  length_penalty=0 with early_stopping=False <-> length_penalty=0 (same hypotheses, found sooner).
+  early_stopping="never", and early_stopping=True with length_penalty=0, have no equivalent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .. import ops
+from .options import DecodingOptions
+from .processors import LogitsProcessors
+from .sampling import make_sampler
+from .search import Hypothesis, Limits, Path, Row, Started, StepHook, decode_step, finish, normalized_score, report
+
+
+class _Beams:
+    """The beams and finished hypotheses of one row."""
+
+    def __init__(self, row: Row, path: Path) -> None:
+        self.row = row
+        self.paths = [path]
+        self.finished: list[Hypothesis] = []
+
+
+def beam_search(
+    model,
+    state,
+    start: Started,
+    options: DecodingOptions,
+    num_hypotheses: int,
+    on_step: StepHook | None = None,
+) -> list[list[Hypothesis]]:
+    """The best `num_hypotheses` hypotheses of each row of `start`, best first."""
+    limits = Limits(options)
+    processors = LogitsProcessors(options)
+    sampler = make_sampler(options)
+    k = options.beam_size
+    num_candidates = max(2, 1 + len(options.end_ids)) * k
+    exact = options.length_penalty == 0 and options.coverage_penalty == 0
+    reference = num_hypotheses if exact else max(k, num_hypotheses)
+
+    groups = [_Beams(row, path) for row, path in zip(start.rows, start.paths)]
+    live = []
+    for g, group in enumerate(groups):
+        if start.done[g] or limits.is_complete(group.row, group.paths[0]):
+            group.finished.append(finish(group.row, group.paths[0], limits))
+        else:
+            live.append(g)
+    logits, attention = start.logits[live], None if start.attention is None else start.attention[live]
+    if len(live) < len(groups):
+        state.select(np.array(live, dtype=np.int32))
+    cumulative = np.array([groups[g].paths[0].log_prob for g in live], dtype=np.float32)
+    width = 1
+
+    while live:
+        beam_rows = [groups[g].row for g in live for _ in range(width)]
+        beam_paths = [p for g in live for p in groups[g].paths]
+        logits = np.array(logits, dtype=np.float32)
+        processors(logits, [row.context + list(p.tokens) for row, p in zip(beam_rows, beam_paths)],
+                   limits.can_end(beam_rows, beam_paths))
+        log_probs = ops.log_softmax(logits, n_threads=options.n_threads)
+        vocab = log_probs.shape[1]
+        total = (log_probs + cumulative[:, None]).reshape(len(live), width * vocab)
+        n = min(num_candidates, width * vocab)
+        flat, scores = sampler(total, n, [groups[g].row.rng for g in live], n_threads=options.n_threads)
+        origins, tokens = flat // vocab, flat % vocab
+
+        parents, next_tokens, next_scores, next_live = [], [], [], []
+        for i, g in enumerate(live):
+            group = groups[g]
+            length = len(group.paths[0].tokens) + 1
+            last_step = length >= limits.max_new(group.row)
+            running: list[tuple[int, Path]] = []  # (parent beam, child path)
+            best = None  # the first candidate and its step log-prob, for the hook
+            for c in range(n):
+                score = float(scores[i, c])
+                if not np.isfinite(score):
+                    break  # candidates are sorted: the rest are banned tokens or dead beams
+                beam = i * width + int(origins[i, c])
+                token = int(tokens[i, c])
+                ends = token in limits.end_ids or last_step
+                if (ends and c >= k) or (not ends and len(running) == k):
+                    continue  # only the first k candidates may finish; k beams are enough
+                child = beam_paths[beam].child(
+                    token,
+                    score,
+                    logits[beam] if options.return_logits_vocab else None,
+                    None if attention is None else attention[beam],
+                )
+                if ends:
+                    group.finished.append(finish(group.row, child, limits))
+                else:
+                    running.append((beam, child))
+                if best is None:
+                    best = child, float(log_probs[beam, token])
+            done = last_step or not running or _is_done(group, running, length, options, reference)
+            if best is not None:
+                step_log_prob = best[1] if options.return_scores else None
+                if report(on_step, group.row, best[0], limits, step_log_prob, done) and not done:
+                    # Stopped from outside: the current beams become hypotheses, as at a last step.
+                    group.finished.extend(finish(group.row, child, limits) for _, child in running)
+                    done = True
+            if done:
+                group.finished.sort(key=lambda h: h.score, reverse=True)
+                del group.finished[num_hypotheses:]
+                continue
+            # Fewer than k candidates left (a heavily banned vocabulary): dead beams, -inf, fill in.
+            dead = (running[0][0], replace(running[0][1], log_prob=-np.inf))
+            running += [dead] * (k - len(running))
+            group.paths = [child for _, child in running]
+            parents += [beam for beam, _ in running]
+            next_tokens += [child.tokens[-1] for _, child in running]
+            next_scores += [child.log_prob for _, child in running]
+            next_live.append(g)
+        if not next_live:
+            break
+        state.select(np.array(parents, dtype=np.int32))
+        live, width = next_live, k
+        cumulative = np.array(next_scores, dtype=np.float32)
+        logits, attention = decode_step(model, state, next_tokens, options)
+    return [group.finished for group in groups]
+
+
+def _is_done(group: _Beams, running, length: int, options: DecodingOptions, reference: int) -> bool:
+    """The finishing rule of the module docstring, after a step that made beams of `length` tokens."""
+    finished = len(group.finished)
+    penalized = options.length_penalty != 0 or options.coverage_penalty != 0
+    if penalized and finished >= options.max_candidates:
+        return True
+    if finished < reference:
+        return False
+    best_beam = normalized_score(max(child.log_prob for _, child in running), length, options)
+    kth_best = sorted((h.score for h in group.finished), reverse=True)[reference - 1]
+    return best_beam <= kth_best

@@ -1,0 +1,90 @@
+"""The decoding entry point: prefill, pick a search, run it, gather the hypotheses per example.
+
+    decode(model, state, start_tokens, options, on_step=None) -> list[DecodingResult]
+
+`state` is started (the encoder ran, or an empty decoder-only state) and holds one row per example;
+`start_tokens[b]` is what example b's decoder reads before the first decoded token: the decoder
+start token followed by a forced prefix (Translator `target_prefix`), or a prompt (Generator). The
+first token is never returned; the rest is returned when `options.return_prefix`.
+
+Several hypotheses per example come from beam search, from sampling (the example's row is
+replicated, each copy samples its own path), or from `return_alternatives`. The state is left with
+whatever rows were still live when decoding ended; callers discard it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .alternatives import expand_alternatives
+from .beam import beam_search
+from .greedy import greedy_search
+from .options import DecodingOptions
+from .sampling import row_generators
+from .search import DecodingResult, Hypothesis, Row, Started, StepHook, prefill, supports_attention
+
+
+def decode(
+    model,
+    state,
+    start_tokens: Sequence[Sequence[int]],
+    options: DecodingOptions,
+    on_step: StepHook | None = None,
+) -> list[DecodingResult]:
+    """Decode every example of the batch; see the module docstring."""
+    if options.coverage_penalty != 0 and not supports_attention(model):
+        raise ValueError("coverage_penalty needs attention weights, which this model does not return")
+    if len(start_tokens) == 0:
+        return []
+    start = prefill(model, state, start_tokens, options)
+    if options.return_alternatives:
+        start = expand_alternatives(model, state, start, options, on_step)
+    elif options.beam_size == 1 and options.num_hypotheses > 1:
+        start = _replicate(state, start, options.num_hypotheses)
+    if options.is_sampling:
+        keys = [(row.batch_id, row.hypothesis_id) for row in start.rows]
+        for row, rng in zip(start.rows, row_generators(options.seed, keys)):
+            row.rng = rng
+
+    if options.beam_size == 1:
+        per_row = [[h] for h in greedy_search(model, state, start, options, on_step)]
+    else:
+        per_row_hypotheses = 1 if options.return_alternatives else options.num_hypotheses
+        per_row = beam_search(model, state, start, options, per_row_hypotheses, on_step)
+
+    hypotheses: list[list[Hypothesis]] = [[] for _ in start_tokens]
+    for row, found in zip(start.rows, per_row):
+        hypotheses[row.batch_id].extend(found)
+    with_attention = options.return_attention and supports_attention(model)
+    return [_result(found, options, with_attention) for found in hypotheses]
+
+
+def _replicate(state, start: Started, n: int) -> Started:
+    """Each row -> n rows (hypothesis ids 0..n-1), in the state too."""
+    parents = np.repeat(np.arange(len(start.rows)), n)
+    state.select(parents.astype(np.int32))
+    rows = [Row(r.batch_id, j, r.context, r.prefix, r.prefix_attention) for r in start.rows for j in range(n)]
+    return Started(
+        rows,
+        [start.paths[p] for p in parents],
+        start.logits[parents],
+        None if start.attention is None else start.attention[parents],
+        [start.done[p] for p in parents],
+    )
+
+
+def _result(found: list[Hypothesis], options: DecodingOptions, with_attention: bool) -> DecodingResult:
+    if not options.return_alternatives:  # alternatives keep the order of their first tokens
+        found = sorted(found, key=lambda h: h.score, reverse=True)[: options.num_hypotheses]
+    return DecodingResult(
+        hypotheses=[h.tokens for h in found],
+        scores=[h.score for h in found] if options.return_scores else [],
+        attention=[_stack(h.attention) for h in found] if with_attention else [],
+        logits=[_stack(h.logits) for h in found] if options.return_logits_vocab else [],
+    )
+
+
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,81 @@
+"""Greedy search and random sampling: one path per row, one token per step.
+
+Each step processes the logits of the live rows, picks a token per row with the sampler (the best
+one, or a draw), reports it to the step hook, and drops the rows that finished from the model state
+(`state.select`) before the next decode call, so the batch shrinks as sequences end.
+
+Not here: several hypotheses per example (the caller replicates rows), beam search.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .options import DecodingOptions
+from .processors import LogitsProcessors
+from .sampling import make_sampler
+from .search import Hypothesis, Limits, Started, StepHook, decode_step, finish, report
+
+
+def greedy_search(
+    model, state, start: Started, options: DecodingOptions, on_step: StepHook | None = None
+) -> list[Hypothesis]:
+    """One hypothesis per row of `start`. The state holds exactly the rows of `start`."""
+    limits = Limits(options)
+    processors = LogitsProcessors(options)
+    sampler = make_sampler(options)
+    # Log-probs cost a pass over (R, V): only when scores are returned or rank sampled hypotheses.
+    with_log_probs = options.return_scores or options.num_hypotheses > 1
+    rows, paths = start.rows, list(start.paths)
+    results: list[Hypothesis | None] = [None] * len(rows)
+
+    live = []
+    for r, (row, path) in enumerate(zip(rows, paths)):
+        if start.done[r] or limits.is_complete(row, path):
+            results[r] = finish(row, path, limits)
+        else:
+            live.append(r)
+    logits, attention = start.logits, start.attention
+    if len(live) < len(rows):
+        _keep(state, np.array(live))
+        logits = logits[live]
+        attention = None if attention is None else attention[live]
+
+    while live:
+        live_rows = [rows[r] for r in live]
+        logits = np.array(logits, dtype=np.float32)  # processors work in place on our own copy
+        processors(logits, [row.context + list(paths[r].tokens) for row, r in zip(live_rows, live)],
+                   limits.can_end(live_rows, [paths[r] for r in live]))
+        scores = ops.log_softmax(logits, n_threads=options.n_threads) if with_log_probs else logits
+        ids, values = sampler(scores, 1, [row.rng for row in live_rows], n_threads=options.n_threads)
+
+        next_live, next_tokens = [], []
+        for i, (r, row) in enumerate(zip(live, live_rows)):
+            token = int(ids[i, 0])
+            log_prob = float(values[i, 0]) if with_log_probs else None
+            path = paths[r].child(
+                token,
+                paths[r].log_prob + (log_prob or 0.0),
+                logits[i] if options.return_logits_vocab else None,
+                None if attention is None else attention[i],
+            )
+            paths[r] = path
+            is_last = limits.is_complete(row, path)
+            stop = report(on_step, row, path, limits, log_prob, is_last)
+            if is_last or stop:
+                results[r] = finish(row, path, limits)
+            else:
+                next_live.append(r)
+                next_tokens.append(token)
+        if not next_live:
+            break
+        if len(next_live) < len(live):
+            _keep(state, np.flatnonzero(np.isin(live, next_live)))
+        live = next_live
+        logits, attention = decode_step(model, state, next_tokens, options)
+    return results
+
+
+def _keep(state, rows: np.ndarray) -> None:
+    state.select(rows.astype(np.int32))
