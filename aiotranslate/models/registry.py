@@ -1,0 +1,43 @@
+"""`load_model(path)`: read a model directory's config.json and hand it to the loader of its
+`model_type`.
+
+`LOADERS` maps each supported `model_type` to "module:function" (relative to this package), imported
+on first use. To add an architecture, add one line; the loader is called as
+`load(directory: Path, config: HFConfig) -> model` and raises ModelLoadError for what it cannot read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..convert import HFConfig
+from ..errors import ModelLoadError
+
+LOADERS: dict[str, str] = {
+    "gpt2": ".gpt2:load",
+    "llama": ".llama:load",
+    "mistral": ".llama:load",
+    "qwen2": ".llama:load",
+    "qwen3": ".llama:load",
+}
+
+
+def supported_model_types() -> list[str]:
+    return sorted(LOADERS)
+
+
+def load_model(path: str | Path):
+    """The model stored in directory `path` (config.json + safetensors weights), ready to decode."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ModelLoadError(f"{directory}: not a directory (a model is a directory with config.json)")
+    config = HFConfig.read(directory)
+    model_type = config.get("model_type", str)
+    if model_type not in LOADERS:
+        raise ModelLoadError(
+            f"{config.path}: model_type {model_type!r} is not supported; "
+            f"supported: {', '.join(supported_model_types())}"
+        )
+    module, function = LOADERS[model_type].split(":")
+    return getattr(importlib.import_module(module, __package__), function)(directory, config)
