@@ -20,6 +20,14 @@ LOADERS: dict[str, str] = {
     "mistral": ".llama:load",
     "qwen2": ".llama:load",
     "qwen3": ".llama:load",
+    "marian": ".bart:load",
+    "bart": ".bart:load",
+    "mbart": ".bart:load",
+    "m2m_100": ".bart:load",
+    "bert": ".bert:load",
+    "roberta": ".bert:load",
+    "xlm-roberta": ".bert:load",
+    "distilbert": ".bert:load",
 }
 
 

@@ -47,7 +47,9 @@ class Tokenizer(Protocol):
         """Texts -> token ids per text."""
         ...
 
-    def decode(self, ids: Sequence[Sequence[int]], *, target: bool = True, skip_special_tokens: bool = True) -> list[str]:
+    def decode(
+        self, ids: Sequence[Sequence[int]], *, target: bool = True, skip_special_tokens: bool = True
+    ) -> list[str]:
         """Token ids per sequence -> texts."""
         ...
 

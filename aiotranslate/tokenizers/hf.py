@@ -45,13 +45,17 @@ class HFTokenizer:
     def _id_of(self, token: str | None) -> int | None:
         return None if token is None else self._tok.token_to_id(token)
 
-    def tokenize(self, texts: Sequence[str], *, target: bool = False, add_special_tokens: bool = True) -> list[list[str]]:
+    def tokenize(
+        self, texts: Sequence[str], *, target: bool = False, add_special_tokens: bool = True
+    ) -> list[list[str]]:
         return [e.tokens for e in self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
 
     def encode(self, texts: Sequence[str], *, target: bool = False, add_special_tokens: bool = True) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
 
-    def decode(self, ids: Sequence[Sequence[int]], *, target: bool = True, skip_special_tokens: bool = True) -> list[str]:
+    def decode(
+        self, ids: Sequence[Sequence[int]], *, target: bool = True, skip_special_tokens: bool = True
+    ) -> list[str]:
         texts = self._tok.decode_batch([list(map(int, row)) for row in ids], skip_special_tokens=skip_special_tokens)
         return [clean_up_tokenization(t) for t in texts] if self._cleanup else texts
 

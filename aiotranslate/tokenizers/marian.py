@@ -68,7 +68,9 @@ class MarianTokenizer:
     def _side(self, target: bool) -> _Side:
         return self._sides[1] if target else self._sides[0]
 
-    def tokenize(self, texts: Sequence[str], *, target: bool = False, add_special_tokens: bool = True) -> list[list[str]]:
+    def tokenize(
+        self, texts: Sequence[str], *, target: bool = False, add_special_tokens: bool = True
+    ) -> list[list[str]]:
         side = self._side(target)
         codes, bodies = zip(*map(_split_language_code, texts)) if texts else ((), ())
         pieces = side.spm.encode(list(bodies), out_type=str)
@@ -94,7 +96,9 @@ class MarianTokenizer:
                 raise ValueError(f"token id {e.args[0]} is not in the vocabulary") from None
         return out
 
-    def decode(self, ids: Sequence[Sequence[int]], *, target: bool = True, skip_special_tokens: bool = True) -> list[str]:
+    def decode(
+        self, ids: Sequence[Sequence[int]], *, target: bool = True, skip_special_tokens: bool = True
+    ) -> list[str]:
         texts = self._decode_raw(ids, target, skip_special_tokens)
         return [clean_up_tokenization(t) for t in texts] if self._cleanup else texts
 

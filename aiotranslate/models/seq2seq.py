@@ -1,0 +1,167 @@
+"""Encoder-decoder Transformers (Marian/OPUS-MT, BART, mBART, M2M100, NLLB): `EncoderDecoderModel`
+and its per-sequence `EncoderDecoderState`, implementing the `base.DecoderModel` / `DecoderState`
+contract for the decoder side.
+
+    state = model.encode(src_ids (B, S), src_lengths (B,))   # encoder once; cross K/V per layer
+    logits = model.decode(state, ids (B, T), lengths)         # append tokens, self-attention KV cache
+    state.select(rows)                                        # beams / finished rows: memory follows
+
+The encoder runs once per batch; each decoder layer projects its keys and values of the encoder
+memory once (`CrossAttention.project`) and the state keeps them, with the source lengths, next to
+the self-attention caches. `select` gathers all of it, so rows expanded B -> B * beam carry their
+own source. Decoder layers are post-norm (Marian, BART) or pre-norm (mBART, M2M100):
+
+    post: h = n1(h + self(h)); h = n2(h + cross(h, mem)); h = n3(h + ffn(h))
+    pre:  h = h + self(n1(h)); h = h + cross(n2(h), mem); h = h + ffn(n3(h)); final norm
+
+and logits = final_norm?(h) @ E_out^T + final_logits_bias (the bias is the output Linear's bias).
+What it is not: weight names and config keys (`bart.py`), search (`decoding/`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..convert import GenerationConfig, HFConfig
+from ..layers import CrossAttention, FeedForward, KVCache, LayerNorm, Linear, SelfAttention, TokenBatch
+from .decoder_only import DecoderOnlyState
+from .encoder import Embeddings, TransformerEncoder, check_padded
+
+
+class DecoderLayer:
+    """Causal self-attention over the KV cache, cross-attention over the encoder memory, feed-forward."""
+
+    def __init__(
+        self,
+        self_attention: SelfAttention,
+        norm1: LayerNorm,
+        cross_attention: CrossAttention,
+        norm2: LayerNorm,
+        ffn: FeedForward,
+        norm3: LayerNorm,
+        *,
+        pre_norm: bool,
+    ):
+        if not self_attention.causal:
+            raise ValueError("a decoder layer needs causal self-attention")
+        self.self_attention, self.cross_attention, self.ffn = self_attention, cross_attention, ffn
+        self.norm1, self.norm2, self.norm3 = norm1, norm2, norm3
+        self.pre_norm = pre_norm
+
+    def __call__(self, h, batch: TokenBatch, cache: KVCache, memory, memory_lengths, n_threads: int) -> np.ndarray:
+        """h (B*T, C) -> (B*T, C); memory: this layer's projected (keys, values), (B, H, S, D) each."""
+        if self.pre_norm:
+            x = self.norm1(h, n_threads=n_threads)
+            h = self.self_attention(x, batch, cache, residual=h, n_threads=n_threads)
+            x = self.norm2(h, n_threads=n_threads)
+            h = self.cross_attention(x, memory, memory_lengths, residual=h, n_threads=n_threads)
+            return self.ffn(self.norm3(h, n_threads=n_threads), residual=h, n_threads=n_threads)
+        h = self.norm1(self.self_attention(h, batch, cache, residual=h, n_threads=n_threads), n_threads=n_threads)
+        h = self.cross_attention(h, memory, memory_lengths, residual=h, n_threads=n_threads)
+        h = self.norm2(h, n_threads=n_threads)
+        return self.norm3(self.ffn(h, residual=h, n_threads=n_threads), n_threads=n_threads)
+
+
+class EncoderDecoderState(DecoderOnlyState):
+    """A decoder-only state (self-attention caches, per-row lengths, last hidden vectors) plus each
+    row's encoder memory: per decoder layer its cross-attention keys and values, and the source length."""
+
+    def __init__(self, caches, memory: list[tuple[np.ndarray, np.ndarray]], memory_lengths, hidden_size, n_threads):
+        super().__init__(caches, len(memory_lengths), hidden_size, n_threads)
+        self.memory = memory  # per layer (keys, values), each (B, H, S, D)
+        self.memory_lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)  # (B,)
+
+    def select(self, rows) -> None:
+        super().select(rows)  # checks rows
+        rows = np.asarray(rows)
+        self.memory = [(k[rows], v[rows]) for k, v in self.memory]
+        self.memory_lengths = self.memory_lengths[rows]
+
+
+class EncoderDecoderModel:
+    def __init__(
+        self,
+        *,
+        encoder: TransformerEncoder,
+        decoder_embeddings: Embeddings,
+        decoder_layers: list[DecoderLayer],
+        decoder_final_norm: LayerNorm | None,
+        lm_head: Linear,
+        decoder_start_token_id: int,
+        forced_bos_token_id: int | None = None,
+        config: HFConfig | None = None,
+        generation_config: GenerationConfig | None = None,
+    ):
+        self.encoder = encoder
+        self.decoder_embeddings, self.decoder_layers = decoder_embeddings, decoder_layers
+        self.decoder_final_norm, self.lm_head = decoder_final_norm, lm_head
+        self.decoder_start_token_id = decoder_start_token_id  # the first decoder input (Marian: pad)
+        self.forced_bos_token_id = forced_bos_token_id  # forced first output (a target language code)
+        self.config = config
+        self.generation_config = generation_config or GenerationConfig()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.lm_head.out_features
+
+    @property
+    def max_source_positions(self) -> int | None:
+        return self.encoder.embeddings.max_positions
+
+    @property
+    def max_target_positions(self) -> int | None:
+        return self.decoder_embeddings.max_positions
+
+    def encoder_output(self, src_ids, src_lengths=None, *, n_threads: int = 1) -> np.ndarray:
+        """The encoder's last hidden states (B, S, C) of right-padded src_ids (B, S), zero past each length."""
+        return self.encoder(src_ids, src_lengths, n_threads=n_threads)
+
+    def encode(self, src_ids, src_lengths=None, *, n_threads: int = 1, capacity: int = 0) -> EncoderDecoderState:
+        """Run the encoder and start a decoder state of B empty target rows over it; capacity
+        preallocates that many self-attention cache slots per row."""
+        if n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        _, src_lengths = check_padded(src_ids, src_lengths, "src_ids")
+        memory = self.encoder(src_ids, src_lengths, n_threads=n_threads)  # (B, S, C)
+        bsz, s, c = memory.shape
+        flat = memory.reshape(bsz * s, c)
+        projected = [layer.cross_attention.project(flat, bsz, n_threads=n_threads) for layer in self.decoder_layers]
+        caches = [layer.self_attention.new_cache(bsz, capacity) for layer in self.decoder_layers]
+        return EncoderDecoderState(caches, projected, src_lengths, c, n_threads)
+
+    def decode(self, state: EncoderDecoderState, ids, lengths=None, *, all_logits: bool = False) -> np.ndarray:
+        """Append lengths[b] tokens of ids (B, T) to row b; logits (B, V), or (B, T, V) with all_logits.
+        A row given 0 tokens is unchanged and gets its previous logits. A refused call changes nothing."""
+        ids, counts = check_padded(ids, lengths, "ids")
+        bsz, t = ids.shape
+        if bsz != state.batch_size or t == 0:
+            raise ValueError(f"ids {ids.shape} must have the state's {state.batch_size} rows and T >= 1")
+        valid = np.arange(t)[None, :] < counts[:, None]  # (B, T)
+        vocab = self.decoder_embeddings.tokens.vocab_size
+        if np.any(valid & ((ids < 0) | (ids >= vocab))):
+            raise ValueError(f"token ids must lie in [0, {vocab})")
+        batch = TokenBatch(state._lengths, counts, t)
+        limit = self.max_target_positions
+        positions = batch.positions
+        if limit is not None:
+            if bsz and int(batch.key_lengths.max()) > limit:
+                raise ValueError(f"a row would reach {int(batch.key_lengths.max())} tokens, past the {limit} positions")
+            # Only the unused slot of a row given no token can sit at `limit` (its current length).
+            positions = np.minimum(positions, limit - 1)
+        n_threads = state.n_threads
+        state.reserve(int(batch.offsets.max(initial=0)) + t)
+
+        h = self.decoder_embeddings(np.where(valid, ids, 0).reshape(-1), positions, n_threads=n_threads)  # (B*T, C)
+        for layer, cache, memory in zip(self.decoder_layers, state.caches, state.memory):
+            h = layer(h, batch, cache, memory, state.memory_lengths, n_threads)
+
+        x = h if all_logits else h[batch.last_slots]  # (B*T, C) or (B, C)
+        if self.decoder_final_norm is not None:
+            x = self.decoder_final_norm(x, n_threads=n_threads)
+        last = x[batch.last_slots] if all_logits else x
+        appended = counts > 0
+        state.last_hidden[appended] = last[appended]
+        state._lengths = batch.key_lengths
+        if all_logits:
+            return self.lm_head(x, n_threads=n_threads).reshape(bsz, t, -1)
+        return self.lm_head(state.last_hidden, n_threads=n_threads)
