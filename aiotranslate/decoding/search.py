@@ -47,7 +47,11 @@ def supports_attention(model: DecoderModel) -> bool:
 
 @dataclass
 class DecodingResult:
-    """The hypotheses of one example in token ids, best first (`return_alternatives`: in order)."""
+    """The hypotheses of one example in token ids, best first (`return_alternatives`: in order).
+
+    attention: float32 (T, S) per hypothesis, S the batch's padded source width (zeros beyond this
+    example's source, which the API layer trims); logits: float32 (steps, V) per hypothesis.
+    """
 
     hypotheses: list[list[int]]
     scores: list[float] = field(default_factory=list)

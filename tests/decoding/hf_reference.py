@@ -68,6 +68,7 @@ def tiny_seq2seq(kind: str, seed: int = 0, scale: float = 2.0):
                                                         forced_bos_token_id=None))
     else:
         raise ValueError(kind)
+    model.set_attn_implementation("eager")  # the one that returns attention weights
     return _randomize(model, seed, scale)
 
 
