@@ -41,7 +41,7 @@ class EncoderModel:
     def max_positions(self) -> int | None:
         return self.encoder.embeddings.max_positions
 
-    def forward(self, ids, lengths=None, token_type_ids=None, *, n_threads: int = 1):
+    def forward(self, ids, lengths=None, token_type_ids=None, n_threads: int = 1):
         """ids int (B, S) right-padded, lengths (B,) (None: all S), token_type_ids (B, S) or None
         (all 0) -> last hidden states (B, S, C), zero past each length, and the pooled (B, C) or None."""
         hidden = self.encoder(ids, lengths, token_type_ids, n_threads=n_threads)

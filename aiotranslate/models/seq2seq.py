@@ -112,11 +112,11 @@ class EncoderDecoderModel:
     def max_target_positions(self) -> int | None:
         return self.decoder_embeddings.max_positions
 
-    def encoder_output(self, src_ids, src_lengths=None, *, n_threads: int = 1) -> np.ndarray:
+    def encoder_output(self, src_ids, src_lengths=None, n_threads: int = 1) -> np.ndarray:
         """The encoder's last hidden states (B, S, C) of right-padded src_ids (B, S), zero past each length."""
         return self.encoder(src_ids, src_lengths, n_threads=n_threads)
 
-    def encode(self, src_ids, src_lengths=None, *, n_threads: int = 1, capacity: int = 0) -> EncoderDecoderState:
+    def encode(self, src_ids, src_lengths=None, n_threads: int = 1, *, capacity: int = 0) -> EncoderDecoderState:
         """Run the encoder and start a decoder state of B empty target rows over it; capacity
         preallocates that many self-attention cache slots per row."""
         if n_threads < 1:

@@ -176,3 +176,27 @@ def test_positions_past_the_limit_are_refused(pair):
     model.decode(state, np.full((1, MAX_POSITIONS), 5, dtype=np.int32))
     with pytest.raises(ValueError, match="position"):
         model.decode(state, np.full((1, 1), 5, dtype=np.int32))
+
+
+def test_thread_count_does_not_change_results(pair):
+    _, model, hf = pair
+    rng = np.random.default_rng(6)
+    _, src, src_lengths = _sources(hf, rng, [9, 4, 12])
+    targets = np.stack(_targets(model, hf, rng, [5, 5, 5]))
+    runs = []
+    for n_threads in (1, 2):
+        state = model.encode(src, src_lengths, n_threads)
+        runs.append(model.decode(state, targets, all_logits=True))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_bad_decode_arguments_leave_the_state_unchanged(pair):
+    _, model, hf = pair
+    state = model.encode(np.full((2, 3), 5, dtype=np.int32), np.array([3, 2]))
+    with pytest.raises(ValueError, match="rows"):
+        model.decode(state, np.full((3, 1), 5, dtype=np.int32))
+    with pytest.raises(ValueError, match="token ids"):
+        model.decode(state, np.array([[5], [model.vocab_size]], dtype=np.int32))
+    with pytest.raises(ValueError, match="lengths"):
+        model.decode(state, np.full((2, 2), 5, dtype=np.int32), np.array([1, 3]))
+    assert state.lengths.tolist() == [0, 0]
