@@ -45,16 +45,16 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, n_threads=
     if aligned and not windowed:
         n = int(key_lengths.max(initial=0)) if offsets is None else int(offsets.max(initial=0)) + t
         if n:
-            ctx = _attend_block(
+            _attend_block(
                 q.reshape(b * h_kv, r * t, d),
                 k[:, :, :n].reshape(b * h_kv, n, d),
                 v[:, :, :n].reshape(b * h_kv, n, d),
                 scale=scale,
                 lengths=key_lengths,
                 causal_q=0 if offsets is None else t,
+                out=out.reshape(b * h_kv, r * t, d),
                 n_threads=n_threads,
             )
-            out.reshape(b * h_kv, r * t, d)[...] = ctx
     else:
         for i in range(b):  # causal, rows at different offsets or windowed: one row at a time
             start, n = int(offsets[i]), int(key_lengths[i])
@@ -79,11 +79,11 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, n_threads=
     return out.transpose(0, 3, 1, 2, 4).reshape(b * t, h_kv * r * d)  # (B, T, H_kv, r, D) -> (B*T, H*D)
 
 
-def _attend_block(q, k, v, *, scale, lengths=None, causal_q=0, mask=None, n_threads=1) -> np.ndarray:
+def _attend_block(q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, n_threads=1) -> np.ndarray:
     """q (G, M, D), k and v (G, N, D) -> (G, M, D)."""
     scores = ops.batched_matmul(q, k, trans_b=True, n_threads=n_threads)  # (G, M, N)
     probs = ops.softmax(scores, scale=scale, lengths=lengths, causal_q=causal_q, mask=mask, n_threads=n_threads)
-    return ops.batched_matmul(probs, v, n_threads=n_threads)
+    return ops.batched_matmul(probs, v, out=out, n_threads=n_threads)
 
 
 class SelfAttention:

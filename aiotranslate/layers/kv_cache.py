@@ -29,10 +29,12 @@ class TokenBatch:
         if self.counts.size and (self.counts.min() < 0 or self.counts.max() > self.width):
             raise ValueError(f"counts must lie in [0, {self.width}], got {self.counts.tolist()}")
         self.key_lengths = self.offsets + self.counts  # (B,) tokens held after this call
-        # Slot t of row b is at position offsets[b] + t; padded slots repeat the last valid position.
-        last = np.maximum(self.counts - 1, 0)[:, None]
-        slots = np.minimum(np.arange(self.width, dtype=np.int32)[None, :], last)
-        self.positions = (self.offsets[:, None] + slots).reshape(-1).astype(np.int32)  # (B*T,)
+        # Slot t of row b is at position offsets[b] + t. Padded slots repeat the row's last position
+        # (of this call, or of the tokens it holds when it appends none), which a full row of a
+        # learned position table still has.
+        last = np.maximum(self.key_lengths - 1, 0)[:, None]
+        slots = self.offsets[:, None] + np.arange(self.width, dtype=np.int32)[None, :]
+        self.positions = np.minimum(slots, last).reshape(-1).astype(np.int32)  # (B*T,)
 
     @classmethod
     def fresh(cls, lengths: np.ndarray, width: int) -> TokenBatch:

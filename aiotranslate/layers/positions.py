@@ -52,10 +52,6 @@ class Rotary:
         self._tables = self._build(self.inv_freq, self.attention_scaling, max_positions)
         self._dynamic: tuple[int, np.ndarray, np.ndarray] | None = None  # (length, cos, sin), last used
 
-    @property
-    def rotated_dim(self) -> int:
-        return 2 * len(self.inv_freq)
-
     def __call__(self, x: np.ndarray, batch: TokenBatch, *, n_threads: int = 1) -> np.ndarray:
         """Rotate x (B*T, H, D), C-contiguous, in place by the position of each token."""
         cos, sin = self._tables_for(int(batch.positions.max(initial=0)) + 1)

@@ -32,7 +32,7 @@ def randomize(model: torch.nn.Module, seed: int = 0, std: float = 0.3) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=gen)
-            is_norm = "norm" in name or ".ln_" in name or name.startswith("ln_") or ".ln_f" in name
+            is_norm = "norm" in name or ".ln_" in name
             if is_norm and name.endswith("weight"):
                 p.copy_(1.0 + 0.2 * noise)
             else:

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 from hf_fixtures import VOCAB, tiny_gpt2
-from parity import check_full_forward, check_incremental, check_ragged, check_select
+from parity import (
+    assert_close,
+    check_full_forward,
+    check_incremental,
+    check_ragged,
+    check_select,
+    hf_logits,
+    right_padded,
+)
 
 from aiotranslate.models import DecoderOnlyModel, load_model
 
@@ -58,6 +66,18 @@ def test_inputs_up_to_the_position_limit_then_refused(gpt2):
     with pytest.raises(ValueError, match="past the model's 32"):
         model.decode(state, np.array([[1]]))
     assert state.lengths.tolist() == [N_POSITIONS]  # a refused call changes nothing
+
+
+def test_full_row_waits_while_another_decodes(gpt2):
+    """A row at the position limit, given no token, must not break the rows still decoding."""
+    model, hf = gpt2
+    full, short = ids_of(N_POSITIONS, seed=6), ids_of(N_POSITIONS - 2, seed=7)
+    state = model.new_state(2)
+    model.decode(state, *right_padded([full, short[:-2]]))
+    logits = model.decode(state, np.array([[0, 0], short[-2:]]), np.array([0, 2]))
+    assert state.lengths.tolist() == [N_POSITIONS, N_POSITIONS - 2]
+    assert_close(logits[0], hf_logits(hf, full)[-1])
+    assert_close(logits[1], hf_logits(hf, short)[-1])
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
+import transformers
 from hf_fixtures import VOCAB, save, tiny_llama
 from parity import check_full_forward
 from safetensors.numpy import load_file, save_file
@@ -58,11 +59,12 @@ def test_float32_weights_are_read_only_views_of_the_file(llama_dir):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_checkpoints_load_as_float32(tmp_path, dtype):
-    hf = tiny_llama(tmp_path / "f32")
-    save(hf.to(dtype), tmp_path / "half")
+    save(tiny_llama(tmp_path / "f32").to(dtype), tmp_path / "half")
     model = load_model(tmp_path / "half")
     assert model.lm_head.weight.dtype == np.float32
-    check_full_forward(model, hf.float(), IDS)  # the reference holds the same rounded weights
+    # The reference: the same rounded weights, upcast by transformers, computing in float32.
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "half", dtype=torch.float32).eval()
+    check_full_forward(model, hf, IDS)
 
 
 def test_bfloat16_tensor_is_upcast_exactly(tmp_path):
