@@ -1,6 +1,8 @@
 """Llama-family parity with transformers: Llama, Mistral, Qwen2, Qwen3; GQA ratios 1, 3 and full MQA;
 biases, tied and untied heads, Qwen3 q/k norms, sliding windows and the rope scaling variants."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import transformers
@@ -127,3 +129,19 @@ def test_rope_frequencies_match_transformers(rope, seq_len):
     inv, scaling = rope_frequencies(params, 128, 64, seq_len)
     np.testing.assert_allclose(inv, hf_inv.numpy(), rtol=2e-6)
     assert scaling == pytest.approx(hf_scaling, rel=1e-12)
+
+
+def test_states_in_threads_share_the_weights(variant):
+    """Each worker thread owns its state; the model's read-only weights serve them all at once."""
+    model, _ = variant
+    prompts = [ids_of(9, seed=50 + i) for i in range(4)]
+
+    def run(ids):
+        state = model.new_state(1, n_threads=2)
+        return model.decode(state, np.array([ids]), all_logits=True)
+
+    alone = [run(ids) for ids in prompts]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, prompts))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
