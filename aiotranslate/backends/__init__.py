@@ -1,0 +1,27 @@
+"""Device backends: `cuda` holds the CuPy versions of `aiotranslate.ops` (numpy arrays use the ops as
+they are). The backend of an op is taken from its input array, so nothing here picks a device.
+
+This module never imports cupy: `is_cuda_array` looks at the array's type, and `get_array_module`
+imports cupy only for an array that already is a cupy array (so cupy is installed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def is_cuda_array(x) -> bool:
+    """True for a `cupy.ndarray` (or a subclass of it), without importing cupy."""
+    return any(
+        cls.__name__ == "ndarray" and cls.__module__.partition(".")[0] == "cupy"
+        for cls in type(x).__mro__
+    )
+
+
+def get_array_module(x):
+    """The array namespace of x: `cupy` for a cupy array, else `numpy`."""
+    if is_cuda_array(x):
+        import cupy
+
+        return cupy
+    return np
