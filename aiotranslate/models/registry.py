@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 
 from ..convert import HFConfig
+from ..convert.bergamot import is_bergamot_dir, resolve_model_path
 from ..errors import ModelLoadError
 
 LOADERS: dict[str, str] = {
@@ -37,7 +38,9 @@ def supported_model_types() -> list[str]:
 
 def load_model(path: str | Path):
     """The model stored in directory `path` (config.json + safetensors weights), ready to decode."""
-    directory = Path(path)
+    directory = resolve_model_path(path)  # also a bundled name: "en-pt", "pt-en"
+    if is_bergamot_dir(directory):  # Marian C++ binary model (model.*.bin), no config.json
+        return importlib.import_module(".bergamot", __package__).load(directory)
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a directory (a model is a directory with config.json)")
     config = HFConfig.read(directory)

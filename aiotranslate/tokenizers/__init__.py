@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..convert.bergamot import BergamotFiles, is_bergamot_dir
 from ..errors import ModelLoadError
 from .base import Detokenizer, Tokenizer
 from .hf import HFTokenizer
@@ -24,6 +25,9 @@ _MARIAN_FILES = ("source.spm", "target.spm", "vocab.json")
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     """The tokenizer shipped in `model_dir`; ModelLoadError if it ships none we can read."""
     model_dir = Path(model_dir)
+    if is_bergamot_dir(model_dir):  # its tokenizer.json, if any, is a lossy copy of the .spm
+        files = BergamotFiles.find(model_dir)
+        return MarianTokenizer(model_dir, spm_vocabs=(files.source_vocab, files.target_vocab))
     if (model_dir / "tokenizer.json").is_file():
         return HFTokenizer(model_dir)
     if all((model_dir / f).is_file() for f in _MARIAN_FILES):

@@ -27,12 +27,15 @@ _SPIECE_UNDERLINE = "\u2581"
 class _Side:
     """One language side: its SentencePiece model and its piece <-> id maps."""
 
-    def __init__(self, spm_path: Path, vocab_path: Path):
+    def __init__(self, spm_path: Path, vocab_path: Path | None):
         try:
             self.spm = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
         except (OSError, RuntimeError) as e:
             raise ModelLoadError(f"{spm_path}: cannot load SentencePiece model ({e})") from e
-        vocab = read_json(vocab_path)
+        if vocab_path is None:  # Marian C++ `.spm` vocabularies (Bergamot): the piece ids are the model's
+            vocab = {self.spm.id_to_piece(i): i for i in range(self.spm.get_piece_size())}
+        else:
+            vocab = read_json(vocab_path)
         if not all(isinstance(i, int) for i in vocab.values()):
             raise ModelLoadError(f"{vocab_path}: expected a JSON object of piece -> integer id")
         self.piece_to_id: dict[str, int] = vocab
@@ -40,15 +43,20 @@ class _Side:
 
 
 class MarianTokenizer:
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, *, spm_vocabs: tuple[Path, Path] | None = None):
+        """spm_vocabs: (source, target) SentencePiece models used as their own vocabularies, as
+        Marian C++ (Bergamot) directories ship them; None reads source.spm, target.spm, vocab.json."""
         model_dir = Path(model_dir)
         config_path = model_dir / "tokenizer_config.json"
         config = read_json(config_path) if config_path.is_file() else {}
-        source = _Side(model_dir / "source.spm", model_dir / "vocab.json")
-        if config.get("separate_vocabs", False):
-            target = _Side(model_dir / "target.spm", model_dir / "target_vocab.json")
+        if spm_vocabs is not None:
+            source, target = (_Side(path, None) for path in spm_vocabs)
         else:
-            target = _Side(model_dir / "target.spm", model_dir / "vocab.json")
+            source = _Side(model_dir / "source.spm", model_dir / "vocab.json")
+            if config.get("separate_vocabs", False):
+                target = _Side(model_dir / "target.spm", model_dir / "target_vocab.json")
+            else:
+                target = _Side(model_dir / "target.spm", model_dir / "vocab.json")
         self._sides = (source, target)
 
         names = special_token_names(model_dir)
