@@ -207,8 +207,9 @@ def finish(row: Row, path: Path, limits: Limits) -> Hypothesis:
         tokens.pop()
         attention = attention[: len(tokens)]
     if options.return_prefix:
-        tokens = row.prefix + tokens
-        attention = row.prefix_attention + attention
+        # A prefix longer than max_length is cut there (CTranslate2 forces it until the last step).
+        tokens = row.prefix[: options.max_length] + tokens
+        attention = row.prefix_attention[: options.max_length] + attention
     score = normalized_score(path.log_prob, len(path.tokens), options)
     if options.coverage_penalty:
         score += coverage_penalty(attention, options.coverage_penalty)

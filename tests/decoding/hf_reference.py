@@ -103,6 +103,8 @@ class HFAdapter:
         self.model = model
         self.vocab_size = model.config.vocab_size
         self.calls = []  # batch size of every decode call: tests check that finished rows leave
+        if not model.config.is_encoder_decoder:
+            self.decode_with_attention = None  # no source, no attention: the optional hook is absent
 
     def start(self, sources=None) -> HistoryState:
         """Empty state for len(sources) rows; runs the encoder for encoder-decoders."""
