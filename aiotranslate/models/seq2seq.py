@@ -142,16 +142,14 @@ class EncoderDecoderModel:
             raise ValueError(f"token ids must lie in [0, {vocab})")
         batch = TokenBatch(state._lengths, counts, t)
         limit = self.max_target_positions
-        positions = batch.positions
-        if limit is not None:
-            if bsz and int(batch.key_lengths.max()) > limit:
-                raise ValueError(f"a row would reach {int(batch.key_lengths.max())} tokens, past the {limit} positions")
-            # Only the unused slot of a row given no token can sit at `limit` (its current length).
-            positions = np.minimum(positions, limit - 1)
+        if limit is not None and bsz and int(batch.key_lengths.max()) > limit:
+            raise ValueError(f"a row would reach {int(batch.key_lengths.max())} tokens, past the {limit} positions")
         n_threads = state.n_threads
         state.reserve(int(batch.offsets.max(initial=0)) + t)
 
-        h = self.decoder_embeddings(np.where(valid, ids, 0).reshape(-1), positions, n_threads=n_threads)  # (B*T, C)
+        h = self.decoder_embeddings(
+            np.where(valid, ids, 0).reshape(-1), batch.positions, n_threads=n_threads
+        )  # (B*T, C)
         for layer, cache, memory in zip(self.decoder_layers, state.caches, state.memory):
             h = layer(h, batch, cache, memory, state.memory_lengths, n_threads)
 

@@ -172,10 +172,13 @@ def test_positions_past_the_limit_are_refused(pair):
     _, model, hf = pair
     with pytest.raises(ValueError, match="position"):
         model.encode(np.full((1, MAX_POSITIONS + 1), 5, dtype=np.int32), np.array([MAX_POSITIONS + 1]))
-    state = model.encode(np.full((1, 3), 5, dtype=np.int32), np.array([3]))
-    model.decode(state, np.full((1, MAX_POSITIONS), 5, dtype=np.int32))
+    state = model.encode(np.full((2, 3), 5, dtype=np.int32), np.array([3, 2]))
+    model.decode(state, np.full((2, MAX_POSITIONS), 5, dtype=np.int32), np.array([MAX_POSITIONS, 4]))
+    # A full row may wait (0 tokens) while another one goes on.
+    model.decode(state, np.full((2, 1), 5, dtype=np.int32), np.array([0, 1]))
     with pytest.raises(ValueError, match="position"):
-        model.decode(state, np.full((1, 1), 5, dtype=np.int32))
+        model.decode(state, np.full((2, 1), 5, dtype=np.int32))
+    assert state.lengths.tolist() == [MAX_POSITIONS, 5]
 
 
 def test_thread_count_does_not_change_results(pair):
