@@ -94,11 +94,12 @@ version: v1.9.56 test
 """
 
 
-def tiny_model_dir(directory: Path, seed: int = 0) -> Path:
-    """A random tiny Bergamot model (sizes in TINY) with a shortlist and a placeholder vocabulary."""
+def tiny_model_dir(directory: Path, seed: int = 0, edit_yml=lambda yml: yml) -> Path:
+    """A random tiny Bergamot model (sizes in TINY) with a shortlist and a placeholder vocabulary;
+    `edit_yml` rewrites its model.yml text."""
     rng = np.random.default_rng(seed)
     d, f, v = TINY["dim"], TINY["ffn"], TINY["vocab"]
-    items = [item_config(TINY_YML.format(**TINY)), item_intgemm("Wemb", rng.normal(0, 0.5, (v, d)))]
+    items = [item_config(edit_yml(TINY_YML.format(**TINY))), item_intgemm("Wemb", rng.normal(0, 0.5, (v, d)))]
     items.append(item_float("decoder_ff_logit_out_b", rng.normal(0, 0.1, (1, v))))
 
     def dense(prefix: str, n_in: int, n_out: int, bias: bool = True) -> None:

