@@ -51,6 +51,7 @@ class GenerationStepResult:
     token: str | None = None
     log_prob: float | None = None
     is_last: bool = False
+    text: str | None = None  # streams: the text this token completes ("" while it completes none)
 
 
 @dataclass

@@ -35,7 +35,19 @@ from .. import ops
 from .options import DecodingOptions
 from .processors import LogitsProcessors
 from .sampling import make_sampler
-from .search import Hypothesis, Limits, Path, Row, Started, StepHook, decode_step, finish, normalized_score, report
+from .search import (
+    Hypothesis,
+    Limits,
+    Path,
+    Row,
+    Started,
+    StepHook,
+    decode_step,
+    finish,
+    normalized_score,
+    report,
+    split_started,
+)
 
 
 class _Beams:
@@ -61,19 +73,12 @@ def beam_search(
     sampler = make_sampler(options)
     k = options.beam_size
     num_candidates = max(2, 1 + len(options.end_ids)) * k
-    exact = options.length_penalty == 0 and options.coverage_penalty == 0
-    reference = num_hypotheses if exact else max(k, num_hypotheses)
+    is_done = _FinishingRule(options, num_hypotheses)
 
     groups = [_Beams(row, path) for row, path in zip(start.rows, start.paths)]
-    live = []
-    for g, group in enumerate(groups):
-        if start.done[g] or limits.is_complete(group.row, group.paths[0]):
-            group.finished.append(finish(group.row, group.paths[0], limits))
-        else:
-            live.append(g)
-    logits, attention = start.logits[live], None if start.attention is None else start.attention[live]
-    if len(live) < len(groups):
-        state.select(np.array(live, dtype=np.int32))
+    live, logits, attention, finished = split_started(state, start, limits)
+    for g, hypothesis in finished.items():
+        groups[g].finished.append(hypothesis)
     cumulative = np.array([groups[g].paths[0].log_prob for g in live], dtype=np.float32)
     width = 1
 
@@ -118,7 +123,7 @@ def beam_search(
                     running.append((beam, child))
                 if best is None:
                     best = child, float(log_probs[beam, token])
-            done = last_step or not running or _is_done(group, running, length, options, reference)
+            done = last_step or not running or is_done(group, running, length)
             if best is not None:
                 step_log_prob = best[1] if options.return_scores else None
                 if report(on_step, group.row, best[0], limits, step_log_prob, done) and not done:
@@ -146,14 +151,21 @@ def beam_search(
     return [group.finished for group in groups]
 
 
-def _is_done(group: _Beams, running, length: int, options: DecodingOptions, reference: int) -> bool:
-    """The finishing rule of the module docstring, after a step that made beams of `length` tokens."""
-    finished = len(group.finished)
-    penalized = options.length_penalty != 0 or options.coverage_penalty != 0
-    if penalized and finished >= options.max_candidates:
-        return True
-    if finished < reference:
-        return False
-    best_beam = normalized_score(max(child.log_prob for _, child in running), length, options)
-    kth_best = sorted((h.score for h in group.finished), reverse=True)[reference - 1]
-    return best_beam <= kth_best
+class _FinishingRule:
+    """The finishing rule of the module docstring, checked after a step that made beams of `length` tokens."""
+
+    def __init__(self, options: DecodingOptions, num_hypotheses: int) -> None:
+        self.options = options
+        self.penalized = options.length_penalty != 0 or options.coverage_penalty != 0
+        # How many of the best finished hypotheses no beam should be able to beat any more.
+        self.reference = max(options.beam_size, num_hypotheses) if self.penalized else num_hypotheses
+
+    def __call__(self, group: _Beams, running: list[tuple[int, Path]], length: int) -> bool:
+        finished = len(group.finished)
+        if self.penalized and finished >= self.options.max_candidates:
+            return True
+        if finished < self.reference:
+            return False
+        best_beam = normalized_score(max(child.log_prob for _, child in running), length, self.options)
+        reference_score = sorted((h.score for h in group.finished), reverse=True)[self.reference - 1]
+        return best_beam <= reference_score

@@ -15,7 +15,7 @@ from .. import ops
 from .options import DecodingOptions
 from .processors import LogitsProcessors
 from .sampling import make_sampler
-from .search import Hypothesis, Limits, Started, StepHook, decode_step, finish, report
+from .search import Hypothesis, Limits, Started, StepHook, decode_step, finish, report, split_started
 
 
 def greedy_search(
@@ -28,19 +28,8 @@ def greedy_search(
     # Log-probs cost a pass over (R, V): only when scores are returned or rank sampled hypotheses.
     with_log_probs = options.return_scores or options.num_hypotheses > 1
     rows, paths = start.rows, list(start.paths)
-    results: list[Hypothesis | None] = [None] * len(rows)
-
-    live = []
-    for r, (row, path) in enumerate(zip(rows, paths)):
-        if start.done[r] or limits.is_complete(row, path):
-            results[r] = finish(row, path, limits)
-        else:
-            live.append(r)
-    logits, attention = start.logits, start.attention
-    if len(live) < len(rows):
-        _keep(state, np.array(live))
-        logits = logits[live]
-        attention = None if attention is None else attention[live]
+    live, logits, attention, finished = split_started(state, start, limits)
+    results: list[Hypothesis | None] = [finished.get(r) for r in range(len(rows))]
 
     while live:
         live_rows = [rows[r] for r in live]
@@ -71,11 +60,8 @@ def greedy_search(
         if not next_live:
             break
         if len(next_live) < len(live):
-            _keep(state, np.flatnonzero(np.isin(live, next_live)))
+            state.select(np.flatnonzero(np.isin(live, next_live)).astype(np.int32))
         live = next_live
         logits, attention = decode_step(model, state, next_tokens, options)
     return results
 
-
-def _keep(state, rows: np.ndarray) -> None:
-    state.select(rows.astype(np.int32))

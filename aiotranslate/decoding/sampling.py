@@ -30,10 +30,10 @@ def row_generators(seed: int | None, keys: Sequence[tuple[int, int]]) -> list[np
     return [np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=key)) for key in keys]
 
 
-def nucleus_mask(sorted_logits: np.ndarray, topp: float) -> np.ndarray:
+def nucleus_mask(sorted_logits: np.ndarray, topp: float, n_threads: int = 1) -> np.ndarray:
     """bool mask of the nucleus of each row of logits sorted in descending order: a token stays
     while the probability mass strictly before it is below `topp` (the best token always stays)."""
-    probs = ops.softmax(sorted_logits.astype(np.float64))
+    probs = ops.softmax(sorted_logits.astype(np.float64), n_threads=n_threads)
     mass_before = np.cumsum(probs, axis=-1) - probs
     return mass_before < topp
 
@@ -64,7 +64,7 @@ class RandomSampler:
             if restrict:
                 z[:, self.topk :] = -np.inf  # padding when k > topk: never drawn over a real candidate
             if self.topp < 1:
-                z[~nucleus_mask(z, self.topp)] = -np.inf
+                z[~nucleus_mask(z, self.topp, n_threads)] = -np.inf
         else:
             z, columns = scores / self.temperature, None
         noise = np.stack([rng.gumbel(size=z.shape[1]) for rng in rngs]) if r else np.zeros(z.shape)

@@ -185,6 +185,23 @@ def prefill(
     return Started(rows, [Path()] * n, logits, attention, [False] * n)
 
 
+def split_started(state: DecoderState, start: Started, limits: Limits):
+    """Finish the rows of `start` that need no decoding and drop them from the state.
+
+    Returns (live row indices, their logits, their attention or None, {row: hypothesis} of the others).
+    """
+    live, finished = [], {}
+    for r, (row, path) in enumerate(zip(start.rows, start.paths)):
+        if start.done[r] or limits.is_complete(row, path):
+            finished[r] = finish(row, path, limits)
+        else:
+            live.append(r)
+    if finished:
+        state.select(np.array(live, dtype=np.int32))
+    attention = None if start.attention is None else start.attention[live]
+    return live, start.logits[live], attention, finished
+
+
 def coverage_penalty(attention: Sequence[np.ndarray], beta: float) -> float:
     """GNMT's coverage penalty: beta * sum_j log(min(sum_i a_ij, 1)) over attended source tokens."""
     if not attention:

@@ -120,14 +120,16 @@ def test_coverage_penalty_adds_gnmt_term(model, beam_size):
         assert result.scores[0] == pytest.approx(raw / len(hypothesis) ** lp + penalty, abs=1e-4)
 
 
-def test_alternatives_expand_the_best_first_tokens_then_continue(model):
-    """After the prefix, the 3 most likely tokens (no end token) each start a greedy continuation."""
+@pytest.mark.parametrize("beam_size", [1, 2])
+def test_alternatives_expand_the_best_first_tokens_then_continue(model, beam_size):
+    """After the prefix, the 3 most likely tokens (no end token) each start their own search."""
     adapter = HFAdapter(model)
     prefix = PREFIXES[0]
     tokens = [_start(model)] + prefix
     end_ids = _end_ids(model)
     options = DecodingOptions(return_alternatives=True, num_hypotheses=3, max_length=len(prefix) + 6,
-                              end_ids=end_ids, return_end_token=True, return_scores=True, length_penalty=0)
+                              beam_size=beam_size, end_ids=end_ids, return_end_token=True, return_scores=True,
+                              length_penalty=0)
     result = decode(adapter, adapter.start(SOURCES[:1]), [tokens], options)[0]
 
     with torch.no_grad():
@@ -137,12 +139,16 @@ def test_alternatives_expand_the_best_first_tokens_then_continue(model):
     first = torch.topk(log_probs, 3).indices.tolist()
     assert [h[len(prefix)] for h in result.hypotheses] == first
     for alternative, hypothesis, score in zip(first, result.hypotheses, result.scores):
-        continuation, out = hf_generate(model, SOURCES[0], decoder_prefix=tokens + [alternative],
-                                        max_new_tokens=5, eos_token_id=end_ids)
+        continuation, out = hf_generate(model, SOURCES[0], decoder_prefix=tokens + [alternative], max_new_tokens=5,
+                                        eos_token_id=end_ids, num_beams=beam_size, length_penalty=0.0,
+                                        early_stopping=False)
         assert hypothesis == prefix + [alternative] + continuation[0]
-        steps = torch.log_softmax(torch.stack(out.scores)[:, 0].double(), -1)
-        expected = log_probs[alternative] + steps[torch.arange(len(continuation[0])), continuation[0]].sum()
-        assert score == pytest.approx(float(expected), abs=1e-4)
+        if beam_size > 1:
+            continuation_score = out.sequences_scores[0].double()
+        else:
+            steps = torch.log_softmax(torch.stack(out.scores)[:, 0].double(), -1)
+            continuation_score = steps[torch.arange(len(continuation[0])), continuation[0]].sum()
+        assert score == pytest.approx(float(log_probs[alternative] + continuation_score), abs=1e-4)
 
 
 def test_alternatives_below_the_expansion_probability_are_dropped(model):
