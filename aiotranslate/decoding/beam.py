@@ -23,6 +23,11 @@ Mapping from transformers' `generate` (same length_penalty; both return the best
   early_stopping=True  <-> patience=1;  early_stopping=False <-> patience=inf (identical results);
   length_penalty=0 with early_stopping=False <-> length_penalty=0 (same hypotheses, found sooner).
   early_stopping="never", and early_stopping=True with length_penalty=0, have no equivalent.
+The step hook sees, each step and row, the best candidate (hypothesis_id 0): a provisional token,
+since beams are revised (CTranslate2 refuses streaming with beam search). Returning True finishes the
+row at once with its current beams as hypotheses: cancellation and deadlines.
+CTranslate2's extra penalty on end tokens proposed by secondary beams right after a forced prefix
+is not applied (transformers has none; here the prefix is prefilled, so all beams start from one path).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ generated tokens), as transformers' processors see `input_ids`. The order is CTr
 transformers': the repetition penalty rescales logits first, then bans (no-repeat n-grams, disabled
 ids, suppressed sequences, end tokens before the minimum length) set logits to -inf. Searches apply
 log-softmax after the processors, so the probabilities they score are renormalized over the allowed
-tokens (transformers' beam search with `renormalize_logits=True`).
+tokens (transformers' beam search with `renormalize_logits=True`). transformers' beam search also
+applies the repetition penalty to log-probs rather than logits; here it always rescales logits
+(CTranslate2, and transformers' greedy search), so beam search with a repetition penalty differs
+from transformers by design.
 
 Not here: temperature, top-k and top-p (they shape sampling, not scores: see `sampling`), and the
 forced prefix (the searches prefill it).
