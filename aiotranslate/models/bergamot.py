@@ -70,6 +70,7 @@ REQUIRED = {
     "layer-normalization": False,
     "right-left": False,
 }
+NO_DEFAULT = {"type", "transformer-decoder-autoreg", "dec-cell"}  # Marian's defaults differ: must be written
 
 
 class _OutputVocab:
@@ -308,7 +309,7 @@ class _Weights:
         self.binary, self.config = binary, binary.config
         cfg = self.config
         for key, expected in REQUIRED.items():
-            if cfg.get(key, expected) != expected:
+            if cfg.get(key, None if key in NO_DEFAULT else expected) != expected:
                 raise self.error(f"{key}={cfg.get(key)!r} is not supported (expected {expected!r})")
         if cfg.get("transformer-postprocess-emb", "d") not in ("", "d"):
             raise self.error(f"transformer-postprocess-emb={cfg['transformer-postprocess-emb']!r} is not supported")
