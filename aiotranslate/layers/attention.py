@@ -25,7 +25,7 @@ from .norms import RMSNorm
 from .positions import Rotary
 
 
-def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, n_threads=1) -> np.ndarray:
+def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=None, n_threads=1) -> np.ndarray:
     """softmax(scale * Q K^T + masks) V for T queries per row.
 
     q: (B, H_kv, r, T, D) C-contiguous, query heads grouped by their KV head.
@@ -34,9 +34,13 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, n_threads=
     offsets: None for bidirectional attention (encoder, cross-attention); else causal, int32 (B,):
       query t of row b sits at key position offsets[b] + t and sees keys up to it.
     window: causal sliding window: a query at position p sees keys > p - window.
+    probs_out: bidirectional only: zeroed float32 (B, H_kv, r, T, max(key_lengths)) that receives the
+      attention probabilities (alignments of cross-attention).
     Returns the context (B*T, H*D); query slots past a row's valid ones hold zeros or finite junk.
     """
     b, h_kv, r, t, d = q.shape
+    if probs_out is not None and offsets is not None:
+        raise ValueError("probs_out is only available for bidirectional attention")
     out = np.zeros((b, h_kv, r, t, d), dtype=np.float32)
     # A window only cuts keys once some row holds more than `window` of them.
     windowed = offsets is not None and window is not None and int(key_lengths.max(initial=0)) > window
@@ -53,6 +57,7 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, n_threads=
                 lengths=key_lengths,
                 causal_q=0 if offsets is None else t,
                 out=out.reshape(b * h_kv, r * t, d),
+                probs_out=None if probs_out is None else probs_out.reshape(b * h_kv, r * t, n),
                 n_threads=n_threads,
             )
     else:
@@ -79,10 +84,14 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, n_threads=
     return out.transpose(0, 3, 1, 2, 4).reshape(b * t, h_kv * r * d)  # (B, T, H_kv, r, D) -> (B*T, H*D)
 
 
-def _attend_block(q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, n_threads=1) -> np.ndarray:
-    """q (G, M, D), k and v (G, N, D) -> (G, M, D)."""
+def _attend_block(
+    q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, probs_out=None, n_threads=1
+) -> np.ndarray:
+    """q (G, M, D), k and v (G, N, D) -> (G, M, D); the probabilities (G, M, N) go to probs_out if given."""
     scores = ops.batched_matmul(q, k, trans_b=True, n_threads=n_threads)  # (G, M, N)
-    probs = ops.softmax(scores, scale=scale, lengths=lengths, causal_q=causal_q, mask=mask, n_threads=n_threads)
+    probs = ops.softmax(
+        scores, scale=scale, lengths=lengths, causal_q=causal_q, mask=mask, out=probs_out, n_threads=n_threads
+    )
     return ops.batched_matmul(probs, v, out=out, n_threads=n_threads)
 
 
@@ -193,14 +202,24 @@ class CrossAttention:
         return k, v
 
     def __call__(
-        self, x: np.ndarray, memory: tuple[np.ndarray, np.ndarray], memory_lengths, *, residual=None, n_threads=1
+        self,
+        x: np.ndarray,
+        memory: tuple[np.ndarray, np.ndarray],
+        memory_lengths,
+        *,
+        residual=None,
+        probs=None,
+        n_threads=1,
     ) -> np.ndarray:
-        """x (B*T, C) queries; memory from `project`; memory_lengths int32 (B,) -> (B*T, C)."""
+        """x (B*T, C) queries; memory from `project`; memory_lengths int32 (B,) -> (B*T, C).
+        probs: a zeroed float32 (B, H, T, max(memory_lengths)) array that receives the attention
+        probabilities (alignments), or None."""
         k, v = memory
         bsz, h_kv, _, d = k.shape
         t = x.shape[0] // bsz
         y = self.q(x, n_threads=n_threads)  # (B*T, H*D)
         q = np.ascontiguousarray(y.reshape(bsz, t, h_kv, self.group, d).transpose(0, 2, 3, 1, 4))
         lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)
-        ctx = attend(q, k, v, lengths, scale=self.scale, n_threads=n_threads)
+        grouped = None if probs is None else probs.reshape(bsz, h_kv, self.group, t, -1)  # (B, H_kv, r, T, S)
+        ctx = attend(q, k, v, lengths, scale=self.scale, probs_out=grouped, n_threads=n_threads)
         return self.out(ctx, residual=residual, n_threads=n_threads)

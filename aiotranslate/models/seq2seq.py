@@ -48,16 +48,19 @@ class DecoderLayer:
         self.norm1, self.norm2, self.norm3 = norm1, norm2, norm3
         self.pre_norm = pre_norm
 
-    def __call__(self, h, batch: TokenBatch, cache: KVCache, memory, memory_lengths, n_threads: int) -> np.ndarray:
-        """h (B*T, C) -> (B*T, C); memory: this layer's projected (keys, values), (B, H, S, D) each."""
+    def __call__(
+        self, h, batch: TokenBatch, cache: KVCache, memory, memory_lengths, n_threads: int, *, probs=None
+    ) -> np.ndarray:
+        """h (B*T, C) -> (B*T, C); memory: this layer's projected (keys, values), (B, H, S, D) each;
+        probs: None, or a zeroed (B, H, T, max(memory_lengths)) array for the cross-attention weights."""
         if self.pre_norm:
             x = self.norm1(h, n_threads=n_threads)
             h = self.self_attention(x, batch, cache, residual=h, n_threads=n_threads)
             x = self.norm2(h, n_threads=n_threads)
-            h = self.cross_attention(x, memory, memory_lengths, residual=h, n_threads=n_threads)
+            h = self.cross_attention(x, memory, memory_lengths, residual=h, probs=probs, n_threads=n_threads)
             return self.ffn(self.norm3(h, n_threads=n_threads), residual=h, n_threads=n_threads)
         h = self.norm1(self.self_attention(h, batch, cache, residual=h, n_threads=n_threads), n_threads=n_threads)
-        h = self.cross_attention(h, memory, memory_lengths, residual=h, n_threads=n_threads)
+        h = self.cross_attention(h, memory, memory_lengths, residual=h, probs=probs, n_threads=n_threads)
         h = self.norm2(h, n_threads=n_threads)
         return self.norm3(self.ffn(h, residual=h, n_threads=n_threads), n_threads=n_threads)
 
@@ -132,6 +135,26 @@ class EncoderDecoderModel:
     def decode(self, state: EncoderDecoderState, ids, lengths=None, *, all_logits: bool = False) -> np.ndarray:
         """Append lengths[b] tokens of ids (B, T) to row b; logits (B, V), or (B, T, V) with all_logits.
         A row given 0 tokens is unchanged and gets its previous logits. A refused call changes nothing."""
+        return self._forward(state, ids, lengths, all_logits, None)
+
+    def decode_with_attention(self, state: EncoderDecoderState, ids, lengths=None) -> tuple[np.ndarray, np.ndarray]:
+        """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
+        (B, T, S) attention over the source, the last layer's cross-attention averaged over its heads
+        (S the state's padded source width; zeros past a row's source and for unused slots)."""
+        bsz, h_kv, s, _ = state.memory[-1][0].shape  # keys (B, H_kv, S, D)
+        n_heads = h_kv * self.decoder_layers[-1].cross_attention.group
+        ids = np.asarray(ids)
+        t = ids.shape[1] if ids.ndim == 2 else 0
+        probs = np.zeros((bsz, n_heads, t, int(state.memory_lengths.max(initial=0))), dtype=np.float32)
+        logits = self._forward(state, ids, lengths, False, probs)
+        counts = np.full(bsz, t) if lengths is None else np.asarray(lengths)
+        attention = np.zeros((bsz, t, s), dtype=np.float32)
+        attention[:, :, : probs.shape[3]] = probs.mean(axis=1)
+        attention[np.arange(t)[None, :] >= counts[:, None]] = 0.0  # slots past a row's tokens
+        return logits, attention
+
+    def _forward(self, state: EncoderDecoderState, ids, lengths, all_logits: bool, probs) -> np.ndarray:
+        """decode; probs, if given, receives the last layer's cross-attention (B, H, T, max source length)."""
         ids, counts = check_padded(ids, lengths, "ids")
         bsz, t = ids.shape
         if bsz != state.batch_size or t == 0:
@@ -150,8 +173,10 @@ class EncoderDecoderModel:
         h = self.decoder_embeddings(
             np.where(valid, ids, 0).reshape(-1), batch.positions, n_threads=n_threads
         )  # (B*T, C)
-        for layer, cache, memory in zip(self.decoder_layers, state.caches, state.memory):
-            h = layer(h, batch, cache, memory, state.memory_lengths, n_threads)
+        last_layer = len(self.decoder_layers) - 1
+        for i, (layer, cache, memory) in enumerate(zip(self.decoder_layers, state.caches, state.memory)):
+            layer_probs = probs if i == last_layer else None
+            h = layer(h, batch, cache, memory, state.memory_lengths, n_threads, probs=layer_probs)
 
         x = h if all_logits else h[batch.last_slots]  # (B*T, C) or (B, C)
         if self.decoder_final_norm is not None:

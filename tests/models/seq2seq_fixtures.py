@@ -110,10 +110,11 @@ def build_seq2seq(kind: str, root: Path, seed: int = 0, **overrides) -> Path:
 
 
 def load_hf(root: Path):
-    """The saved model reloaded by transformers (so it sees exactly the files we load)."""
+    """The saved model reloaded by transformers (so it sees exactly the files we load), with eager
+    attention, the implementation that can return attention weights."""
     from transformers import AutoModelForSeq2SeqLM
 
-    return AutoModelForSeq2SeqLM.from_pretrained(root).eval()
+    return AutoModelForSeq2SeqLM.from_pretrained(root, attn_implementation="eager").eval()
 
 
 def random_ids(rng: np.random.Generator, length: int, vocab: int, avoid: tuple[int, ...] = ()) -> np.ndarray:
@@ -145,3 +146,15 @@ def max_rel_diff(ours: np.ndarray, ref: np.ndarray) -> float:
     """max |ours - ref| relative to the scale of ref (its largest magnitude, at least 1)."""
     assert ours.shape == ref.shape, (ours.shape, ref.shape)
     return float(np.max(np.abs(ours - ref), initial=0.0) / max(1.0, float(np.max(np.abs(ref), initial=0.0))))
+
+
+@torch.no_grad()
+def hf_cross_attention(model, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """(T, S) last decoder layer's cross-attention averaged over heads, one unpadded row."""
+    out = model(
+        input_ids=torch.from_numpy(src.astype(np.int64))[None],
+        decoder_input_ids=torch.from_numpy(tgt.astype(np.int64))[None],
+        use_cache=False,
+        output_attentions=True,
+    )
+    return out.cross_attentions[-1][0].mean(dim=0).numpy()

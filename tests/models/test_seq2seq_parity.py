@@ -12,6 +12,7 @@ from seq2seq_fixtures import (
     MAX_POSITIONS,
     SEQ2SEQ_KINDS,
     build_seq2seq,
+    hf_cross_attention,
     hf_encoder_output,
     hf_logits,
     load_hf,
@@ -203,3 +204,32 @@ def test_bad_decode_arguments_leave_the_state_unchanged(pair):
     with pytest.raises(ValueError, match="lengths"):
         model.decode(state, np.full((2, 2), 5, dtype=np.int32), np.array([1, 3]))
     assert state.lengths.tolist() == [0, 0]
+
+
+def test_decode_with_attention_gives_last_layer_alignments(pair):
+    """A ragged prefix, then single steps: logits as `decode`, and (B, T, S) attention equal to
+    transformers' last-layer cross-attention averaged over heads, zero past each source."""
+    _, model, hf = pair
+    rng = np.random.default_rng(7)
+    rows, src, src_lengths = _sources(hf, rng, [7, 3, 12])
+    targets = _targets(model, hf, rng, [5, 4, 6])
+    state = model.encode(src, src_lengths)
+    counts = np.array([3, 1, 2], dtype=np.int32)
+    ids = np.zeros((3, 3), dtype=np.int32)
+    for i, n in enumerate(counts):
+        ids[i, :n] = targets[i][:n]
+    logits, attention = model.decode_with_attention(state, ids, counts)
+    assert logits.shape == (3, model.vocab_size) and attention.shape == (3, 3, 12)
+    got = [list(attention[i, :n]) for i, n in enumerate(counts)]
+    assert not attention[1, 1:].any() and not attention[0, :, 7:].any()
+    for step in range(3):
+        live = np.array([counts[i] + step < len(targets[i]) for i in range(3)])
+        ids = np.array([[targets[i][counts[i] + step] if live[i] else 0] for i in range(3)], dtype=np.int32)
+        step_logits, attention = model.decode_with_attention(state, ids, live.astype(np.int32))
+        for i in np.flatnonzero(live):
+            got[i].append(attention[i, 0])
+    for i, r in enumerate(rows):
+        n = len(got[i])
+        ref = hf_cross_attention(hf, r, targets[i][:n])
+        assert max_rel_diff(np.stack(got[i])[:, : len(r)], ref) < TOL
+        assert max_rel_diff(step_logits[i], hf_logits(hf, r, targets[i][:n])[-1]) < TOL
