@@ -26,6 +26,7 @@ def model():
 
 
 def _compare(model, options: DecodingOptions, **theirs):
+    """Our batch against transformers example by example."""
     adapter = HFAdapter(model)
     results = decode(adapter, adapter.start(len(PROMPTS)), PROMPTS, options)
     for prompt, result in zip(PROMPTS, results):
@@ -75,6 +76,15 @@ def test_beam_search_with_bans_matches_renormalized_transformers(model, ours, th
         return_prefix=False, return_end_token=True, return_scores=True, **ours,
     )
     _compare(model, options, early_stopping=False, renormalize_logits=True, **theirs)
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_beam_search_matches_transformers_on_llama(early_stopping):
+    options = DecodingOptions(
+        beam_size=3, num_hypotheses=2, length_penalty=1.0, patience=1 if early_stopping else math.inf,
+        max_length=10, end_ids=[35, 57], return_prefix=False, return_end_token=True, return_scores=True,
+    )
+    _compare(tiny_decoder("llama"), options, early_stopping=early_stopping)
 
 
 def test_finished_rows_leave_the_batch(model):

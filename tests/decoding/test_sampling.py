@@ -12,7 +12,7 @@ from aiotranslate.decoding import DecodingOptions, decode
 from aiotranslate.decoding.sampling import RandomSampler, row_generators
 
 LOGITS = np.array([2.0, 1.5, 1.0, 0.3, 0.0, -0.5, -1.0, -2.5], dtype=np.float32)
-DRAWS = 20000
+DRAWS = 10000
 
 
 def _expected(topk: int, topp: float, temperature: float) -> np.ndarray:
