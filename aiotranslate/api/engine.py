@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
+from .batching import gather_in_order
 
 
 class EngineState(enum.Enum):
@@ -126,6 +127,51 @@ class Engine:
         else:
             self._queue.put_nowait(request)
         return request.future
+
+    def _submit_all(self, requests: list[Request], batches: list[list[int]]) -> concurrent.futures.Future:
+        """Admit every sub-batch from a plain thread; one Future of the outputs in input order."""
+        combined: concurrent.futures.Future = concurrent.futures.Future()
+        futures = [self._submit(r) for r in requests]
+        remaining = [len(futures)]
+
+        def done(_):
+            remaining[0] -= 1
+            if remaining[0] or not combined.set_running_or_notify_cancel():
+                return
+            failed = next((f for f in futures if f.cancelled() or f.exception() is not None), None)
+            if failed is None:
+                combined.set_result(gather_in_order([f.result() for f in futures], batches))
+            else:
+                combined.set_exception(
+                    concurrent.futures.CancelledError() if failed.cancelled() else failed.exception()
+                )
+
+        for f in futures:
+            f.add_done_callback(done)
+        return combined
+
+    def _nowait_all(self, requests: list[Request], batches: list[list[int]]) -> asyncio.Future:
+        """Admit every sub-batch at once or none (QueueFull); an awaitable of the ordered outputs."""
+        admitted = []
+        try:
+            for r in requests:
+                self._submit(r, block=False)
+                admitted.append(r)
+        except BaseException:
+            for r in admitted:
+                self._cancel(r)
+            raise
+
+        async def results():
+            try:
+                outputs = await asyncio.gather(*(asyncio.wrap_future(r.future) for r in requests))
+            except BaseException:
+                for r in requests:
+                    self._cancel(r)
+                raise
+            return gather_in_order(list(outputs), batches)
+
+        return asyncio.ensure_future(results())
 
     def _cancel(self, request: Request) -> None:
         request.cancel()

@@ -1,0 +1,132 @@
+"""Turning public arguments into what the workers run: ids, sub-batches and decoding options.
+
+Inputs come in three forms, as CTranslate2 users and text users write them:
+  - text:          ["Hello world", ...]                    (needs the model's tokenizer)
+  - token strings: [["▁Hello", "▁world", "</s>"], ...]     (CTranslate2's form)
+  - token ids:     [[1212, 995, 0], ...]
+Everything here runs on the caller's side before admission, so a bad input fails its own call with a
+clear ValueError and never reaches a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..decoding import DecodingOptions, truncate_input
+from ..tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The ids a model decodes with: the first decoder input, the end tokens, a forced first token."""
+
+    start: int | None
+    end: tuple[int, ...]
+    forced_first: int | None = None
+    unk: int | None = None
+
+
+def to_ids(
+    batch: Sequence[Any],
+    tokenizer: Tokenizer | None,
+    vocab_size: int,
+    *,
+    target: bool = False,
+    name: str = "source",
+) -> list[list[int]]:
+    """Text, token strings or ids -> ids per example (validated against the vocabulary)."""
+    if isinstance(batch, (str, bytes)):
+        raise TypeError(f"{name} must be a list of examples, not a single string (wrap it in a list)")
+    batch = list(batch)
+    if not batch:
+        return []
+    if all(isinstance(x, str) for x in batch):
+        return _tokenizer(tokenizer, name, "text").encode(batch, target=target)
+    rows = [list(x) if not isinstance(x, (str, bytes)) else None for x in batch]
+    if any(r is None for r in rows):
+        raise TypeError(f"{name} mixes texts and token lists; use one form per call")
+    if all(isinstance(t, str) for r in rows for t in r):
+        return _tokenizer(tokenizer, name, "token strings").tokens_to_ids(rows, target=target)
+    ids = []
+    for i, row in enumerate(rows):
+        if not all(isinstance(t, int) or hasattr(t, "__index__") for t in row):
+            raise TypeError(f"{name}[{i}] must hold only token strings or only integer ids")
+        row = [int(t) for t in row]
+        bad = [t for t in row if not 0 <= t < vocab_size]
+        if bad:
+            raise ValueError(f"{name}[{i}] has token id {bad[0]} outside the vocabulary of {vocab_size}")
+        ids.append(row)
+    return ids
+
+
+def _tokenizer(tokenizer: Tokenizer | None, name: str, form: str) -> Tokenizer:
+    if tokenizer is None:
+        raise ValueError(f"{name} is given as {form}, but this model ships no tokenizer: pass token ids")
+    return tokenizer
+
+
+def truncate_all(rows: list[list[int]], max_input_length: int) -> list[list[int]]:
+    return [truncate_input(r, max_input_length) for r in rows]
+
+
+def split_batches(lengths: Sequence[int], max_batch_size: int, batch_type: str) -> list[list[int]]:
+    """Example indices grouped into sub-batches of at most max_batch_size examples or tokens.
+
+    Examples are sorted by length first (as CTranslate2 does) so each sub-batch pads little;
+    callers put the results back in input order. max_batch_size 0 keeps one batch."""
+    if batch_type not in ("examples", "tokens"):
+        raise ValueError(f"batch_type must be 'examples' or 'tokens', got {batch_type!r}")
+    if max_batch_size < 0:
+        raise ValueError(f"max_batch_size must be >= 0, got {max_batch_size}")
+    order = list(range(len(lengths)))
+    if max_batch_size == 0 or len(order) <= 1:
+        return [order] if order else []
+    order.sort(key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        size = (
+            len(current) + 1
+            if batch_type == "examples"
+            else max(longest, lengths[i]) * (len(current) + 1)  # padded tokens of the sub-batch
+        )
+        if current and size > max_batch_size:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, lengths[i])
+    batches.append(current)
+    return batches
+
+
+def decoding_options(
+    special: SpecialIds,
+    tokenizer: Tokenizer | None,
+    vocab_size: int,
+    *,
+    end_token=None,
+    disable_unk: bool = False,
+    suppress_sequences=None,
+    **fields,
+) -> DecodingOptions:
+    """DecodingOptions from public arguments: token strings become ids, the model's end tokens
+    are the default, `disable_unk` bans the unknown token."""
+    if end_token is None:
+        end_ids = special.end
+    else:
+        tokens = [end_token] if isinstance(end_token, (str, int)) else list(end_token)
+        end_ids = tuple(to_ids([tokens], tokenizer, vocab_size, target=True, name="end_token")[0])
+    disable = ()
+    if disable_unk:
+        if special.unk is None:
+            raise ValueError("disable_unk=True, but this model has no unknown token")
+        disable = (special.unk,)
+    suppress = ()
+    if suppress_sequences:
+        suppress = tuple(
+            tuple(s) for s in to_ids(suppress_sequences, tokenizer, vocab_size, target=True, name="suppress_sequences")
+        )
+    return DecodingOptions(end_ids=end_ids, disable_ids=disable, suppress_sequences=suppress, **fields)

@@ -1,0 +1,238 @@
+"""`Translator`: encoder-decoder models behind `await`, with CTranslate2's method and option names.
+
+    async with Translator("en-pt") as translator:
+        print(await translator.translate("How are you today?"))
+        results = await translator.translate_batch([["▁Hello", "▁world", "</s>"]], beam_size=4)
+        async with translator.generate_tokens(["▁Hello", "</s>"]) as steps:
+            async for step in steps: ...
+
+Each coroutine has a plain-thread twin, `submit_<name>`, returning a concurrent.futures.Future (it
+blocks the calling thread while the queue is full), and `translate_batch_nowait` raises QueueFull
+instead of waiting. Calls are split into sub-batches (`max_batch_size`), which workers run in parallel
+and merge with concurrent callers' compatible sub-batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..decoding import decode, score_sequences
+from ..decoding.search import pad
+from ..results import ScoringResult, TranslationResult
+from ..runtime import BatchLimits, Request
+from . import inputs
+from .batching import StepRouter, complete, gather_in_order, step_pusher
+from .engine import Engine
+from .loading import check_device, load
+from .streaming import TokenStream
+
+# CTranslate2's Translator.translate_batch defaults, by their names.
+TRANSLATE_DEFAULTS: dict[str, Any] = dict(
+    beam_size=2, patience=1.0, num_hypotheses=1, length_penalty=1.0, coverage_penalty=0.0,
+    repetition_penalty=1.0, no_repeat_ngram_size=0, disable_unk=False, suppress_sequences=None,
+    end_token=None, return_end_token=False, max_decoding_length=256, min_decoding_length=1,
+    return_scores=False, return_logits_vocab=False, return_attention=False, return_alternatives=False,
+    min_alternative_expansion_prob=0.0, sampling_topk=1, sampling_topp=1.0, sampling_temperature=1.0,
+    seed=None,
+)
+
+
+class Translator(Engine):
+    """Translate with an encoder-decoder model: Marian/OPUS-MT, BART, mBART, M2M100/NLLB, or the
+    bundled Bergamot models ("en-pt", "pt-en"). See `Engine` for threads, queue and lifecycle."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "cpu",
+        *,
+        device_index: int | Sequence[int] = 0,
+        compute_type: str = "default",
+        inter_threads: int = 1,
+        intra_threads: int = 0,
+        max_queued_batches: int = 0,
+        tensor_parallel: bool = False,
+        batch_window: float = 0.001,
+    ) -> None:
+        check_device(device, compute_type)
+        if tensor_parallel:
+            raise ValueError("tensor_parallel=True needs the MPI runtime, which is not available yet")
+        self.device, self.device_index, self.compute_type = "cpu", device_index, "float32"
+        self.model_path = str(model_path)
+        self._loaded = load(model_path)
+        super().__init__(
+            inter_threads=inter_threads,
+            intra_threads=intra_threads,
+            max_queued_batches=max_queued_batches,
+            limits=BatchLimits(max_examples=64, batch_window=batch_window),
+            name="aiotranslate-translator",
+        )
+
+    @property
+    def num_translators(self) -> int:
+        return self.inter_threads
+
+    @property
+    def tokenizer(self):
+        return self._loaded.tokenizer
+
+    # -- request building (caller side) --------------------------------------------------------
+
+    def _translate_requests(
+        self, kind: str, source, target_prefix=None, *, max_batch_size: int = 0, batch_type: str = "examples",
+        max_input_length: int = 1024, timeout: float | None = None, on_step=None, **options,
+    ) -> tuple[list[Request], list[list[int]]]:
+        loaded = self._loaded
+        unknown = set(options) - set(TRANSLATE_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+        o = {**TRANSLATE_DEFAULTS, **options}
+        vocab = loaded.model.vocab_size
+        sources = inputs.truncate_all(inputs.to_ids(source, loaded.tokenizer, vocab), max_input_length)
+        if any(len(s) == 0 for s in sources):
+            raise ValueError("source contains an empty example")
+        prefixes = [[] for _ in sources]
+        if target_prefix is not None:
+            if len(target_prefix) != len(sources):
+                raise ValueError(f"target_prefix has {len(target_prefix)} entries for {len(sources)} sources")
+            given = [i for i, p in enumerate(target_prefix) if p]
+            ids = inputs.to_ids([target_prefix[i] for i in given], loaded.tokenizer, vocab, target=True,
+                                name="target_prefix")
+            for i, p in zip(given, ids):
+                prefixes[i] = p
+        special = loaded.special
+        forced = [] if special.forced_first is None else [special.forced_first]
+        starts = [[special.start] + (p or forced) for p in prefixes]
+        decoding = inputs.decoding_options(
+            special, loaded.tokenizer, vocab,
+            end_token=o.pop("end_token"), disable_unk=o.pop("disable_unk"),
+            suppress_sequences=o.pop("suppress_sequences"),
+            max_length=o.pop("max_decoding_length"), min_length=o.pop("min_decoding_length"), **o,
+        )
+        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
+        requests = [
+            Request((kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
+                    num_tokens=sum(len(sources[i]) for i in idx), on_step=on_step, timeout=timeout)
+            for idx in batches
+        ]
+        return requests, batches
+
+    # -- the public surface --------------------------------------------------------------------
+
+    async def translate_batch(self, source, target_prefix=None, **options) -> list[TranslationResult]:
+        """Translate a batch: texts, token strings (CTranslate2's form) or ids per example.
+
+        Options are CTranslate2's: max_batch_size, batch_type, max_input_length, beam_size, patience,
+        num_hypotheses, length_penalty, coverage_penalty, repetition_penalty, no_repeat_ngram_size,
+        disable_unk, suppress_sequences, end_token, return_end_token, max_decoding_length,
+        min_decoding_length, return_scores, return_logits_vocab, return_attention,
+        return_alternatives, min_alternative_expansion_prob, sampling_topk, sampling_topp,
+        sampling_temperature; plus seed (sampling) and timeout (seconds, TimeoutError past it).
+        """
+        requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
+        return gather_in_order(await self._run_all(requests), batches)
+
+    def submit_translate_batch(self, source, target_prefix=None, **options) -> concurrent.futures.Future:
+        """`translate_batch` from a plain thread: a Future of the list of results."""
+        requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
+        return self._submit_all(requests, batches)
+
+    def translate_batch_nowait(self, source, target_prefix=None, **options) -> asyncio.Future:
+        """Admit at once or raise QueueFull (for a web app's 429); await the returned future."""
+        requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
+        return self._nowait_all(requests, batches)
+
+    async def translate(self, text: str | Sequence[str], **options) -> str | list[str]:
+        """Text in, text out (the model's tokenizer); a list gives a list."""
+        single = isinstance(text, str)
+        requests, batches = self._translate_requests("text", [text] if single else list(text), **options)
+        out = gather_in_order(await self._run_all(requests), batches)
+        return out[0] if single else out
+
+    async def score_batch(self, source, target, **options) -> list[ScoringResult]:
+        """Log-probability of each target token (and of the end token) given its source.
+        Options: max_batch_size, batch_type, max_input_length, timeout."""
+        requests, batches = self._score_requests(source, target, **options)
+        return gather_in_order(await self._run_all(requests), batches)
+
+    def submit_score_batch(self, source, target, **options) -> concurrent.futures.Future:
+        requests, batches = self._score_requests(source, target, **options)
+        return self._submit_all(requests, batches)
+
+    def generate_tokens(self, source, target_prefix=None, **options) -> TokenStream:
+        """Stream the translation of one source step by step (greedy or sampling):
+        `async with translator.generate_tokens(src) as steps: async for step in steps`.
+        Leaving the block stops decoding at the next step."""
+        if "beam_size" in options or "num_hypotheses" in options:
+            raise TypeError("generate_tokens decodes one greedy or sampled hypothesis: no beam_size")
+        options = {"beam_size": 1, "return_scores": True, **options}
+        return self._stream(lambda push: self._translate_requests(
+            "tokens", [source], None if target_prefix is None else [target_prefix], on_step=push, **options
+        )[0])
+
+    def _score_requests(self, source, target, *, max_batch_size: int = 0, batch_type: str = "examples",
+                        max_input_length: int = 1024, timeout: float | None = None):
+        loaded = self._loaded
+        vocab = loaded.model.vocab_size
+        sources = inputs.truncate_all(inputs.to_ids(source, loaded.tokenizer, vocab), max_input_length)
+        targets = inputs.to_ids(target, loaded.tokenizer, vocab, target=True, name="target")
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        special = loaded.special
+        end = special.end[:1]
+        sequences = [[special.start] + t + list(end) for t in targets]
+        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
+        return [
+            Request(("score",), [(sources[i], sequences[i]) for i in idx], None,
+                    num_tokens=sum(len(sources[i]) for i in idx), timeout=timeout)
+            for idx in batches
+        ], batches
+
+    # -- worker side ---------------------------------------------------------------------------
+
+    def _run_batch(self, context, requests: list[Request]) -> None:
+        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        examples = [ex for r in requests for ex in r.examples]
+        src, lengths = pad([ex[0] for ex in examples])
+        state = model.encode(src, lengths, n_threads=context.n_threads)
+        kind = requests[0].key[0]
+        router = StepRouter(requests)
+        if kind == "score":
+            log_probs = score_sequences(model, state, [ex[1] for ex in examples], n_threads=context.n_threads)
+            tokens = _names(tokenizer, [ex[1][1:] for ex in examples])
+            outputs = [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)]
+        else:
+            options = replace(requests[0].options, n_threads=context.n_threads)
+            results = decode(model, state, [ex[1] for ex in examples], options, router)
+            if kind == "text":
+                outputs = tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results], target=True)
+            else:
+                outputs = [
+                    TranslationResult(_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
+                    for r in results
+                ]
+        complete(requests, outputs, router)
+
+    def _stream(self, build) -> TokenStream:
+        holder: list[Request] = []
+
+        async def start(channel):
+            requests = build(step_pusher(channel, self._loaded.tokenizer))
+            holder.extend(requests)
+            try:
+                return await self._run(requests[0])
+            finally:
+                channel.end()
+
+        return TokenStream(start, lambda: [self._cancel(r) for r in holder])
+
+
+def _names(tokenizer, ids: list[list[int]]) -> list[list[str]] | list[list[int]]:
+    """Token strings of ids, or the ids themselves for a model without a tokenizer."""
+    return ids if tokenizer is None else tokenizer.ids_to_tokens(ids, target=True)
+

@@ -1,0 +1,143 @@
+"""Translator end to end on a tiny random Marian model with a real (tiny) SentencePiece tokenizer:
+the async surface gives exactly what the synchronous decoding core and transformers give."""
+
+import asyncio
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aiotranslate.api.translator import Translator
+from aiotranslate.decoding import DecodingOptions, decode
+from aiotranslate.decoding.search import pad
+from aiotranslate.errors import QueueFull
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tokenizers"))
+from seq2seq_fixtures import build_seq2seq, load_hf  # noqa: E402
+from tokenizer_fixtures import build_marian_dir, make_sentences  # noqa: E402
+
+SENTENCES = make_sentences(12, seed=5)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = build_marian_dir(tmp_path_factory.mktemp("marian"))
+    vocab = len(__import__("json").loads((root / "vocab.json").read_text()))
+    return build_seq2seq(
+        "marian", root, vocab_size=vocab, decoder_vocab_size=vocab, pad_token_id=vocab - 1, decoder_start_token_id=vocab - 1,
+        max_position_embeddings=256,
+    )
+
+
+@pytest.fixture(scope="module")
+def translator(model_dir):
+    with Translator(model_dir, inter_threads=2, intra_threads=1) as t:
+        yield t
+
+
+def core_greedy(translator, sources_ids, max_length=12):
+    """The synchronous decoding core on the same model: what every API path must reproduce."""
+    loaded = translator._loaded
+    src, lengths = pad(sources_ids)
+    state = loaded.model.encode(src, lengths, n_threads=1)
+    options = DecodingOptions(end_ids=loaded.special.end, max_length=max_length, min_length=1)
+    return [r.hypotheses[0] for r in decode(loaded.model, state, [[loaded.special.start]] * len(src), options)]
+
+
+async def test_translate_batch_matches_core_and_transformers(translator, model_dir):
+    ids = translator.tokenizer.encode(SENTENCES[:4])
+    results = await translator.translate_batch(SENTENCES[:4], beam_size=1, max_decoding_length=12)
+    expected = core_greedy(translator, ids)
+    assert [r.hypotheses[0] for r in results] == translator.tokenizer.ids_to_tokens(expected)
+    torch.manual_seed(0)
+    hf = load_hf(model_dir)
+    for src, hyp in zip(ids, expected):
+        out = hf.generate(
+            torch.tensor([src]), num_beams=1, do_sample=False, max_new_tokens=12, min_new_tokens=1, forced_eos_token_id=None
+        )
+        hf_ids = [t for t in out[0].tolist()[1:] if t != 0]
+        assert hf_ids == hyp
+
+
+async def test_token_strings_ids_and_text_inputs_agree(translator):
+    ids = translator.tokenizer.encode(SENTENCES[:3])
+    tokens = translator.tokenizer.ids_to_tokens(ids, target=False)
+    a = await translator.translate_batch(SENTENCES[:3], beam_size=1, max_decoding_length=8)
+    b = await translator.translate_batch(tokens, beam_size=1, max_decoding_length=8)
+    c = await translator.translate_batch(ids, beam_size=1, max_decoding_length=8)
+    assert a == b == c
+    text = await translator.translate(SENTENCES[0], beam_size=1, max_decoding_length=8)
+    assert text == translator.tokenizer.decode(translator.tokenizer.tokens_to_ids([a[0].hypotheses[0]]))[0]
+
+
+async def test_concurrent_single_requests_equal_one_batch(translator):
+    batched = await translator.translate_batch(SENTENCES, beam_size=2, max_decoding_length=10)
+    singles = await asyncio.gather(
+        *(translator.translate_batch([s], beam_size=2, max_decoding_length=10) for s in SENTENCES)
+    )
+    assert [r[0] for r in singles] == batched
+    assert translator.statistics()["max_batch_size"] > 1  # concurrent requests were merged
+
+
+async def test_max_batch_size_splits_and_keeps_input_order(translator):
+    whole = await translator.translate_batch(SENTENCES, beam_size=1, max_decoding_length=6)
+    for batch_type, size in (("examples", 3), ("tokens", 40)):
+        split = await translator.translate_batch(
+            SENTENCES, beam_size=1, max_decoding_length=6, max_batch_size=size, batch_type=batch_type
+        )
+        assert split == whole
+
+
+async def test_scores_agree_with_score_batch(translator):
+    results = await translator.translate_batch(
+        SENTENCES[:3], beam_size=1, max_decoding_length=8, min_decoding_length=0, return_scores=True
+    )
+    scored = await translator.score_batch(SENTENCES[:3], [r.hypotheses[0] for r in results])
+    for r, s in zip(results, scored):
+        assert s.tokens[:-1] == r.hypotheses[0]
+        # A hypothesis cut at max_decoding_length has no end token, so none in its score.
+        decoded = s.log_probs if len(r.hypotheses[0]) < 8 else s.log_probs[:-1]
+        assert np.isclose(np.mean(decoded), r.scores[0], atol=1e-5)
+
+
+async def test_stream_yields_the_greedy_translation_with_text(translator):
+    expected = (await translator.translate_batch([SENTENCES[1]], beam_size=1, max_decoding_length=10))[0]
+    async with translator.generate_tokens(SENTENCES[1], max_decoding_length=10) as steps:
+        got = [s async for s in steps]
+    tokens = [s.token for s in got if not (s.is_last and s.token == "</s>")]
+    assert tokens == expected.hypotheses[0]
+    assert got[-1].is_last and all(s.log_prob is not None for s in got)
+    assert "".join(s.text for s in got).strip() == (await translator.translate(SENTENCES[1], beam_size=1, max_decoding_length=10))
+
+
+async def test_bad_inputs_fail_alone_with_clear_errors(translator):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        await translator.translate_batch([[10**6]])
+    with pytest.raises(ValueError, match="empty example"):
+        await translator.translate_batch([[]])
+    with pytest.raises(TypeError, match="unexpected option"):
+        await translator.translate_batch(SENTENCES[:1], beam_sise=2)
+    with pytest.raises(TypeError, match="single string"):
+        await translator.translate_batch("a sentence")
+    assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
+
+
+def test_submit_from_plain_threads(translator):
+    futures = [translator.submit_translate_batch([s], beam_size=1, max_decoding_length=5) for s in SENTENCES[:4]]
+    whole = translator.submit_translate_batch(SENTENCES[:4], beam_size=1, max_decoding_length=5).result(60)
+    assert [f.result(60)[0] for f in futures] == whole
+
+
+async def test_nowait_raises_queue_full(model_dir):
+    async with Translator(model_dir, intra_threads=1, max_queued_batches=1) as t:
+        long = asyncio.ensure_future(t.translate_batch(SENTENCES, beam_size=4, max_decoding_length=200, min_decoding_length=200))
+        while t.num_active_batches == 0:
+            await asyncio.sleep(0.001)
+        queued = t.translate_batch_nowait(SENTENCES[:1], max_decoding_length=2)
+        with pytest.raises(QueueFull):
+            t.translate_batch_nowait(SENTENCES[:1], max_decoding_length=2)
+        long.cancel()
+        assert len(await queued) == 1
