@@ -9,12 +9,14 @@ the normalized log-probability of all its decoded tokens.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .. import ops
 from .options import DecodingOptions
 from .processors import LogitsProcessors
-from .search import Limits, Row, Started, StepHook, report, run_decoder, wants_attention
+from .search import Limits, Started, StepHook, report, run_decoder, wants_attention
 
 
 def expand_alternatives(
@@ -39,7 +41,7 @@ def expand_alternatives(
         for j in range(values.shape[1]):
             if not np.exp(values[b, j]) >= options.min_alternative_expansion_prob:
                 break
-            alternative = Row(row.batch_id, j, row.context, row.prefix, row.prefix_attention)
+            alternative = replace(row, hypothesis_id=j)
             path = start.paths[b].child(
                 int(ids[b, j]),
                 float(values[b, j]),

@@ -15,6 +15,7 @@ whatever rows were still live when decoding ended; callers discard it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .beam import beam_search
 from .greedy import greedy_search
 from .options import DecodingOptions
 from .sampling import row_generators
-from .search import DecodingResult, Hypothesis, Row, Started, StepHook, prefill, supports_attention
+from .search import DecodingResult, Hypothesis, Started, StepHook, prefill, supports_attention
 
 
 def decode(
@@ -65,7 +66,7 @@ def _replicate(state, start: Started, n: int) -> Started:
     """Each row -> n rows (hypothesis ids 0..n-1), in the state too."""
     parents = np.repeat(np.arange(len(start.rows)), n)
     state.select(parents.astype(np.int32))
-    rows = [Row(r.batch_id, j, r.context, r.prefix, r.prefix_attention) for r in start.rows for j in range(n)]
+    rows = [replace(row, hypothesis_id=j) for row in start.rows for j in range(n)]
     return Started(
         rows,
         [start.paths[p] for p in parents],
