@@ -2,5 +2,22 @@
 
 from ._config import show_config
 from ._version import __version__
+from .api import Encoder, EncoderForwardOutput, Generator, Translator
+from .errors import EngineClosed, ModelLoadError, QueueFull
+from .results import GenerationResult, GenerationStepResult, ScoringResult, TranslationResult
 
-__all__ = ["__version__", "show_config"]
+__all__ = [
+    "Encoder",
+    "EncoderForwardOutput",
+    "EngineClosed",
+    "GenerationResult",
+    "GenerationStepResult",
+    "Generator",
+    "ModelLoadError",
+    "QueueFull",
+    "ScoringResult",
+    "TranslationResult",
+    "Translator",
+    "__version__",
+    "show_config",
+]

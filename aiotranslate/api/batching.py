@@ -68,3 +68,8 @@ def step_pusher(channel, tokenizer):
         channel.push(replace(step, token=token, text=text))
 
     return push
+
+
+def token_names(tokenizer, ids: list[list[int]]) -> list[list[str]] | list[list[int]]:
+    """Token strings of target ids, or the ids themselves for a model without a tokenizer."""
+    return ids if tokenizer is None else tokenizer.ids_to_tokens(ids, target=True)

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
-from .batching import gather_in_order
+from .batching import gather_in_order, step_pusher
+from .streaming import TokenStream
 
 
 class EngineState(enum.Enum):
@@ -172,6 +173,19 @@ class Engine:
             return gather_in_order(list(outputs), batches)
 
         return asyncio.ensure_future(results())
+
+    def _stream(self, tokenizer, build: Callable[[Callable], list[Request]]) -> TokenStream:
+        """A TokenStream over the one request `build(on_step)` makes when the stream starts."""
+        holder: list[Request] = []
+
+        async def start(channel):
+            holder.extend(build(step_pusher(channel, tokenizer)))
+            try:
+                return await self._run(holder[0])
+            finally:
+                channel.end()
+
+        return TokenStream(start, lambda: [self._cancel(r) for r in holder])
 
     def _cancel(self, request: Request) -> None:
         request.cancel()

@@ -18,6 +18,14 @@ from .inputs import SpecialIds
 FLOAT32_COMPUTE_TYPES = ("default", "auto", "float32")
 
 
+def open_model(model_path: str | Path, device: str, compute_type: str, tensor_parallel: bool) -> LoadedModel:
+    """Check the constructor's device arguments, then load the model once for every worker."""
+    check_device(device, compute_type)
+    if tensor_parallel:
+        raise ValueError("tensor_parallel=True needs the MPI runtime, which is not available yet")
+    return load(model_path)
+
+
 def check_device(device: str, compute_type: str) -> None:
     """What this build runs: the CPU in float32 (int8/bf16 compute and the CUDA path are not wired
     into the engines yet: refuse them clearly rather than silently computing something else)."""

@@ -26,9 +26,9 @@ from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
 from ..runtime import BatchLimits, Request
 from . import inputs
-from .batching import StepRouter, complete, gather_in_order, step_pusher
+from .batching import StepRouter, complete, gather_in_order, token_names
 from .engine import Engine
-from .loading import check_device, load
+from .loading import open_model
 from .streaming import TokenStream
 
 # CTranslate2's Translator.translate_batch defaults, by their names.
@@ -59,12 +59,9 @@ class Translator(Engine):
         tensor_parallel: bool = False,
         batch_window: float = 0.001,
     ) -> None:
-        check_device(device, compute_type)
-        if tensor_parallel:
-            raise ValueError("tensor_parallel=True needs the MPI runtime, which is not available yet")
+        self._loaded = open_model(model_path, device, compute_type, tensor_parallel)
         self.device, self.device_index, self.compute_type = "cpu", device_index, "float32"
         self.model_path = str(model_path)
-        self._loaded = load(model_path)
         super().__init__(
             inter_threads=inter_threads,
             intra_threads=intra_threads,
@@ -171,7 +168,7 @@ class Translator(Engine):
         if "beam_size" in options or "num_hypotheses" in options:
             raise TypeError("generate_tokens decodes one greedy or sampled hypothesis: no beam_size")
         options = {"beam_size": 1, "return_scores": True, **options}
-        return self._stream(lambda push: self._translate_requests(
+        return self._stream(self._loaded.tokenizer, lambda push: self._translate_requests(
             "tokens", [source], None if target_prefix is None else [target_prefix], on_step=push, **options
         )[0])
 
@@ -204,7 +201,7 @@ class Translator(Engine):
         router = StepRouter(requests)
         if kind == "score":
             log_probs = score_sequences(model, state, [ex[1] for ex in examples], n_threads=context.n_threads)
-            tokens = _names(tokenizer, [ex[1][1:] for ex in examples])
+            tokens = token_names(tokenizer, [ex[1][1:] for ex in examples])
             outputs = [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)]
         else:
             options = replace(requests[0].options, n_threads=context.n_threads)
@@ -213,26 +210,8 @@ class Translator(Engine):
                 outputs = tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results], target=True)
             else:
                 outputs = [
-                    TranslationResult(_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
+                    TranslationResult(token_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
                     for r in results
                 ]
         complete(requests, outputs, router)
-
-    def _stream(self, build) -> TokenStream:
-        holder: list[Request] = []
-
-        async def start(channel):
-            requests = build(step_pusher(channel, self._loaded.tokenizer))
-            holder.extend(requests)
-            try:
-                return await self._run(requests[0])
-            finally:
-                channel.end()
-
-        return TokenStream(start, lambda: [self._cancel(r) for r in holder])
-
-
-def _names(tokenizer, ids: list[list[int]]) -> list[list[str]] | list[list[int]]:
-    """Token strings of ids, or the ids themselves for a model without a tokenizer."""
-    return ids if tokenizer is None else tokenizer.ids_to_tokens(ids, target=True)
 

@@ -38,6 +38,10 @@ class EncoderModel:
         return self.encoder.hidden_size
 
     @property
+    def vocab_size(self) -> int:
+        return self.encoder.embeddings.tokens.vocab_size
+
+    @property
     def max_positions(self) -> int | None:
         return self.encoder.embeddings.max_positions
 

@@ -1,0 +1,99 @@
+"""`Encoder`: encoder-only models (BERT, RoBERTa, DistilBERT, XLM-RoBERTa) behind `await`.
+
+`forward_batch` is CTranslate2's: last hidden states and the pooled output per batch. Requests from
+concurrent callers merge into one forward pass like the other engines'.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..decoding.search import pad
+from ..runtime import BatchLimits, Request
+from . import inputs
+from .batching import complete
+from .engine import Engine
+from .loading import open_model
+
+
+@dataclass
+class EncoderForwardOutput:
+    """last_hidden_state (B, S, C) float32, zero past each length; pooler_output (B, C) or None."""
+
+    last_hidden_state: np.ndarray
+    pooler_output: np.ndarray | None
+
+
+class Encoder(Engine):
+    """Run an encoder-only model. See `Engine` for threads, queue and lifecycle."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "cpu",
+        *,
+        device_index: int | Sequence[int] = 0,
+        compute_type: str = "default",
+        inter_threads: int = 1,
+        intra_threads: int = 0,
+        max_queued_batches: int = 0,
+        tensor_parallel: bool = False,
+        batch_window: float = 0.001,
+    ) -> None:
+        self._loaded = open_model(model_path, device, compute_type, tensor_parallel)
+        self.device, self.device_index, self.compute_type = "cpu", device_index, "float32"
+        self.model_path = str(model_path)
+        super().__init__(
+            inter_threads=inter_threads,
+            intra_threads=intra_threads,
+            max_queued_batches=max_queued_batches,
+            limits=BatchLimits(max_examples=64, batch_window=batch_window),
+            name="aiotranslate-encoder",
+        )
+
+    @property
+    def num_encoders(self) -> int:
+        return self.inter_threads
+
+    @property
+    def tokenizer(self):
+        return self._loaded.tokenizer
+
+    def _request(self, batch, token_type_ids=None, timeout: float | None = None) -> Request:
+        loaded = self._loaded
+        ids = inputs.to_ids(batch, loaded.tokenizer, loaded.model.vocab_size, name="input")
+        if not ids or any(len(x) == 0 for x in ids):
+            raise ValueError("input must hold at least one non-empty example")
+        if token_type_ids is not None:
+            token_type_ids = [list(map(int, t)) for t in token_type_ids]
+            if [len(t) for t in token_type_ids] != [len(x) for x in ids]:
+                raise ValueError("token_type_ids must have the length of each input")
+        # One call is one forward pass: its examples stay together (key unique to the call).
+        return Request(("forward", id(ids)), [(ids, token_type_ids)], None,
+                       num_tokens=sum(map(len, ids)), timeout=timeout)
+
+    async def forward_batch(self, input, token_type_ids=None, *, timeout: float | None = None) -> EncoderForwardOutput:
+        """Encode a batch (texts, token strings or ids): hidden states and pooled output."""
+        return (await self._run(self._request(input, token_type_ids, timeout)))[0]
+
+    def submit_forward_batch(self, input, token_type_ids=None, *, timeout=None) -> concurrent.futures.Future:
+        request = self._request(input, token_type_ids, timeout)
+        return self._submit_all([request], [[0]])
+
+    def _run_batch(self, context, requests: list[Request]) -> None:
+        outputs = []
+        for r in requests:
+            ids, types = r.examples[0]
+            padded, lengths = pad(ids)
+            type_ids = None if types is None else pad(types)[0]
+            hidden, pooled = self._loaded.model.forward(padded, lengths, type_ids, n_threads=context.n_threads)
+            outputs.append(EncoderForwardOutput(hidden, pooled))
+        complete(requests, outputs)
+
+
+__all__ = ["Encoder", "EncoderForwardOutput"]

@@ -1,0 +1,113 @@
+"""Generator and Encoder end to end on tiny random models: the async surface reproduces
+transformers (generate, logits, hidden states) and merges concurrent requests."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aiotranslate import Encoder, Generator
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tokenizers"))
+from encoder_fixtures import build_encoder, hf_encode, load_hf_encoder  # noqa: E402
+from hf_fixtures import tiny_gpt2  # noqa: E402
+from tokenizer_fixtures import build_bpe_dir, make_sentences  # noqa: E402
+
+PROMPTS = [[1, 5, 9, 11], [1, 7], [1, 3, 3, 3, 8, 20], [1, 40, 2, 6]]
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    root = build_bpe_dir(tmp_path_factory.mktemp("gpt2"))
+    vocab = json.loads((root / "tokenizer.json").read_text())["model"]["vocab"]
+    hf = tiny_gpt2(root, vocab_size=len(vocab), n_positions=64, bos_token_id=0, eos_token_id=2)
+    return root, hf
+
+
+@pytest.fixture(scope="module")
+def generator(gpt2_dir):
+    with Generator(gpt2_dir[0], inter_threads=2, intra_threads=1) as g:
+        yield g
+
+
+def hf_greedy(hf, prompt, max_new_tokens):
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([prompt]), do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                          pad_token_id=2)
+    new = out[0].tolist()[len(prompt):]
+    return new[: new.index(2)] if 2 in new else new
+
+
+async def test_generate_batch_matches_transformers_greedy(generator, gpt2_dir):
+    results = await generator.generate_batch(PROMPTS, max_length=10, include_prompt_in_result=False)
+    for prompt, r in zip(PROMPTS, results):
+        assert r.sequences_ids[0] == hf_greedy(gpt2_dir[1], prompt, 10)
+        assert r.sequences[0] == generator.tokenizer.ids_to_tokens([r.sequences_ids[0]])[0]
+    with_prompt = await generator.generate_batch(PROMPTS, max_length=10 + 5)
+    assert with_prompt[0].sequences_ids[0][:3] == PROMPTS[0][1:]  # the start token is not returned
+
+
+async def test_concurrent_generations_equal_one_batch_and_stream(generator):
+    batched = await generator.generate_batch(PROMPTS, max_length=8, beam_size=2, return_scores=True)
+    singles = await asyncio.gather(*(generator.generate_batch([p], max_length=8, beam_size=2, return_scores=True)
+                                     for p in PROMPTS))
+    assert [s[0].sequences_ids for s in singles] == [b.sequences_ids for b in batched]
+    greedy = await generator.generate_batch([PROMPTS[2]], max_length=8, include_prompt_in_result=False)
+    async with generator.generate_tokens(PROMPTS[2], max_length=8, include_prompt_in_result=False) as steps:
+        ids = [s.token_id async for s in steps]
+    assert [i for i in ids if i != 2] == greedy[0].sequences_ids[0]
+
+
+async def test_text_generation_and_early_stream_exit(generator):
+    text = make_sentences(1, seed=9)[0]
+    out = await generator.generate(text, max_length=6)
+    ids = (await generator.generate_batch([text], max_length=6, include_prompt_in_result=False))[0].sequences_ids[0]
+    assert out == generator.tokenizer.decode([ids])[0]
+    async with generator.generate_tokens(text, max_length=40, min_length=40) as steps:
+        async for step in steps:
+            if step.step >= 2:
+                break
+    while generator.num_active_batches:
+        await asyncio.sleep(0.001)
+
+
+async def test_score_and_forward_match_transformers_logits(generator, gpt2_dir):
+    hf = gpt2_dir[1]
+    scored = await generator.score_batch(PROMPTS)
+    logits = await generator.forward_batch(PROMPTS)
+    for prompt, s, lg in zip(PROMPTS, scored, logits):
+        with torch.no_grad():
+            ref = hf(torch.tensor([prompt])).logits[0].numpy()
+        np.testing.assert_allclose(lg, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+        ref_lp = torch.log_softmax(torch.from_numpy(ref), -1).numpy()
+        np.testing.assert_allclose(s.log_probs, ref_lp[np.arange(len(prompt) - 1), prompt[1:]], atol=1e-4)
+
+
+async def test_generator_rejects_bad_prompts(generator):
+    with pytest.raises(ValueError, match="empty"):
+        await generator.generate_batch([[]])
+    with pytest.raises(TypeError, match="unexpected option"):
+        await generator.generate_batch(PROMPTS, max_lenght=3)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return build_encoder("bert", tmp_path_factory.mktemp("bert"))
+
+
+async def test_encoder_forward_batch_matches_transformers(bert_dir):
+    hf = load_hf_encoder("bert", bert_dir)
+    rows = [[2, 5, 7, 9, 3], [2, 8, 3], [2, 11, 12, 13, 14, 15, 3]]
+    types = [[0] * 3 + [1] * 2, [0, 0, 1], [0] * 7]
+    async with Encoder(bert_dir, intra_threads=1) as encoder:
+        out, *_ = await asyncio.gather(*(encoder.forward_batch(rows, types) for _ in range(3)))
+    for b, (row, t) in enumerate(zip(rows, types)):
+        hidden, pooled = hf_encode(hf, np.array(row), np.array(t))
+        np.testing.assert_allclose(out.last_hidden_state[b, : len(row)], hidden, atol=1e-4)
+        np.testing.assert_allclose(out.pooler_output[b], pooled, atol=1e-4)
+        assert not out.last_hidden_state[b, len(row):].any()
