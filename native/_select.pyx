@@ -4,16 +4,17 @@
 #   topk(x, k, values (R, k), indices (R, k), n_threads): the k largest of each row sorted descending,
 #     ties -> lower index first; 0 <= k <= N. values are read back from x, so a NaN stays NaN.
 #   NaN ranks as -inf (below every number, tied with -inf); -0.0 equals 0.0.
-# Both walk a row with a vectorized "first element above the threshold" scan (select_scan.c): for
-# logits the threshold (the running max, the k-th best) settles after a few hits, so a vocab row costs
-# about one pass at memory speed. k > SMALL_K sorts the whole row instead (LSD radix sort: O(N), and
-# stable, which gives the index order of ties). Rows are shared among threads, a row never split.
+# argmax and top-k with k < N / SORT_FRACTION walk a row with a vectorized "first element above the
+# threshold" scan (select_scan.c); the threshold is the running max, or the root of a heap of the k best
+# so far (the worst of them). For logits it settles after a few hits, so a vocab row costs about one pass
+# at memory speed; O(N log k) at worst. Larger k sort the whole row (LSD radix sort: O(N), and stable,
+# which keeps ties in index order). Rows are shared among threads, a row is never split.
 
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, isnan
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from common cimport floating
 
@@ -21,10 +22,14 @@ cdef extern from "select_scan.h" nogil:
     Py_ssize_t aio_first_above_f32(const float *x, Py_ssize_t n, float t)
     Py_ssize_t aio_first_above_f64(const double *x, Py_ssize_t n, double t)
 
+ctypedef struct Item:
+    uint64_t key  # descending_key of the value
+    int index
+
 cdef enum:
-    GRAIN = 32768  # elements per call below which threads cost more than they save
-    SMALL_K = 64   # largest k kept in an insertion-sorted buffer (each insertion moves up to k items)
-    RADIX = 256    # 8-bit digits
+    GRAIN = 32768       # elements per call below which threads cost more than they save
+    SORT_FRACTION = 16  # measured crossover: for larger k the heap's unpredictable branches cost more
+    RADIX = 256         # 8-bit digits
 
 
 cdef inline int team_size(int n_threads, Py_ssize_t rows, Py_ssize_t work) except -1:
@@ -51,25 +56,50 @@ cdef Py_ssize_t argmax_row(const floating *x, Py_ssize_t n) noexcept nogil:
     return best
 
 
-cdef inline void insert(floating *val, int *idx, Py_ssize_t m, floating v, Py_ssize_t j) noexcept nogil:
-    """Put (v, j) into the sorted buffer val/idx of m items, after every item >= v (j is the newest)."""
-    while m > 0 and val[m - 1] < v:
-        val[m] = val[m - 1]
-        idx[m] = idx[m - 1]
-        m -= 1
-    val[m] = v
-    idx[m] = <int>j
+cdef inline bint worse(floating va, int ia, floating vb, int ib) noexcept nogil:
+    """(va, ia) ranks below (vb, ib): a smaller value, or the same value at a higher index."""
+    return va < vb or (va == vb and ia > ib)
 
 
-cdef void topk_small(const floating *x, Py_ssize_t n, Py_ssize_t k, floating *val, int *idx) noexcept nogil:
-    """Top k >= 1 of x[:n], the output rows serving as the sorted buffer."""
+cdef void sift_down(floating *val, int *idx, Py_ssize_t m, Py_ssize_t i) noexcept nogil:
+    """Restore the heap order (the worst item at the root) of val/idx[:m] below position i."""
+    cdef floating v = val[i]
+    cdef int vi = idx[i]
+    cdef Py_ssize_t c = 2 * i + 1
+    while c < m:
+        if c + 1 < m and worse(val[c + 1], idx[c + 1], val[c], idx[c]):
+            c += 1
+        if not worse(val[c], idx[c], v, vi):
+            break
+        val[i] = val[c]
+        idx[i] = idx[c]
+        i = c
+        c = 2 * i + 1
+    val[i] = v
+    idx[i] = vi
+
+
+cdef void topk_heap(const floating *x, Py_ssize_t n, Py_ssize_t k, floating *val, int *idx) noexcept nogil:
+    """Top k >= 1 of x[:n] through a heap of the best k so far, kept in the output rows.
+
+    Only elements above the root (the worst kept) can enter, found by the vectorized scan;
+    O(n + k log k log(n / k)) for values in random order, O(n log k) at worst."""
     cdef Py_ssize_t j
     for j in range(k):
-        insert(val, idx, j, <floating>-INFINITY if isnan(x[j]) else x[j], j)
-    j = first_above(x, k, n, val[k - 1])
+        val[j] = <floating>-INFINITY if isnan(x[j]) else x[j]
+        idx[j] = <int>j
+    for j in range(k // 2 - 1, -1, -1):
+        sift_down(val, idx, k, j)
+    j = first_above(x, k, n, val[0])
     while j < n:
-        insert(val, idx, k - 1, x[j], j)  # the last item drops out
-        j = first_above(x, j + 1, n, val[k - 1])
+        val[0] = x[j]
+        idx[0] = <int>j
+        sift_down(val, idx, k, 0)
+        j = first_above(x, j + 1, n, val[0])
+    for j in range(k - 1, 0, -1):  # heap sort: the worst goes last, best first remains
+        val[0], val[j] = val[j], val[0]
+        idx[0], idx[j] = idx[j], idx[0]
+        sift_down(val, idx, j, 0)
     for j in range(k):
         val[j] = x[idx[j]]  # NaN back in place of its -inf key
 
@@ -94,36 +124,34 @@ cdef inline uint64_t descending_key(floating v) noexcept nogil:
 
 
 cdef void topk_sort(const floating *x, Py_ssize_t n, Py_ssize_t k, floating *val, int *idx,
-                    uint64_t *keys, int *order, uint64_t *keys2, int *order2) noexcept nogil:
-    """Top k of x[:n] by an LSD radix sort of the whole row; keys*/order* are scratch of n items."""
-    cdef Py_ssize_t j, d, total, c
-    cdef int shift
-    cdef Py_ssize_t counts[RADIX]
+                    Item *items, Item *spare) noexcept nogil:
+    """Top k of x[:n] by an LSD radix sort of the whole row; items and spare are scratch of n."""
+    cdef Py_ssize_t j, total, c
+    cdef int p, d, shift, passes = sizeof(floating)
+    cdef int counts[8][RADIX]  # a histogram per pass (byte), all taken in the first read
+    memset(counts, 0, sizeof(counts))
     for j in range(n):
-        keys[j] = descending_key(x[j])
-        order[j] = <int>j
-    for shift in range(0, 8 * sizeof(floating), 8):
-        for d in range(RADIX):
-            counts[d] = 0
-        for j in range(n):
-            counts[(keys[j] >> shift) & (RADIX - 1)] += 1
-        if counts[(keys[0] >> shift) & (RADIX - 1)] == n:
+        items[j].key = descending_key(x[j])
+        items[j].index = <int>j
+        for p in range(passes):
+            counts[p][(items[j].key >> (8 * p)) & (RADIX - 1)] += 1
+    for p in range(passes):
+        shift = 8 * p
+        if counts[p][(items[0].key >> shift) & (RADIX - 1)] == n:
             continue  # one digit value throughout: the pass would not move anything
         total = 0
         for d in range(RADIX):
-            c = counts[d]
-            counts[d] = total
+            c = counts[p][d]
+            counts[p][d] = <int>total
             total += c
-        for j in range(n):
-            d = (keys[j] >> shift) & (RADIX - 1)
-            keys2[counts[d]] = keys[j]
-            order2[counts[d]] = order[j]
-            counts[d] += 1
-        keys, keys2 = keys2, keys
-        order, order2 = order2, order
+        for j in range(n):  # stable: equal keys keep their (index) order
+            d = (items[j].key >> shift) & (RADIX - 1)
+            spare[counts[p][d]] = items[j]
+            counts[p][d] += 1
+        items, spare = spare, items
     for j in range(k):
-        idx[j] = order[j]
-        val[j] = x[order[j]]
+        idx[j] = items[j].index
+        val[j] = x[idx[j]]
 
 
 def argmax(const floating[:, ::1] x, int[::1] out, int n_threads):
@@ -155,21 +183,19 @@ def topk(const floating[:, ::1] x, int k, floating[:, ::1] values, int[:, ::1] i
     cdef const floating *px = &x[0, 0]
     cdef floating *pv = &values[0, 0]
     cdef int *pi = &indices[0, 0]
-    cdef uint64_t *keys = NULL
+    cdef Item *items = NULL
     cdef int failed = 0
-    if k <= SMALL_K:
+    if k * SORT_FRACTION < n:
         for r in prange(rows, nogil=True, num_threads=nt, schedule='static'):
-            topk_small(px + r * n, n, k, pv + r * k, pi + r * k)
+            topk_heap(px + r * n, n, k, pv + r * k, pi + r * k)
         return
     with nogil, parallel(num_threads=nt):
-        # Per thread: two key arrays then two order arrays, n items each.
-        keys = <uint64_t *>malloc(n * (2 * sizeof(uint64_t) + 2 * sizeof(int)))
+        items = <Item *>malloc(2 * n * sizeof(Item))  # per thread: items, then spare
         for r in prange(rows, schedule='static'):
-            if keys == NULL:
+            if items == NULL:
                 failed += 1
             else:
-                topk_sort(px + r * n, n, k, pv + r * k, pi + r * k,
-                          keys, <int *>(keys + 2 * n), keys + n, <int *>(keys + 2 * n) + n)
-        free(keys)
+                topk_sort(px + r * n, n, k, pv + r * k, pi + r * k, items, items + n)
+        free(items)
     if failed:
         raise MemoryError(f"top-k scratch for rows of {n}")

@@ -10,8 +10,8 @@
 #define AIO_CLONES
 #endif
 
-/* 32 elements: long enough to amortize the branch, short enough that the rescan after a hit is cheap. */
-#define AIO_SCAN_BLOCK 32
+/* 64 elements: long enough to amortize the test, short enough that the rescan after a hit is cheap. */
+#define AIO_SCAN_BLOCK 64
 
 #define AIO_FIRST_ABOVE(name, T)                                   \
     AIO_CLONES ptrdiff_t name(const T *x, ptrdiff_t n, T t) {      \
