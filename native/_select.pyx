@@ -11,6 +11,7 @@
 # which keeps ties in index order). Rows are shared among threads, a row is never split.
 
 from cython.parallel cimport parallel, prange
+from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, isnan
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -32,10 +33,12 @@ cdef enum:
     RADIX = 256         # 8-bit digits
 
 
-cdef inline int team_size(int n_threads, Py_ssize_t rows, Py_ssize_t work) except -1:
+cdef inline int team_size(int n_threads, Py_ssize_t rows, Py_ssize_t n) except -1:
+    if n > INT_MAX:
+        raise ValueError(f"rows of {n} values: indices are int32")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    return n_threads if rows > 1 and work >= GRAIN else 1
+    return n_threads if rows > 1 and rows * n >= GRAIN else 1
 
 
 cdef inline Py_ssize_t first_above(const floating *x, Py_ssize_t start, Py_ssize_t n,
@@ -161,7 +164,7 @@ def argmax(const floating[:, ::1] x, int[::1] out, int n_threads):
         raise ValueError(f"out has {out.shape[0]} items for {rows} rows")
     if n == 0:
         raise ValueError("argmax of an empty row is undefined")
-    cdef int nt = team_size(n_threads, rows, rows * n)
+    cdef int nt = team_size(n_threads, rows, n)
     if rows == 0:
         return
     cdef const floating *px = &x[0, 0]
@@ -177,7 +180,7 @@ def topk(const floating[:, ::1] x, int k, floating[:, ::1] values, int[:, ::1] i
         raise ValueError(f"k={k} must lie in [0, {n}]")
     if values.shape[0] != rows or values.shape[1] != k or indices.shape[0] != rows or indices.shape[1] != k:
         raise ValueError(f"values and indices must have shape {(rows, k)}")
-    cdef int nt = team_size(n_threads, rows, rows * n)
+    cdef int nt = team_size(n_threads, rows, n)
     if rows == 0 or k == 0:
         return
     cdef const floating *px = &x[0, 0]

@@ -19,7 +19,7 @@ VALUES = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, 1e30, -1e30, np.inf, -np.in
 
 @st.composite
 def rows(draw, max_n=150):
-    """(R, N) arrays, N > 0, covering both top-k paths (k up to and beyond 64)."""
+    """(R, N) arrays, N > 0: with k drawn up to N, both top-k paths (heap below N / 16, sort above)."""
     dtype = draw(st.sampled_from(DTYPES))
     shape = (draw(st.integers(0, 4)), draw(st.integers(1, max_n)))
     if draw(st.booleans()):
@@ -118,12 +118,12 @@ def test_topk_ties_nan_and_inf(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k", [0, 1, 8, 64, 65, 500, 32000])  # both sides of the sorted-buffer limit
+@pytest.mark.parametrize("k", [0, 1, 8, 50, 1999, 2000, 32000])  # heap below N / 16, sort above
 def test_topk_vocab_rows_and_threads(dtype, k):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((6, 32000)).astype(dtype)
     x[1] = np.round(x[1])  # heavy ties
-    x[2].sort()  # ascending: every element enters the buffer
+    x[2].sort()  # ascending: every element enters the heap
     x[3, ::7] = np.nan
     one = assert_topk_equal(x, k, n_threads=1)
     two = assert_topk_equal(x, k, n_threads=2)
