@@ -2,19 +2,22 @@
 
 For every case: our time through `aiotranslate.ops` (with n_threads), numpy's time for the same result
 (its BLAS limited to the same thread count with threadpoolctl), and ratio = numpy / ours (> 1: we are
-faster), each the median of several repeats. Where the project sets a
-bar for an op the ratio is marked PASS or below. Families without their native module run the numpy
-reference fallback (the header says which are loaded), so their figures mean nothing until it is built.
+faster), each the median of several repeats. Where the project sets a bar for an op the ratio is marked
+PASS or below. Families without their native module run the numpy reference fallback (the header says
+which are loaded), so their figures mean nothing until it is built.
 
     python benchmarks/kernels.py [--threads 1 2] [--quick] [--match TEXT]
 
-The machine is shared: absolute times drift, the side-by-side ratios are what to read.
+The machine is shared: absolute times drift, the side-by-side ratios are what to read. Multithreaded
+figures need idle cores: with other work running, every parallel region waits for a time slice (the
+header prints the load average).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -165,6 +168,7 @@ def header() -> None:
     blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info() if i["user_api"] == "blas")
     print(f"numpy {np.__version__} (BLAS: {blas or 'none found'}), OpenMP {openmp}")
     print(f"kernels: {loaded}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("gelu_tanh vs numpy 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x*x*x))); all float32")
 
 
