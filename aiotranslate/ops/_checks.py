@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FLOAT_TYPES = (np.float32, np.float64)
@@ -28,6 +30,9 @@ def int_array(x, name: str) -> np.ndarray:
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got {x.dtype}")
+    info = np.iinfo(np.int32)
+    if x.size and x.dtype != np.int32 and (x.min() < info.min or x.max() > info.max):
+        raise ValueError(f"{name} holds values outside int32")  # the cast would wrap them into range
     return np.ascontiguousarray(x, dtype=np.int32)
 
 
@@ -60,4 +65,4 @@ def rows(x: np.ndarray, name: str) -> np.ndarray:
     """View of x (..., N) as 2-D (R, N); x must have at least one dimension."""
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension")
-    return x.reshape(-1, x.shape[-1])
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # not -1: N may be 0

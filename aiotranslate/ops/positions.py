@@ -43,7 +43,7 @@ def sinusoidal_table(n_positions, dim, *, log_timescale_increment=None, offset=0
     if _kernels is None:
         return reference.sinusoidal_table(n_positions, dim, log_timescale_increment, offset)
     half = dim // 2
-    inc = np.log(10000.0) / half if log_timescale_increment is None else log_timescale_increment
+    inc = np.log(10000.0) / max(half, 1) if log_timescale_increment is None else log_timescale_increment
     out = np.empty((n_positions, dim), dtype=np.float32)
     _kernels.sinusoidal_table(out, float(inc), int(offset))
     return out
@@ -62,5 +62,5 @@ def embedding(ids, table, *, scale=1.0, out=None, n_threads=1):
     if _kernels is None:
         out[...] = reference.embedding(flat, table, scale).reshape(out.shape)
     else:
-        _kernels.embedding(flat, table, scale, out.reshape(-1, table.shape[1]), n_threads)
+        _kernels.embedding(flat, table, scale, out.reshape(flat.size, table.shape[1]), n_threads)
     return out

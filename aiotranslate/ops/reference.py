@@ -203,7 +203,8 @@ def sinusoidal_table(
     Marian C++ and fairseq use log(10000) / (dim/2 - 1).
     """
     half = dim // 2
-    inc = math.log(10000.0) / half if log_timescale_increment is None else log_timescale_increment
+    # max(): with dim 0 there are no columns and inc does not matter.
+    inc = math.log(10000.0) / max(half, 1) if log_timescale_increment is None else log_timescale_increment
     p = np.arange(offset, offset + n_positions, dtype=np.float64)[:, None]
     angles = p * np.exp(-inc * np.arange(half, dtype=np.float64))[None, :]
     table = np.zeros((n_positions, dim), dtype=np.float32)

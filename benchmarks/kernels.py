@@ -1,0 +1,203 @@
+"""Kernel timings against numpy, at each thread count.
+
+For every case: our time through `aiotranslate.ops` (with n_threads), numpy's time for the same result
+(its BLAS limited to the same thread count with threadpoolctl), and ratio = numpy / ours (> 1: we are
+faster), each the median of several repeats. Where the project sets a bar for an op the ratio is marked
+PASS or below. Families without their native module run the numpy reference fallback (the header says
+which are loaded), so their figures mean nothing until it is built.
+
+    python benchmarks/kernels.py [--threads 1 2] [--quick] [--match TEXT]
+
+The machine is shared: absolute times drift, the side-by-side ratios are what to read. Multithreaded
+figures need idle cores: with other work running, every parallel region waits for a time slice (the
+header prints the load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from aiotranslate import _native, ops
+
+FAMILIES = ["_gemm", "_softmax", "_norms", "_activations", "_positions", "_select"]
+GEMM_SHAPES = [(1, 512, 512), (1, 512, 2048), (8, 512, 512), (32, 512, 2048), (128, 512, 512),
+               (512, 512, 2048), (1, 768, 3072), (32, 768, 3072), (1, 576, 1536), (16, 576, 49152)]
+ROW_SHAPES = [(32, 512), (128, 1024), (512, 2048), (8, 768), (64, 3072)]
+ATTENTION_T = [1, 16, 64, 128]
+ELEMENTWISE_BAR = 2.0  # softmax, layer_norm, gelu
+SETTLE_S = 0.25  # pause before a multithreaded block: OpenBLAS workers spin about 0.1 s after a call
+
+
+@dataclass
+class Case:
+    family: str  # native module behind the op
+    label: str
+    ours: Callable[[int], object]  # n_threads -> result
+    numpy: Callable[[], object]
+    bar: float | None = None
+
+
+def gemm_bar(m: int) -> float | None:
+    return 0.95 if m >= 128 else 1.0 if m <= 32 else None
+
+
+def numpy_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def numpy_layer_norm(x, gamma, beta, eps=1e-5):
+    mean = x.mean(axis=-1, keepdims=True)
+    d = x - mean
+    return d / np.sqrt((d * d).mean(axis=-1, keepdims=True) + eps) * gamma + beta
+
+
+def numpy_gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+def numpy_rotary(x, positions, cos, sin, interleaved):
+    """In place on float32 x, the way a numpy model would do it."""
+    r2 = cos.shape[1]
+    c, s = cos[positions][:, None, :], sin[positions][:, None, :]
+    a_at, b_at = (slice(0, 2 * r2, 2), slice(1, 2 * r2, 2)) if interleaved else (slice(0, r2), slice(r2, 2 * r2))
+    a, b = x[..., a_at], x[..., b_at]
+    x[..., a_at], x[..., b_at] = a * c - b * s, b * c + a * s
+    return x
+
+
+def numpy_topk(x, k):
+    """k largest per row, sorted: argpartition then a sort of the k (argsort of the row for large k)."""
+    if 4 * k >= x.shape[1]:
+        idx = np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    else:
+        idx = np.argpartition(-x, k - 1, axis=-1)[:, :k]
+        idx = np.take_along_axis(idx, np.argsort(-np.take_along_axis(x, idx, -1), axis=-1, kind="stable"), -1)
+    return np.take_along_axis(x, idx, -1), idx
+
+
+def cases(rng: np.random.Generator) -> list[Case]:
+    f32 = np.float32
+    out = []
+    for m, k, n in GEMM_SHAPES:
+        x, w = rng.standard_normal((m, k), f32), rng.standard_normal((n, k), f32) / 32
+        out.append(Case("_gemm", f"linear M,K,N={m},{k},{n}", lambda t, x=x, w=w: ops.linear(x, w, n_threads=t),
+                        lambda x=x, w=w: x @ w.T, gemm_bar(m)))
+    for t_len in ATTENTION_T:
+        q, kv = rng.standard_normal((64, t_len, 64), f32), rng.standard_normal((64, t_len, 64), f32)
+        p = rng.random((64, t_len, t_len), f32)
+        out.append(Case("_gemm", f"batched_matmul QK^T G=64 T={t_len} D=64",
+                        lambda t, q=q, kv=kv: ops.batched_matmul(q, kv, trans_b=True, n_threads=t),
+                        lambda q=q, kv=kv: q @ kv.transpose(0, 2, 1)))
+        out.append(Case("_gemm", f"batched_matmul PV G=64 T={t_len} D=64",
+                        lambda t, p=p, kv=kv: ops.batched_matmul(p, kv, n_threads=t), lambda p=p, kv=kv: p @ kv))
+    for shape in ROW_SHAPES:
+        x = rng.standard_normal(shape, f32)
+        gamma, beta = rng.standard_normal(shape[1], f32), rng.standard_normal(shape[1], f32)
+        out += [
+            Case("_softmax", f"softmax {shape}", lambda t, x=x: ops.softmax(x, n_threads=t),
+                 lambda x=x: numpy_softmax(x), ELEMENTWISE_BAR),
+            Case("_norms", f"layer_norm {shape}", lambda t, x=x, g=gamma, b=beta: ops.layer_norm(x, g, b, n_threads=t),
+                 lambda x=x, g=gamma, b=beta: numpy_layer_norm(x, g, b), ELEMENTWISE_BAR),
+            Case("_activations", f"gelu_tanh {shape}", lambda t, x=x: ops.activation(x, "gelu_tanh", n_threads=t),
+                 lambda x=x: numpy_gelu_tanh(x), ELEMENTWISE_BAR),
+        ]
+    # Rotary: decode steps and prefill, Llama half-split, NeoX partial, GPT-J interleaved.
+    for n, h, d, r2, interleaved in [(1, 32, 128, 64, False), (8, 32, 128, 64, False), (512, 12, 64, 32, False),
+                                     (512, 32, 128, 16, False), (512, 16, 256, 32, True)]:
+        x = rng.standard_normal((n, h, d), f32)
+        cos, sin = ops.rotary_tables(1.0 / 10000 ** (np.arange(r2) / r2), 4096)
+        positions = rng.integers(0, 4096, n).astype(np.int32)
+        kind = "interleaved" if interleaved else f"half R2={r2}"
+        out.append(Case("_positions", f"rotary N,H,D={n},{h},{d} {kind}",
+                        lambda t, x=x, p=positions, c=cos, s=sin, i=interleaved: ops.rotary(x, p, c, s, interleaved=i, n_threads=t),
+                        lambda x=x, p=positions, c=cos, s=sin, i=interleaved: numpy_rotary(x, p, c, s, i)))
+    table = rng.standard_normal((32000, 512), f32)
+    for n, scale in [(1, 1.0), (32, 22.6), (512, 22.6), (4096, 1.0)]:
+        ids = rng.integers(0, 32000, n).astype(np.int32)
+        out.append(Case("_positions", f"embedding N={n} C=512 scale={scale}",
+                        lambda t, ids=ids, s=scale: ops.embedding(ids, table, scale=s, n_threads=t),
+                        (lambda ids=ids: table[ids]) if scale == 1.0 else (lambda ids=ids, s=scale: table[ids] * f32(s))))
+    for r, v in [(1, 32000), (8, 50257), (64, 32000)]:
+        x = rng.standard_normal((r, v), f32)
+        out.append(Case("_select", f"argmax R,V={r},{v}", lambda t, x=x: ops.argmax(x, n_threads=t),
+                        lambda x=x: np.argmax(x, axis=-1)))
+    for r, v, k in [(1, 32000, 8), (8, 50257, 8), (64, 32000, 8), (8, 32000, 50), (8, 32000, 1000), (8, 32000, 32000)]:
+        x = rng.standard_normal((r, v), f32)
+        out.append(Case("_select", f"topk R,V={r},{v} k={k}", lambda t, x=x, k=k: ops.topk(x, k, n_threads=t),
+                        lambda x=x, k=k: numpy_topk(x, k)))
+    return out
+
+
+def per_call(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def compare(case: Case, n_threads: int, repeats: int, target_s: float) -> tuple[float, float]:
+    """Median seconds per call (ours, numpy), each side's repeats run as one block.
+
+    With several threads each block starts after a pause: idle OpenBLAS workers spin for a while after
+    a call (and OpenMP's for a shorter while), and on a 2-core machine a spinning thread stalls the
+    other side's team for a scheduler time slice, which interleaved repeats would measure instead.
+    """
+    medians = []
+    for fn in (lambda: case.ours(n_threads), case.numpy):
+        if n_threads > 1:
+            time.sleep(SETTLE_S)
+        number = max(1, int(target_s / max(min(per_call(fn, 1) for _ in range(3)), 1e-7)))  # warm-up too
+        medians.append(statistics.median(per_call(fn, number) for _ in range(repeats)))
+    return medians[0], medians[1]
+
+
+def header() -> None:
+    cpu = _native.load("_cpu")
+    openmp = "on" if cpu is not None and cpu.openmp_enabled() else "off"
+    loaded = ", ".join(f"{name[1:]}={'native' if _native.load(name) else 'numpy fallback'}" for name in FAMILIES)
+    blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info() if i["user_api"] == "blas")
+    print(f"numpy {np.__version__} (BLAS: {blas or 'none found'}), OpenMP {openmp}")
+    print(f"kernels: {loaded}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("gelu_tanh vs numpy 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x*x*x))); all float32")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    parser.add_argument("--quick", action="store_true", help="3 short repeats: a smoke run, noisy figures")
+    parser.add_argument("--match", default="", help="only the cases whose label contains this text")
+    args = parser.parse_args()
+    repeats, target_s = (3, 0.005) if args.quick else (7, 0.05)
+    all_cases = [case for case in cases(np.random.default_rng(0)) if args.match in case.label]
+    header()
+    marks = {"PASS": 0, "below": 0}
+    for n_threads in args.threads:
+        print(f"\n== {n_threads} thread(s) ==")
+        print(f"{'op':44} {'family':12} {'ours us':>10} {'numpy us':>10} {'ratio':>7} {'bar':>5}")
+        with threadpool_limits(n_threads, user_api="blas"):
+            for case in all_cases:
+                ours, theirs = compare(case, n_threads, repeats, target_s)
+                ratio = theirs / ours
+                mark = ""
+                if case.bar is not None:
+                    mark = "PASS" if ratio >= case.bar else "below"
+                    marks[mark] += 1
+                bar = f"{case.bar:.2f}" if case.bar is not None else "-"
+                print(f"{case.label:44} {case.family[1:]:12} {ours * 1e6:10.1f} {theirs * 1e6:10.1f} "
+                      f"{ratio:7.2f} {bar:>5} {mark}")
+    print(f"\nbars: {marks['PASS']} PASS, {marks['below']} below")
+
+
+if __name__ == "__main__":
+    main()
