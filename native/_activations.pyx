@@ -4,7 +4,7 @@
 
 from cython.parallel cimport prange
 
-from common cimport ACT_NONE, ACT_SILU, floating, team_size
+from common cimport ACT_NONE, ACT_RELU, ACT_SILU, floating, team_size
 
 cdef extern from "activations_kernels.h" nogil:
     void aio_bias_activation_row_f32(const float *x, const float *bias, int act, float *out, long n)
@@ -31,7 +31,8 @@ cdef inline void swiglu_row(const floating *x, floating *out, Py_ssize_t f, Py_s
 cdef void activation_rows(const floating *x, const floating *bias, int act, floating *out, Py_ssize_t r,
                           Py_ssize_t n, int n_threads) noexcept nogil:
     cdef Py_ssize_t i
-    cdef int team = team_size(r, r * n, n_threads)
+    # relu and the bias add alone cost a few times less per element than the exp-based activations
+    cdef int team = team_size(r, r * n if act > ACT_RELU else r * n // 4, n_threads)
     if team > 1:
         for i in prange(r, num_threads=team, schedule='static'):
             activation_row(x, bias, act, out, n, i)

@@ -60,11 +60,11 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out, double scale, const 
     if mask is not None:
         mask_rows = mask.shape[0]
         if mask.shape[1] != n or mask_rows == 0 or r % mask_rows:
-            raise ValueError(f"mask of shape {(mask.shape[0], mask.shape[1])} does not tile rows of shape {(r, n)}")
+            raise ValueError(f"mask of shape {(mask.shape[0], mask.shape[1])} does not tile {(r, n)}")
     if lengths is not None:
         if lengths.shape[0] == 0 or r % lengths.shape[0]:
             raise ValueError(f"{lengths.shape[0]} lengths do not divide {r} rows")
-        rows_per_length = max(r // lengths.shape[0], 1)
+        rows_per_length = r // lengths.shape[0]
     if causal_q < 0 or (causal_q and (r % causal_q or causal_q > n)):
         raise ValueError(f"causal_q={causal_q} must divide the {r} rows and be <= {n} columns")
     if n_threads < 1:

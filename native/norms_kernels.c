@@ -13,7 +13,7 @@
 
 /* T: element type, SFX: name suffix */
 #define AIO_NORM_ROWS(T, SFX)                                                                            \
-    /* residual += x, then the row to normalise */                                                     \
+    /* residual += x, then the row to normalise */                                                       \
     AIO_INLINE const T *aio_norm_input_##SFX(const T *x, T *residual, long n)                            \
     {                                                                                                    \
         if (!residual) return x;                                                                         \

@@ -15,7 +15,7 @@
 
 /* T: element type, SFX: name suffix, EXP: its vector exp, V/IV: T and same-width int vectors of 16 */
 #define AIO_SOFTMAX_ROW(T, SFX, EXP, V, IV)                                                              \
-    /* 16 columns of z = scale x + mask into out, and lanes = max(lanes, z), in GCC vectors: GCC leaves    \
+    /* 16 columns of z = scale x + mask into out, and lanes = max(lanes, z), in GCC vectors: GCC leaves  \
      * a max over partial maxima scalar. */                                                              \
     AIO_INLINE void aio_logits16_##SFX(const T *x, const T *mask, T scale, T *out, V *lanes)             \
     {                                                                                                    \

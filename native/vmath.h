@@ -95,7 +95,7 @@ AIO_INLINE float aio_exp2sum_f32(float hi, float lo)
     return aio_scale_f32(aio_exp_poly_f32(r), t);
 }
 
-/* Double: n in [-1075, 1024]. int64 halves via the rounding trick, as AVX2 lacks 64-bit >>. */
+/* Double: n in [-1076, 1024]. The halves come from the rounding trick, as AVX2 lacks a 64-bit >>. */
 AIO_INLINE double aio_scale_f64(double p, double n)
 {
     double t1 = n * 0.5 + AIO_ROUND_F64;

@@ -102,11 +102,14 @@ def test_nd_input_strided_and_read_only():
     assert_matches(out, expected, np.float32)
 
 
-def test_writes_into_out():
+def test_writes_into_out_or_in_place():
     x = np.random.default_rng(3).standard_normal((3, 7))
     out = np.full_like(x, np.nan)
     assert ops.log_softmax(x, out=out) is out
     assert_matches(out, reference.softmax(x, log=True), np.float64, logit_scale(x))
+    expected = reference.softmax(x)
+    assert ops.softmax(x, out=x) is x
+    assert_matches(x, expected, np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
