@@ -21,7 +21,7 @@ enum { AIO_ACT_NONE = 0, AIO_ACT_RELU = 1, AIO_ACT_GELU = 2, AIO_ACT_GELU_TANH =
 AIO_INLINE float aio_gelu_f32(float x)
 {
     float a = fabsf(x);
-    a = aio_select_f32(a > 16.0f, 16.0f, a); /* Q(16) underflows: beyond, gelu is x or -0 */
+    a = aio_select_f32(a > 14.4f, 14.4f, a); /* Q(14.4) rounds to 0: beyond, gelu is x or -0 */
     /* a = ah + al with ah on 12 bits, so ah^2 is exact and -a^2/2 = hi + lo without rounding error */
     float ah = aio_from_bits_f32(aio_bits_f32(a) & (int32_t)0xfffff000);
     float al = a - ah;

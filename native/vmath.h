@@ -84,11 +84,10 @@ AIO_INLINE float aio_exp_f32(float x)
     return aio_scale_f32(aio_exp_poly_f32(r), t);
 }
 
-/* exp(hi + lo) for |lo| <= 1/8, without rounding hi + lo: lo joins the reduced argument. */
+/* exp(hi + lo) for hi + lo in [-103.9, 0] (the caller's range: no clamps) and |lo| <= 1/8, without
+ * rounding hi + lo: lo joins the reduced argument. */
 AIO_INLINE float aio_exp2sum_f32(float hi, float lo)
 {
-    hi = aio_select_f32(hi < -104.0f, -104.0f, hi);
-    hi = aio_select_f32(hi > 89.0f, 89.0f, hi);
     float t = (hi + lo) * AIO_LOG2E_F32 + AIO_ROUND_F32;
     float n = t - AIO_ROUND_F32;
     float r = (hi - n * AIO_LN2_HI_F32) - n * AIO_LN2_LO_F32 + lo;
