@@ -13,42 +13,33 @@
 #include "softmax_kernels.h"
 #include "vmath.h"
 
-/* T: element type, SFX: name suffix, EXP: its vector exp, V/IV: T and same-width int vectors of 16 */
-#define AIO_SOFTMAX_ROW(T, SFX, EXP, V, IV)                                                              \
-    /* 16 columns of z = scale x + mask into out, and lanes = max(lanes, z), in GCC vectors: GCC leaves  \
-     * a max over partial maxima scalar. */                                                              \
-    AIO_INLINE void aio_logits16_##SFX(const T *x, const T *mask, T scale, T *out, V *lanes)             \
-    {                                                                                                    \
-        V z, add;                                                                                        \
-        memcpy(&z, x, sizeof z);                                                                         \
-        z *= scale;                                                                                      \
-        if (mask) {                                                                                      \
-            memcpy(&add, mask, sizeof add);                                                              \
-            z += add;                                                                                    \
-        }                                                                                                \
-        memcpy(out, &z, sizeof z);                                                                       \
-        IV greater = z > *lanes;                                                                         \
-        *lanes = (V)(((IV)z & greater) | ((IV)*lanes & ~greater));                                       \
-    }                                                                                                    \
-                                                                                                         \
-    /* z into out[0:n] and its max (-inf for n = 0); two chains of lanes to hide the latency */          \
-    AIO_INLINE T aio_logits_##SFX(const T *x, const T *mask, T scale, T *out, long n)                    \
-    {                                                                                                    \
-        V lanes[2] = {(V){0} - INFINITY, (V){0} - INFINITY};                                             \
-        T m = -INFINITY;                                                                                 \
-        long j = 0;                                                                                      \
-        for (; j + 32 <= n; j += 32)                                                                     \
-            for (int c = 0; c < 2; c++)                                                                  \
-                aio_logits16_##SFX(x + j + 16 * c, mask ? mask + j + 16 * c : 0, scale, out + j + 16 * c, \
-                                   &lanes[c]);                                                           \
-        for (int k = 0; k < 32; k++) m = lanes[k / 16][k % 16] > m ? lanes[k / 16][k % 16] : m;          \
-        for (; j < n; j++) {                                                                             \
-            out[j] = mask ? scale * x[j] + mask[j] : scale * x[j];                                       \
-            m = out[j] > m ? out[j] : m;                                                                 \
-        }                                                                                                \
-        return m;                                                                                        \
-    }                                                                                                    \
-                                                                                                         \
+/* An order-preserving integer image of a float (an involution on the bits): GCC vectorizes an integer
+ * max reduction, but not a float one without -ffast-math. NaN maps above +inf. */
+AIO_INLINE int32_t aio_order_f32(int32_t bits) { return bits ^ ((bits >> 31) & INT32_MAX); }
+AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & INT64_MAX); }
+
+/* T: element type, SFX: name suffix, EXP: its vector exp, IT: the integer type of T's width */
+#define AIO_SOFTMAX_ROW(T, SFX, EXP, IT)                                                                    \
+    /* z = scale x + mask into out[0:n], and max z (-inf for n = 0) */                                      \
+    AIO_INLINE T aio_logits_##SFX(const T *x, const T *mask, T scale, T *out, long n)                       \
+    {                                                                                                       \
+        IT m = aio_order_##SFX(aio_bits_##SFX(-INFINITY));                                                 \
+        long j;                                                                                             \
+        if (mask)                                                                                           \
+            for (j = 0; j < n; j++) {                                                                       \
+                out[j] = scale * x[j] + mask[j];                                                            \
+                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
+                m = key > m ? key : m;                                                                      \
+            }                                                                                               \
+        else                                                                                                \
+            for (j = 0; j < n; j++) {                                                                       \
+                out[j] = scale * x[j];                                                                      \
+                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
+                m = key > m ? key : m;                                                                      \
+            }                                                                                               \
+        return aio_from_bits_##SFX(aio_order_##SFX(m));                                                     \
+    }                                                                                                       \
+                                                                                                            \
     AIO_CLONES void aio_softmax_row_##SFX(const T *x, const T *mask, T *out, long n, long limit,         \
                                           double scale, int log_space)                                   \
     {                                                                                                    \
@@ -82,10 +73,5 @@
         for (j = limit; j < n; j++) out[j] = log_space ? -INFINITY : 0;                                  \
     }
 
-typedef float aio_f32x16 __attribute__((vector_size(64)));
-typedef int32_t aio_i32x16 __attribute__((vector_size(64)));
-typedef double aio_f64x16 __attribute__((vector_size(128)));
-typedef int64_t aio_i64x16 __attribute__((vector_size(128)));
-
-AIO_SOFTMAX_ROW(float, f32, aio_exp_f32, aio_f32x16, aio_i32x16)
-AIO_SOFTMAX_ROW(double, f64, aio_exp_f64, aio_f64x16, aio_i64x16)
+AIO_SOFTMAX_ROW(float, f32, aio_exp_f32, int32_t)
+AIO_SOFTMAX_ROW(double, f64, aio_exp_f64, int64_t)
