@@ -11,3 +11,11 @@ cdef enum Activation:
 ctypedef fused floating:
     float
     double
+
+# Elements below which a row kernel stays on the calling thread: waking an OpenMP team costs more.
+cdef enum:
+    PARALLEL_GRAIN = 32768
+
+cdef inline int team_size(Py_ssize_t rows, Py_ssize_t elements, int n_threads) noexcept nogil:
+    """The OpenMP team for a call over `rows` rows: n_threads, or 1 for small work."""
+    return n_threads if rows > 1 and elements >= PARALLEL_GRAIN else 1

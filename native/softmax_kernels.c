@@ -1,0 +1,77 @@
+/* Softmax and log-softmax of one row: the SIMD loops behind _softmax.pyx.
+ *
+ * Design: out[j] = softmax(z)[j] (log: log_softmax) over the visible columns j < limit, with
+ * z = scale * x + mask (mask may be NULL; -inf allowed); columns from limit on are 0 (log: -inf).
+ * x and out have n columns; the caller clips limit to [0, n] (lengths and causal masking).
+ * Three passes over the row, which stays in L1:
+ *   1. z into out, and m = max z;  if m is -inf (nothing visible) the row is 0 (log: -inf), never NaN;
+ *   2. s = sum exp(z - m) in double (AIO_LANES partial sums), the exps stored into out for softmax;
+ *   3. softmax: out *= 1 / s;  log: out = (z - m) - log s, two terms of the same sign (s >= 1), so no
+ *      cancellation.
+ * z is rounded to the element type, as in any float32 implementation: near-ulp agreement with the
+ * float64 reference for moderate logits. Rows are independent, so thread count never changes a bit. */
+#include "softmax_kernels.h"
+#include "vmath.h"
+
+/* An order-preserving integer image of a float (an involution on the bits): GCC vectorizes an integer
+ * max reduction, but not a float one without -ffast-math. NaN maps above +inf. */
+AIO_INLINE int32_t aio_order_f32(int32_t bits) { return bits ^ ((bits >> 31) & INT32_MAX); }
+AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & INT64_MAX); }
+
+/* T: element type, SFX: name suffix, EXP: its vector exp, IT: the integer type of T's width */
+#define AIO_SOFTMAX_ROW(T, SFX, EXP, IT)                                                                    \
+    /* z = scale x + mask into out[0:n], and max z (-inf for n = 0) */                                      \
+    AIO_INLINE T aio_logits_##SFX(const T *x, const T *mask, T scale, T *out, long n)                       \
+    {                                                                                                       \
+        IT m = aio_order_##SFX(aio_bits_##SFX(-INFINITY));                                                 \
+        long j;                                                                                             \
+        if (mask)                                                                                           \
+            for (j = 0; j < n; j++) {                                                                       \
+                out[j] = scale * x[j] + mask[j];                                                            \
+                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
+                m = key > m ? key : m;                                                                      \
+            }                                                                                               \
+        else                                                                                                \
+            for (j = 0; j < n; j++) {                                                                       \
+                out[j] = scale * x[j];                                                                      \
+                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
+                m = key > m ? key : m;                                                                      \
+            }                                                                                               \
+        return aio_from_bits_##SFX(aio_order_##SFX(m));                                                     \
+    }                                                                                                       \
+                                                                                                            \
+    AIO_CLONES void aio_softmax_row_##SFX(const T *x, const T *mask, T *out, long n, long limit,         \
+                                          double scale, int log_space)                                   \
+    {                                                                                                    \
+        const T m = aio_logits_##SFX(x, mask, (T)scale, out, limit);                                     \
+        double lanes[AIO_LANES] = {0}, sum = 0.0;                                                        \
+        long j, k, body;                                                                                 \
+        if (!(m > -INFINITY)) limit = 0;                                                                 \
+        body = limit - limit % AIO_LANES;                                                                \
+        if (log_space)                                                                                   \
+            for (j = 0; j < body; j += AIO_LANES)                                                        \
+                for (k = 0; k < AIO_LANES; k++) lanes[k] += EXP(out[j + k] - m);                         \
+        else                                                                                             \
+            for (j = 0; j < body; j += AIO_LANES)                                                        \
+                for (k = 0; k < AIO_LANES; k++) {                                                        \
+                    out[j + k] = EXP(out[j + k] - m);                                                    \
+                    lanes[k] += out[j + k];                                                              \
+                }                                                                                        \
+        for (j = body; j < limit; j++) {                                                                 \
+            T e = EXP(out[j] - m);                                                                       \
+            if (!log_space) out[j] = e;                                                                  \
+            lanes[j - body] += e;                                                                        \
+        }                                                                                                \
+        for (k = 0; k < AIO_LANES; k++) sum += lanes[k];                                                 \
+        if (log_space) {                                                                                 \
+            const T log_sum = (T)log(sum);                                                               \
+            for (j = 0; j < limit; j++) out[j] = (out[j] - m) - log_sum;                                 \
+        } else {                                                                                         \
+            const T inv = (T)(1.0 / sum);                                                                \
+            for (j = 0; j < limit; j++) out[j] *= inv;                                                   \
+        }                                                                                                \
+        for (j = limit; j < n; j++) out[j] = log_space ? -INFINITY : 0;                                  \
+    }
+
+AIO_SOFTMAX_ROW(float, f32, aio_exp_f32, int32_t)
+AIO_SOFTMAX_ROW(double, f64, aio_exp_f64, int64_t)
