@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FLOAT_TYPES = (np.float32, np.float64)
@@ -55,4 +57,5 @@ def rows(x: np.ndarray, name: str) -> np.ndarray:
     """View of x (..., N) as 2-D (R, N); x must have at least one dimension."""
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension")
-    return x.reshape(-1, x.shape[-1])
+    # An explicit row count: reshape(-1, 0) is ambiguous when the last axis is empty.
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
