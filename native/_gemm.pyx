@@ -35,8 +35,10 @@ cdef extern from "gemm_kernels.h" nogil:
                          long m, long n, long k, float alpha)
 
 cdef enum:
-    # float32 products with at most this many rows use our kernels (where they beat sgemm here).
+    # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
+    # they beat sgemm on this machine: BLAS's packing is not amortised there).
     SMALL_M = 64
+    SHORT_K = 128
     # Columns per block of our kernels in linear: the unit of the thread split and of the epilogue.
     COLS = 64
     # BLAS blocks of linear: at most BLAS_ROWS x BLAS_COLS, big enough to amortise packing, small
@@ -76,11 +78,15 @@ cdef inline void _blas(char *ta, char *tb, int m, int n, int k, floating alpha,
         dgemm(ta, tb, &m, &n, &k, &alpha, <double *> a, &lda, <double *> b, &ldb, &beta, c, &ldc)
 
 
+cdef inline bint _own_kernel(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
+    return m <= SMALL_M or k <= SHORT_K
+
+
 cdef inline void _product_nt(const floating *a, const floating *b, floating *c, Py_ssize_t ldc,
                              Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha) noexcept nogil:
     """c (m, n; row stride ldc) = alpha a b^T for row-major a (m, k) and b (n, k)."""
     if floating is float:
-        if m <= SMALL_M:
+        if _own_kernel(m, k):
             aio_gemm_nt_f32(a, k, b, k, c, ldc, m, n, k, alpha)
             return
     # c^T (n, m) = b (n, k) a^T: BLAS sees b as a column-major (k, n) matrix to transpose.
@@ -92,7 +98,7 @@ cdef inline void _product_nn(const floating *a, const floating *b, floating *c,
                              Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha) noexcept nogil:
     """c (m, n) = alpha a b for row-major a (m, k) and b (k, n)."""
     if floating is float:
-        if m <= SMALL_M:
+        if _own_kernel(m, k):
             aio_gemm_nn_f32(a, k, b, n, c, n, m, n, k, alpha)
             return
     _blas(&NO_TRANS, &NO_TRANS, <int> n, <int> m, <int> k, alpha, b, <int> n, a,
@@ -146,7 +152,7 @@ cdef void linear_core(const floating *x, const floating *w, const floating *bias
     cdef int team
     if m == 0 or n == 0:
         return
-    if floating is float and m <= SMALL_M:
+    if floating is float and _own_kernel(m, k):
         rows, cols = m, COLS
     else:
         rows, cols = BLAS_ROWS, BLAS_COLS

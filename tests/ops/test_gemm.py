@@ -1,8 +1,9 @@
 """linear and batched_matmul (native/_gemm.pyx) against the numpy reference.
 
 Tolerances scale with the magnitude of the terms summed (|x| @ |w|^T + |bias| + |residual|) and with
-sqrt(K) for the K-long dot products. Shapes cross both code paths: our small-M kernels (M <= 64 in
-float32) and BLAS blocks (512 x 256), with sizes 0, 1, odd and past each block edge.
+sqrt(K) for the K-long dot products. Shapes cross every code path: our float32 kernels (M <= 64 or
+K <= 128; dot-product tiles, or the transposed copy for M >= 8 and K <= 128) and BLAS blocks
+(512 x 256), with sizes 0, 1, odd and past each block edge.
 """
 
 import threading
@@ -72,7 +73,9 @@ def test_linear_matches_reference(dtype, m, k, n, act, with_bias, with_residual,
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("m, k, n", [(1, 64, 48), (7, 33, 19), (64, 40, 70), (65, 40, 70), (513, 24, 300)])
+@pytest.mark.parametrize(
+    "m, k, n", [(1, 64, 48), (7, 33, 19), (8, 129, 70), (64, 40, 70), (65, 140, 70), (513, 129, 300)]
+)
 def test_linear_every_activation_and_block_edge(dtype, act, m, k, n):
     rng = np.random.default_rng(m * 1000 + n)
     x, w, bias, residual = arrays(rng, dtype, (m, k), (n, k), (n,), (m, n))
@@ -81,7 +84,9 @@ def test_linear_every_activation_and_block_edge(dtype, act, m, k, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, k, n", [(1, 512, 512), (3, 100, 67), (32, 64, 1000), (65, 64, 64), (600, 48, 520)])
+@pytest.mark.parametrize(
+    "m, k, n", [(1, 512, 512), (3, 100, 67), (32, 64, 1000), (65, 64, 64), (600, 48, 520), (600, 160, 520)]
+)
 def test_linear_threads_give_identical_bits(dtype, m, k, n):
     rng = np.random.default_rng(3)
     x, w, bias, residual = arrays(rng, dtype, (m, k), (n, k), (n,), (m, n))
