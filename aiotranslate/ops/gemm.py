@@ -3,16 +3,49 @@
 
 The kernels are `native/_gemm.pyx`: BLAS sgemm on per-thread slices of the output for large M,
 our own register-blocked kernel for the small-M shapes of decoding.
+
+Importing this module holds scipy's own BLAS (the one the kernels call) to one thread; see
+`_single_thread_scipy_blas`.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from .. import _native
 from . import _checks, reference
 
+
+def _single_thread_scipy_blas() -> None:
+    """Set the BLAS behind scipy.linalg.cython_blas to one thread, once, at import.
+
+    The kernels call it on one block per OpenMP thread, so its own thread pool would oversubscribe
+    the cores and make concurrent callers queue on its lock. scipy's wheels ship their own OpenBLAS
+    (in scipy.libs), apart from numpy's, so numpy's matmul keeps its threads. A BLAS that scipy
+    shares with numpy (system or conda builds) is left alone: run with OPENBLAS_NUM_THREADS=1 (or
+    threadpoolctl) there. A `threadpool_limits(user_api="blas")` block around our calls raises it
+    again for its duration.
+    """
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library so threadpoolctl sees it)
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    root = os.path.dirname(os.path.realpath(scipy.__file__))  # matches scipy/ and scipy.libs/
+    own = [
+        lib.filepath
+        for lib in controller.lib_controllers
+        if lib.user_api == "blas" and os.path.realpath(lib.filepath).startswith(root)
+    ]
+    if own:
+        controller.select(filepath=own).limit(limits=1)
+
+
 _kernels = _native.load("_gemm")
+if _kernels is not None:
+    _single_thread_scipy_blas()
 
 
 def activation_code(activation) -> int:

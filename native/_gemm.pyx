@@ -1,0 +1,284 @@
+# GEMM kernels for aiotranslate.ops.gemm: `linear` (x @ w^T with a fused bias / activation / residual
+# epilogue) and `batched_matmul` (the attention products Q @ K^T and P @ V).
+#
+# Design
+# - Layouts: row-major, C-contiguous. linear: x (M, K), w (N, K) as torch.nn.Linear stores it,
+#   out (M, N). batched_matmul: a (G, M, K), b (G, N, K) with trans_b else (G, K, N), out (G, M, N).
+# - Which code: float32 products with few rows (M <= SMALL_M: decoding, attention) run our own
+#   register-blocked kernels (gemm_kernels.c), which stream each weight row once for all M rows and
+#   skip BLAS's packing. Larger M, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas)
+#   with the row-major trick C^T = B^T A^T.
+# - Threads: the output is cut into blocks, prange(schedule='static') hands each thread a run of
+#   them, and every BLAS call is single-threaded (ops/gemm.py holds scipy's OpenBLAS to 1 thread), so
+#   n_threads is the only team size and concurrent callers do not share a BLAS pool. BLAS blocks
+#   depend on the shape only, never on n_threads, and our kernels compute every element the same
+#   way in any split: results are bitwise identical for every n_threads. Too little work for
+#   GRAIN multiply-adds per thread runs on fewer threads, down to serial.
+# - Epilogue: each block gets + bias, activation (activation.h), + residual right after its
+#   product, while it is in cache. BLAS and our kernels write out before the epilogue reads
+#   residual, so a residual overlapping out is copied first (in-place `out=residual` works).
+
+from cython.parallel cimport prange
+from libc.limits cimport INT_MAX
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from common cimport ACT_NONE, ACT_SILU, floating
+
+cdef extern from "activation.h" nogil:
+    void aio_activate_f32(float *x, long n, int act)
+    void aio_activate_f64(double *x, long n, int act)
+
+cdef extern from "gemm_kernels.h" nogil:
+    void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                         long m, long n, long k, float alpha)
+    void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                         long m, long n, long k, float alpha)
+
+cdef enum:
+    # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
+    # they beat sgemm on this machine: BLAS's packing is not amortised there).
+    SMALL_M = 64
+    SHORT_K = 128
+    # Columns per block of our kernels in linear: the unit of the thread split and of the epilogue.
+    COLS = 64
+    # BLAS blocks of linear: at most BLAS_ROWS x BLAS_COLS, big enough to amortise packing, small
+    # enough for two threads to share a 512 x 512 product.
+    BLAS_ROWS = 512
+    BLAS_COLS = 256
+    # Fewest multiply-adds worth handing to one more thread (an OpenMP fork/join costs a few us).
+    GRAIN = 65536
+
+cdef char TRANS = b'T'
+cdef char NO_TRANS = b'N'
+
+
+cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline int _team(int n_threads, Py_ssize_t blocks, double work) noexcept nogil:
+    """Threads worth using: at most n_threads and blocks, at least GRAIN multiply-adds each."""
+    cdef double by_work = work / GRAIN
+    cdef Py_ssize_t t = n_threads
+    if blocks < t:
+        t = blocks
+    if by_work < t:
+        t = <Py_ssize_t> by_work
+    return <int> t if t > 1 else 1
+
+
+cdef inline void _blas(char *ta, char *tb, int m, int n, int k, floating alpha,
+                       const floating *a, int lda, const floating *b, int ldb,
+                       floating *c, int ldc) noexcept nogil:
+    """Column-major C (m, n) = alpha op(A) op(B), one thread; BLAS does not write A or B."""
+    cdef floating beta = 0
+    if floating is float:
+        sgemm(ta, tb, &m, &n, &k, &alpha, <float *> a, &lda, <float *> b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(ta, tb, &m, &n, &k, &alpha, <double *> a, &lda, <double *> b, &ldb, &beta, c, &ldc)
+
+
+cdef inline bint _own_kernel(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
+    return m <= SMALL_M or k <= SHORT_K
+
+
+cdef inline void _product_nt(const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,
+                             floating *c, Py_ssize_t ldc, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                             floating alpha) noexcept nogil:
+    """c (m, n) = alpha a b^T for row-major a (m, k) and b (n, k); ld* are the row strides."""
+    if floating is float:
+        if _own_kernel(m, k):
+            aio_gemm_nt_f32(a, lda, b, ldb, c, ldc, m, n, k, alpha)
+            return
+    # c^T (n, m) = b (n, k) a^T: BLAS sees b as a column-major (k, n) matrix to transpose.
+    _blas(&TRANS, &NO_TRANS, <int> n, <int> m, <int> k, alpha, b, <int> max(ldb, 1), a,
+          <int> max(lda, 1), c, <int> ldc)
+
+
+cdef inline void _product_nn(const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,
+                             floating *c, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                             floating alpha) noexcept nogil:
+    """c (m, n) = alpha a b for row-major a (m, k) and b (k, n); ld* are the row strides."""
+    if floating is float:
+        if _own_kernel(m, k):
+            aio_gemm_nn_f32(a, lda, b, ldb, c, n, m, n, k, alpha)
+            return
+    _blas(&NO_TRANS, &NO_TRANS, <int> n, <int> m, <int> k, alpha, b, <int> max(ldb, 1), a,
+          <int> max(lda, 1), c, <int> n)
+
+
+cdef inline void _epilogue(floating *out, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                           const floating *bias, int act, const floating *residual) noexcept nogil:
+    """out = act(out + bias) + residual on a rows x cols block (row stride ld for out and residual)."""
+    cdef Py_ssize_t i, j
+    cdef floating *row
+    for i in range(rows):
+        row = out + i * ld
+        if bias != NULL:
+            for j in range(cols):
+                row[j] += bias[j]
+        if act != ACT_NONE:
+            if floating is float:
+                aio_activate_f32(row, cols, act)
+            else:
+                aio_activate_f64(row, cols, act)
+        if residual != NULL:
+            for j in range(cols):
+                row[j] += residual[i * ld + j]
+
+
+cdef inline void _linear_block(const floating *x, const floating *w, const floating *bias, int act,
+                               const floating *residual, floating *out, Py_ssize_t m, Py_ssize_t n,
+                               Py_ssize_t k, Py_ssize_t rows, Py_ssize_t cols,
+                               Py_ssize_t block) noexcept nogil:
+    """Block number `block` of the grid of rows x cols blocks over out (m, n), row-major order."""
+    cdef Py_ssize_t col_blocks = _cdiv(n, cols)
+    cdef Py_ssize_t r0 = (block // col_blocks) * rows, c0 = (block % col_blocks) * cols
+    cdef Py_ssize_t r = min(rows, m - r0), c = min(cols, n - c0)
+    cdef Py_ssize_t at = r0 * n + c0
+    cdef const floating *block_bias = NULL
+    cdef const floating *block_residual = NULL
+    if bias != NULL:
+        block_bias = bias + c0
+    if residual != NULL:
+        block_residual = residual + at
+    _product_nt(x + r0 * k, k, w + c0 * k, k, out + at, n, r, c, k, <floating> 1)
+    _epilogue(out + at, n, r, c, block_bias, act, block_residual)
+
+
+cdef void linear_core(const floating *x, const floating *w, const floating *bias, int act,
+                      const floating *residual, floating *out, Py_ssize_t m, Py_ssize_t n,
+                      Py_ssize_t k, int n_threads) noexcept nogil:
+    """out (m, n) = act(x (m, k) @ w (n, k)^T + bias (n)) + residual (m, n); bias, residual may be NULL."""
+    cdef Py_ssize_t rows, cols, block, blocks
+    cdef int team
+    if m == 0 or n == 0:
+        return
+    if floating is float and _own_kernel(m, k):
+        rows, cols = m, COLS
+    else:
+        rows, cols = BLAS_ROWS, BLAS_COLS
+    blocks = _cdiv(m, rows) * _cdiv(n, cols)
+    team = _team(n_threads, blocks, <double> m * n * k)
+    if team > 1:
+        for block in prange(blocks, num_threads=team, schedule='static'):
+            _linear_block(x, w, bias, act, residual, out, m, n, k, rows, cols, block)
+    else:
+        for block in range(blocks):
+            _linear_block(x, w, bias, act, residual, out, m, n, k, rows, cols, block)
+
+
+cdef void batched_matmul_core(const floating *a, Py_ssize_t sa, Py_ssize_t lda,
+                              const floating *b, Py_ssize_t sb, Py_ssize_t ldb, floating *out,
+                              Py_ssize_t g, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_b,
+                              floating alpha, int n_threads) noexcept nogil:
+    """out[i] = alpha a[i] @ (b[i]^T if trans_b else b[i]) for i < g; threads split the batch.
+
+    a[i] starts at a + i * sa with row stride lda (likewise b): KV-cache slices are read in place.
+    out is contiguous (g, m, n)."""
+    cdef Py_ssize_t i
+    cdef int team = _team(n_threads, g, <double> g * m * n * k)
+    if m == 0 or n == 0:
+        return
+    if team > 1:
+        for i in prange(g, num_threads=team, schedule='static'):
+            _batch_item(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, m, n, k, trans_b, alpha)
+    else:
+        for i in range(g):
+            _batch_item(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, m, n, k, trans_b, alpha)
+
+
+cdef inline void _batch_item(const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,
+                             floating *out, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_b,
+                             floating alpha) noexcept nogil:
+    if trans_b:
+        _product_nt(a, lda, b, ldb, out, n, m, n, k, alpha)
+    else:
+        _product_nn(a, lda, b, ldb, out, m, n, k, alpha)
+
+
+cdef inline bint _overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_ssize_t q_bytes):
+    """Whether the byte ranges [p, p + p_bytes) and [q, q + q_bytes) intersect."""
+    cdef const char *a = <const char *> p
+    cdef const char *b = <const char *> q
+    return p_bytes > 0 and q_bytes > 0 and a < b + q_bytes and b < a + p_bytes
+
+
+def _check_sizes(n_threads, *sizes):
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if max(sizes) > INT_MAX:
+        raise ValueError(f"dimensions {sizes} exceed the BLAS integer range")
+
+
+def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] bias, int act,
+           const floating[:, ::1] residual, floating[:, ::1] out, int n_threads):
+    """out = act(x @ w.T + bias) + residual for x (M, K), w (N, K), bias (N,) or None, residual
+    (M, N) or None (out itself allowed), act an ACT_* code; n_threads: OpenMP team size."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = w.shape[0], item = sizeof(floating)
+    cdef const floating *xp = NULL
+    cdef const floating *wp = NULL
+    cdef const floating *bp = NULL
+    cdef const floating *rp = NULL
+    cdef floating *op = NULL
+    if w.shape[1] != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"x ({m}, {k}), w ({n}, {w.shape[1]}) and out ({out.shape[0]}, "
+                         f"{out.shape[1]}) do not fit out = x @ w.T")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError(f"bias has {bias.shape[0]} values, expected N = {n}")
+    if residual is not None and (residual.shape[0] != m or residual.shape[1] != n):
+        raise ValueError(f"residual has shape ({residual.shape[0]}, {residual.shape[1]}), "
+                         f"expected ({m}, {n})")
+    if not ACT_NONE <= act <= ACT_SILU:
+        raise ValueError(f"unknown activation code {act}")
+    _check_sizes(n_threads, m, n, k)
+    if m == 0 or n == 0:
+        return
+    op = &out[0, 0]
+    if k:
+        xp, wp = &x[0, 0], &w[0, 0]
+    if _overlap(xp, m * k * item, op, m * n * item) or _overlap(wp, n * k * item, op, m * n * item):
+        raise ValueError("out must not overlap x or w")
+    if bias is not None:
+        bp = &bias[0]
+        if _overlap(bp, n * item, op, m * n * item):
+            raise ValueError("out must not overlap bias")
+    if residual is not None:
+        if _overlap(&residual[0, 0], m * n * item, op, m * n * item):
+            residual = residual.copy()
+        rp = &residual[0, 0]
+    with nogil:
+        linear_core(xp, wp, bp, act, rp, op, m, n, k, n_threads)
+
+
+def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floating[:, :, ::1] out,
+                   bint trans_b, double alpha, int n_threads):
+    """out[g] = alpha * a[g] @ (b[g].T if trans_b else b[g]) for a (G, M, K), b (G, N, K) with
+    trans_b else (G, K, N), out (G, M, N); n_threads: OpenMP team size."""
+    cdef Py_ssize_t g = a.shape[0], m = a.shape[1], k = a.shape[2], item = sizeof(floating)
+    cdef Py_ssize_t n = b.shape[1] if trans_b else b.shape[2]
+    cdef Py_ssize_t kb = b.shape[2] if trans_b else b.shape[1]
+    cdef const floating *ap = NULL
+    cdef const floating *bp = NULL
+    cdef floating *op = NULL
+    if b.shape[0] != g or kb != k or out.shape[0] != g or out.shape[1] != m or out.shape[2] != n:
+        raise ValueError(f"a ({g}, {m}, {k}), b ({b.shape[0]}, {b.shape[1]}, {b.shape[2]}) "
+                         f"(trans_b={trans_b}) and out ({out.shape[0]}, {out.shape[1]}, "
+                         f"{out.shape[2]}) do not fit out = a @ b")
+    _check_sizes(n_threads, m, n, k)
+    if g == 0 or m == 0 or n == 0:
+        return
+    if (a.strides[2] != item and k > 1) or (b.strides[2] != item and b.shape[2] > 1):
+        raise ValueError("a and b need a contiguous last axis (outer axes may be strided)")
+    # Element strides of the outer axes (a KV-cache slice keeps the cache's row stride).
+    cdef Py_ssize_t sa = a.strides[0] // item, lda = a.strides[1] // item
+    cdef Py_ssize_t sb = b.strides[0] // item, ldb = b.strides[1] // item
+    cdef Py_ssize_t b_rows = b.shape[1]
+    op = &out[0, 0, 0]
+    if k:
+        ap, bp = &a[0, 0, 0], &b[0, 0, 0]
+    if (_overlap(ap, ((g - 1) * sa + (m - 1) * lda + k) * item, op, g * m * n * item)
+            or _overlap(bp, ((g - 1) * sb + (b_rows - 1) * ldb + b.shape[2]) * item, op, g * m * n * item)):
+        raise ValueError("out must not overlap a or b")
+    with nogil:
+        batched_matmul_core(ap, sa, lda, bp, sb, ldb, op, g, m, n, k, trans_b, <floating> alpha, n_threads)
