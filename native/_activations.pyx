@@ -4,7 +4,7 @@
 
 from cython.parallel cimport prange
 
-from common cimport ACT_NONE, ACT_RELU, ACT_SILU, floating, team_size
+from common cimport ACT_NONE, ACT_RELU, ACT_SILU, check_output, floating, team_size
 
 cdef extern from "activations_kernels.h" nogil:
     void aio_bias_activation_row_f32(const float *x, const float *bias, int act, float *out, long n)
@@ -61,14 +61,11 @@ def bias_activation(const floating[:, ::1] x, const floating[::1] bias, int act,
     """
     cdef Py_ssize_t r = x.shape[0], n = x.shape[1]
     cdef const floating *bias_ptr = NULL
-    if out.shape[0] != r or out.shape[1] != n:
-        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(r, n)}")
+    check_output(out.shape[0], out.shape[1], r, n, n_threads)
     if bias is not None and bias.shape[0] != n:
         raise ValueError(f"bias has {bias.shape[0]} elements, expected {n}")
     if not ACT_NONE <= act <= ACT_SILU:
         raise ValueError(f"unknown activation code {act}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     if r == 0 or n == 0:
         return
     if bias is not None:
@@ -80,11 +77,9 @@ def bias_activation(const floating[:, ::1] x, const floating[::1] bias, int act,
 def swiglu(const floating[:, ::1] x, floating[:, ::1] out, int n_threads):
     """out = silu(x[:, :F]) * x[:, F:] for x (R, 2F), out (R, F)."""
     cdef Py_ssize_t r = x.shape[0], f = x.shape[1] // 2
-    if x.shape[1] % 2 or out.shape[0] != r or out.shape[1] != f:
-        raise ValueError(f"swiglu maps (R, 2F) to (R, F), got {(x.shape[0], x.shape[1])} -> "
-                         f"{(out.shape[0], out.shape[1])}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if x.shape[1] % 2:
+        raise ValueError(f"swiglu needs an even number of columns (gate and up halves), got {x.shape[1]}")
+    check_output(out.shape[0], out.shape[1], r, f, n_threads)
     if r == 0 or f == 0:
         return
     with nogil:

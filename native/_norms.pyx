@@ -4,7 +4,7 @@
 
 from cython.parallel cimport prange
 
-from common cimport floating, team_size
+from common cimport check_output, floating, team_size
 
 cdef extern from "norms_kernels.h" nogil:
     void aio_layer_norm_row_f32(const float *x, float *residual, const float *gamma, const float *beta,
@@ -52,14 +52,11 @@ cdef run(const floating[:, ::1] x, const floating[::1] gamma, const floating *be
          floating[:, ::1] residual, floating[:, ::1] out, bint rms, int n_threads):
     cdef Py_ssize_t r = x.shape[0], n = x.shape[1]
     cdef floating *residual_ptr = NULL
-    if out.shape[0] != r or out.shape[1] != n:
-        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(r, n)}")
+    check_output(out.shape[0], out.shape[1], r, n, n_threads)
     if gamma.shape[0] != n:
         raise ValueError(f"gamma has {gamma.shape[0]} elements, expected {n}")
     if residual is not None and (residual.shape[0] != r or residual.shape[1] != n):
         raise ValueError(f"residual has shape {(residual.shape[0], residual.shape[1])}, expected {(r, n)}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     if r == 0 or n == 0:
         return
     if residual is not None:

@@ -4,7 +4,7 @@
 
 from cython.parallel cimport prange
 
-from common cimport floating, team_size
+from common cimport check_output, floating, team_size
 
 cdef extern from "softmax_kernels.h" nogil:
     void aio_softmax_row_f32(const float *x, const float *mask, float *out, long n, long limit,
@@ -55,8 +55,7 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out, double scale, const 
     cdef Py_ssize_t mask_rows = 1, rows_per_length = 1
     cdef const floating *mask_ptr = NULL
     cdef const int *lengths_ptr = NULL
-    if out.shape[0] != r or out.shape[1] != n:
-        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(r, n)}")
+    check_output(out.shape[0], out.shape[1], r, n, n_threads)
     if mask is not None:
         mask_rows = mask.shape[0]
         if mask.shape[1] != n or mask_rows == 0 or r % mask_rows:
@@ -67,8 +66,6 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out, double scale, const 
         rows_per_length = r // lengths.shape[0]
     if causal_q < 0 or (causal_q and (r % causal_q or causal_q > n)):
         raise ValueError(f"causal_q={causal_q} must divide the {r} rows and be <= {n} columns")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     if r == 0 or n == 0:
         return
     if mask is not None:
