@@ -9,12 +9,14 @@ Facts:
   from there), so their tables hold max_length + padding_idx + 1 rows; BERT numbers from 0;
 - pooler (when stored): tanh(dense(hidden state of the first token, [CLS] / <s>));
 - checkpoints come bare (`BertModel`) or under a prefix (`bert.`, `roberta.`, `distilbert.`) with a
-  pretraining head (`cls.*`, `lm_head.*`, DistilBERT's `vocab_*`), which is not used.
+  pretraining head (`cls.*`, `lm_head.*`, DistilBERT's `vocab_*`), which is not used; old ones
+  name LayerNorm parameters `gamma` / `beta` (transformers renames them on load).
 DistilBERT's `sinusoidal_pos_embds` table is stored in its checkpoint like a learned one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,52 @@ from .encoder import Embeddings, EncoderLayer, TransformerEncoder
 
 # Weights of pretraining heads (masked LM, next sentence) and buffers an encoder does not use.
 HEAD_PATTERNS = ("cls.*", "lm_head.*", "vocab_transform.*", "vocab_layer_norm.*", "vocab_projector.*", "*position_ids")
-PREFIXES = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "distilbert": "distilbert."}
-DEFAULTS = {"hidden_act": "gelu", "layer_norm_eps": 1e-12, "position_embedding_type": "absolute", "pad_token_id": 0}
+
+
+@dataclass(frozen=True)
+class Naming:
+    """Where one model type keeps its sizes (config keys) and weights (tensor names, {i} the layer)."""
+
+    prefix: str
+    width: str  # config keys of C, heads, FFN width, layers, activation
+    heads: str
+    ffn: str
+    layers: str
+    activation: str
+    layer: str  # tensor names inside layer {i}
+    qkv: tuple[str, str, str]
+    out: str
+    norm1: str
+    up: str
+    down: str
+    norm2: str
+
+
+_BERT = dict(
+    width="hidden_size", heads="num_attention_heads", ffn="intermediate_size", layers="num_hidden_layers",
+    activation="hidden_act", layer="encoder.layer.{i}",
+    qkv=("attention.self.query", "attention.self.key", "attention.self.value"), out="attention.output.dense",
+    norm1="attention.output.LayerNorm", up="intermediate.dense", down="output.dense", norm2="output.LayerNorm",
+)  # fmt: skip
+NAMING = {
+    "bert": Naming(prefix="bert.", **_BERT),
+    "roberta": Naming(prefix="roberta.", **_BERT),
+    "xlm-roberta": Naming(prefix="roberta.", **_BERT),
+    "distilbert": Naming(
+        prefix="distilbert.", width="dim", heads="n_heads", ffn="hidden_dim", layers="n_layers",
+        activation="activation", layer="transformer.layer.{i}",
+        qkv=("attention.q_lin", "attention.k_lin", "attention.v_lin"), out="attention.out_lin",
+        norm1="sa_layer_norm", up="ffn.lin1", down="ffn.lin2", norm2="output_layer_norm",
+    ),
+}  # fmt: skip
+DEFAULTS = {
+    "hidden_act": "gelu",
+    "activation": "gelu",
+    "layer_norm_eps": 1e-12,
+    "position_embedding_type": "absolute",
+    "pad_token_id": 0,
+    "type_vocab_size": 2,
+}
 
 
 class EncoderModel:
@@ -36,10 +82,6 @@ class EncoderModel:
     @property
     def hidden_size(self) -> int:
         return self.encoder.hidden_size
-
-    @property
-    def vocab_size(self) -> int:
-        return self.encoder.embeddings.tokens.vocab_size
 
     @property
     def max_positions(self) -> int | None:
@@ -56,111 +98,58 @@ class EncoderModel:
 
 
 def load(directory: Path, config: HFConfig) -> EncoderModel:
-    model_type = config.model_type
-    if model_type not in PREFIXES:
-        raise config.error(f"model_type {model_type!r} is not one of {sorted(PREFIXES)}")
+    naming = NAMING.get(config.model_type)
+    if naming is None:
+        raise config.error(f"model_type {config.model_type!r} is not one of {sorted(NAMING)}")
+    cfg = config.with_defaults(DEFAULTS)
+    c, n_heads, width = cfg.positive(naming.width), cfg.positive(naming.heads), cfg.positive(naming.ffn)
+    if c % n_heads:
+        raise cfg.error(f"{naming.width}={c} is not a multiple of {naming.heads}={n_heads}")
+    if cfg.get("position_embedding_type", str) != "absolute":
+        raise cfg.error(f"position_embedding_type {cfg.get('position_embedding_type', str)!r} is not supported")
+    distilbert = config.model_type == "distilbert"
+    eps = 1e-12 if distilbert else cfg.get("layer_norm_eps", float)  # DistilBERT: fixed, not a config key
+
     ckpt = Checkpoint(directory)
-    prefix = PREFIXES[model_type] if any(n.startswith(PREFIXES[model_type]) for n in ckpt.tensors) else ""
-    load_parts = _distilbert if model_type == "distilbert" else _bert
+    p = naming.prefix if any(n.startswith(naming.prefix) for n in ckpt.tensors) else ""
+
+    def linear(name: str, n_out: int, n_in: int) -> Linear:
+        return Linear(ckpt.get(f"{p}{name}.weight", (n_out, n_in)), ckpt.get(f"{p}{name}.bias", (n_out,)))
+
+    def norm(name: str) -> LayerNorm:
+        legacy = f"{p}{name}.gamma" in ckpt
+        weight, bias = ("gamma", "beta") if legacy else ("weight", "bias")
+        return LayerNorm(ckpt.get(f"{p}{name}.{weight}", (c,)), ckpt.get(f"{p}{name}.{bias}", (c,)), eps)
+
+    def table(name: str, rows: int) -> np.ndarray:
+        return ckpt.get(f"{p}embeddings.{name}.weight", (rows, c))
+
+    # RoBERTa-style models number positions from padding_idx + 1.
+    first_position = cfg.get("pad_token_id", int) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
+    n_types = 0 if distilbert else cfg.get("type_vocab_size", int)
+    embeddings = Embeddings(
+        Embedding(table("word_embeddings", cfg.positive("vocab_size"))),
+        PositionEmbedding(table("position_embeddings", cfg.positive("max_position_embeddings")), first_position),
+        Embedding(table("token_type_embeddings", n_types)) if n_types else None,
+        norm("embeddings.LayerNorm"),
+    )
     try:
-        embeddings, layers = load_parts(ckpt, prefix, config)
+        layers = []
+        for i in range(cfg.positive(naming.layers)):
+            name = naming.layer.format(i=i)
+            qkv = Linear.fuse([linear(f"{name}.{x}", c, c) for x in naming.qkv])
+            out = linear(f"{name}.{naming.out}", c, c)
+            attention = SelfAttention(
+                qkv, out, n_heads=n_heads, n_kv_heads=n_heads, head_dim=c // n_heads, causal=False
+            )
+            up, down = linear(f"{name}.{naming.up}", width, c), linear(f"{name}.{naming.down}", c, width)
+            ffn = FeedForward(up, down, cfg.get(naming.activation, str))
+            norm1, norm2 = norm(f"{name}.{naming.norm1}"), norm(f"{name}.{naming.norm2}")
+            layers.append(EncoderLayer(attention, norm1, ffn, norm2, pre_norm=False))
     except ValueError as e:  # an unknown activation
-        raise config.error(str(e)) from e
-    c = embeddings.tokens.dim
-    pooler = None
-    if f"{prefix}pooler.dense.weight" in ckpt:
-        pooler = Linear(ckpt.get(f"{prefix}pooler.dense.weight", (c, c)), ckpt.get(f"{prefix}pooler.dense.bias", (c,)))
+        raise cfg.error(str(e)) from e
+
+    pooler = linear("pooler.dense", c, c) if f"{p}pooler.dense.weight" in ckpt else None
     model = EncoderModel(TransformerEncoder(embeddings, layers), pooler, config)
     ckpt.check_all_read(ignore=HEAD_PATTERNS)
     return model
-
-
-def _bert(ckpt: Checkpoint, p: str, config: HFConfig) -> tuple[Embeddings, list[EncoderLayer]]:
-    """BERT, RoBERTa and XLM-RoBERTa names and keys."""
-    cfg = config.with_defaults(DEFAULTS)
-    c, n_heads, width = (
-        cfg.positive("hidden_size"),
-        cfg.positive("num_attention_heads"),
-        cfg.positive("intermediate_size"),
-    )
-    eps, act = cfg.get("layer_norm_eps", float), cfg.get("hidden_act", str)
-    if cfg.get("position_embedding_type", str) != "absolute":
-        raise cfg.error(f"position_embedding_type {cfg.get('position_embedding_type', str)!r} is not supported")
-    if c % n_heads:
-        raise cfg.error(f"hidden_size={c} is not a multiple of num_attention_heads={n_heads}")
-
-    def linear(name: str, n_out: int, n_in: int) -> Linear:
-        return Linear(ckpt.get(f"{p}{name}.weight", (n_out, n_in)), ckpt.get(f"{p}{name}.bias", (n_out,)))
-
-    def norm(name: str) -> LayerNorm:
-        return LayerNorm(ckpt.get(f"{p}{name}.weight", (c,)), ckpt.get(f"{p}{name}.bias", (c,)), eps)
-
-    # RoBERTa-style models number positions from padding_idx + 1.
-    first_position = 0 if config.model_type == "bert" else cfg.get("pad_token_id", int) + 1
-    n_positions = cfg.positive("max_position_embeddings")
-    n_types = cfg.get("type_vocab_size", int, 2)
-    embeddings = Embeddings(
-        Embedding(ckpt.get(f"{p}embeddings.word_embeddings.weight", (cfg.positive("vocab_size"), c))),
-        PositionEmbedding(ckpt.get(f"{p}embeddings.position_embeddings.weight", (n_positions, c)), first_position),
-        Embedding(ckpt.get(f"{p}embeddings.token_type_embeddings.weight", (n_types, c))) if n_types else None,
-        norm("embeddings.LayerNorm"),
-    )
-    layers = []
-    for i in range(cfg.positive("num_hidden_layers")):
-        name = f"encoder.layer.{i}"
-        qkv = Linear.fuse([linear(f"{name}.attention.self.{x}", c, c) for x in ("query", "key", "value")])
-        attention = SelfAttention(
-            qkv,
-            linear(f"{name}.attention.output.dense", c, c),
-            n_heads=n_heads,
-            n_kv_heads=n_heads,
-            head_dim=c // n_heads,
-            causal=False,
-        )
-        ffn = FeedForward(linear(f"{name}.intermediate.dense", width, c), linear(f"{name}.output.dense", c, width), act)
-        norm1, norm2 = norm(f"{name}.attention.output.LayerNorm"), norm(f"{name}.output.LayerNorm")
-        layers.append(EncoderLayer(attention, norm1, ffn, norm2, pre_norm=False))
-    return embeddings, layers
-
-
-def _distilbert(ckpt: Checkpoint, p: str, config: HFConfig) -> tuple[Embeddings, list[EncoderLayer]]:
-    cfg = config.with_defaults({"activation": "gelu"})
-    c, n_heads, width = cfg.positive("dim"), cfg.positive("n_heads"), cfg.positive("hidden_dim")
-    eps = 1e-12  # fixed in transformers' DistilBERT, not a config key
-    if c % n_heads:
-        raise cfg.error(f"dim={c} is not a multiple of n_heads={n_heads}")
-
-    def linear(name: str, n_out: int, n_in: int) -> Linear:
-        return Linear(ckpt.get(f"{p}{name}.weight", (n_out, n_in)), ckpt.get(f"{p}{name}.bias", (n_out,)))
-
-    def norm(name: str) -> LayerNorm:
-        return LayerNorm(ckpt.get(f"{p}{name}.weight", (c,)), ckpt.get(f"{p}{name}.bias", (c,)), eps)
-
-    embeddings = Embeddings(
-        Embedding(ckpt.get(f"{p}embeddings.word_embeddings.weight", (cfg.positive("vocab_size"), c))),
-        PositionEmbedding(
-            ckpt.get(f"{p}embeddings.position_embeddings.weight", (cfg.positive("max_position_embeddings"), c))
-        ),
-        norm=norm("embeddings.LayerNorm"),
-    )
-    layers = []
-    for i in range(cfg.positive("n_layers")):
-        name = f"transformer.layer.{i}"
-        qkv = Linear.fuse([linear(f"{name}.attention.{x}_lin", c, c) for x in "qkv"])
-        attention = SelfAttention(
-            qkv,
-            linear(f"{name}.attention.out_lin", c, c),
-            n_heads=n_heads,
-            n_kv_heads=n_heads,
-            head_dim=c // n_heads,
-            causal=False,
-        )
-        ffn = FeedForward(
-            linear(f"{name}.ffn.lin1", width, c), linear(f"{name}.ffn.lin2", c, width), cfg.get("activation", str)
-        )
-        layers.append(
-            EncoderLayer(
-                attention, norm(f"{name}.sa_layer_norm"), ffn, norm(f"{name}.output_layer_norm"), pre_norm=False
-            )
-        )
-    return embeddings, layers

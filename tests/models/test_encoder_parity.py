@@ -82,3 +82,18 @@ def test_bad_arguments_are_refused(pair):
         model.forward(np.full((1, 2), 10**6, dtype=np.int32))
     with pytest.raises(ValueError, match="2-D"):
         model.forward(np.ones(3, dtype=np.int32))
+
+
+def test_legacy_gamma_beta_layer_norm_names(tmp_path):
+    """Old BERT checkpoints name LayerNorm parameters gamma / beta; transformers renames them."""
+    from safetensors.numpy import load_file, save_file
+
+    root = build_encoder("bert_mlm", tmp_path, seed=30)
+    hf = load_hf_encoder("bert_mlm", root)
+    tensors = load_file(root / "model.safetensors")
+    renamed = {n.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): t
+               for n, t in tensors.items()}  # fmt: skip
+    save_file(renamed, root / "model.safetensors")
+    ids = random_ids(np.random.default_rng(31), 9, hf.config.vocab_size, (0,))
+    hidden, _ = load_model(root).forward(ids[None])
+    assert max_rel_diff(hidden[0], hf_encode(hf, ids)[0]) < TOL
