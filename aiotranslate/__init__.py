@@ -5,6 +5,7 @@ from ._version import __version__
 from .api import Encoder, EncoderForwardOutput, Generator, Translator
 from .errors import EngineClosed, ModelLoadError, QueueFull
 from .results import GenerationResult, GenerationStepResult, ScoringResult, TranslationResult
+from .runtime.mpi import MpiInfo
 
 __all__ = [
     "Encoder",
@@ -14,6 +15,7 @@ __all__ = [
     "GenerationStepResult",
     "Generator",
     "ModelLoadError",
+    "MpiInfo",
     "QueueFull",
     "ScoringResult",
     "TranslationResult",

@@ -9,6 +9,7 @@ cancels the request (removed if queued, stopped at its next decoding step if run
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import enum
 import os
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
+from ..runtime.mpi_driver import Group
 from .batching import gather_in_order, step_pusher
 from .streaming import TokenStream
 
@@ -74,16 +76,26 @@ class Engine:
         max_queued_batches: int = 0,
         limits: BatchLimits = BatchLimits(),
         name: str = "aiotranslate",
+        parallel: Group | None = None,
     ) -> None:
+        self._parallel = parallel  # rank 0 of a tensor-parallel group: each worker takes an endpoint
         self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
         self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, self.inter_threads))
         contexts = [self._context_factory(i) for i in range(self.inter_threads)]
         self._pool = WorkerPool(self._queue, contexts, self._run_batch, limits, name=name)
         self._state = EngineState.OPEN
+        if parallel is not None:
+            atexit.register(self.close, True)  # a script ending without close still releases the other ranks
 
     def _context_factory(self, index: int) -> Callable[[], Any]:
         """What each worker builds on its own thread; subclasses may extend (device, stream)."""
-        return lambda: WorkerContext(index, self.intra_threads)
+
+        def make() -> WorkerContext:
+            if self._parallel is not None:
+                self._parallel.bind(index)  # this worker's communicators, for the model's collectives
+            return WorkerContext(index, self.intra_threads)
+
+        return make
 
     def _run_batch(self, context: WorkerContext, requests: list[Request]) -> None:
         raise NotImplementedError
@@ -201,6 +213,9 @@ class Engine:
             return
         self._state = EngineState.CLOSED
         self._pool.close(cancel=cancel)
+        if self._parallel is not None:
+            self._parallel.close()  # the workers are joined: the other ranks may stop
+            atexit.unregister(self.close)
 
     async def aclose(self, cancel: bool = False) -> None:
         """`close` without blocking the event loop (the join runs in a helper thread)."""
@@ -239,7 +254,10 @@ class Engine:
 
     def statistics(self) -> dict:
         """Queue depth (batches, examples, tokens), active batches, batch sizes, latency p50/p90/p99."""
-        return self._pool.statistics()
+        stats = self._pool.statistics()
+        if self._parallel is not None:
+            stats.update(self._parallel.statistics())
+        return stats
 
 
 class WorkerContext:

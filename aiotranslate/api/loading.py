@@ -1,6 +1,9 @@
 """Loading a model for an engine: the network, its tokenizer, and the ids it decodes with.
 
 Kept apart from the engines so `unload_model()` / `load_model()` and the constructors share one path.
+With tensor_parallel=True (under `mpiexec`), every rank loads its shard; rank 0 gets a model whose
+calls run on every rank, and the other ranks serve it from here until rank 0 closes its engine, then
+exit (SystemExit(0)): the constructor does not return on them.
 """
 
 from __future__ import annotations
@@ -12,18 +15,27 @@ from typing import Any
 from ..convert.bergamot import resolve_model_path  # also the bundled names ("en-pt")
 from ..errors import ModelLoadError
 from ..models.registry import load_model
+from ..runtime.mpi_driver import Group, open_group
 from ..tokenizers import Tokenizer, load_tokenizer
 from .inputs import SpecialIds
 
 FLOAT32_COMPUTE_TYPES = ("default", "auto", "float32")
 
 
-def open_model(model_path: str | Path, device: str, compute_type: str, tensor_parallel: bool) -> LoadedModel:
+def open_model(
+    model_path: str | Path, device: str, compute_type: str, tensor_parallel: bool, inter_threads: int = 1
+) -> LoadedModel:
     """Check the constructor's device arguments, then load the model once for every worker."""
     check_device(device, compute_type)
-    if tensor_parallel:
-        raise ValueError("tensor_parallel=True needs the MPI runtime, which is not available yet")
-    return load(model_path)
+    if not tensor_parallel:
+        return load(model_path)
+    if inter_threads < 1:
+        raise ValueError(f"inter_threads must be >= 1, got {inter_threads}")
+    group = open_group(lambda: load_model(model_path), inter_threads)
+    if not group.is_leader:
+        group.serve()
+        raise SystemExit(0)
+    return finish(group.model, model_path, group)
 
 
 def check_device(device: str, compute_type: str) -> None:
@@ -43,15 +55,20 @@ class LoadedModel:
     tokenizer: Tokenizer | None
     special: SpecialIds
     path: str
+    parallel: Group | None = None  # the tensor-parallel group this rank leads
 
 
 def load(model_path: str | Path) -> LoadedModel:
-    model = load_model(model_path)
+    return finish(load_model(model_path), model_path)
+
+
+def finish(model: Any, model_path: str | Path, parallel: Group | None = None) -> LoadedModel:
+    """The loaded model with its tokenizer and special ids."""
     try:
         tokenizer = load_tokenizer(resolve_model_path(model_path))
     except ModelLoadError:
         tokenizer = None  # token ids still work; text and token strings get a clear error
-    return LoadedModel(model, tokenizer, special_ids(model, tokenizer), str(model_path))
+    return LoadedModel(model, tokenizer, special_ids(model, tokenizer), str(model_path), parallel)
 
 
 def special_ids(model: Any, tokenizer: Tokenizer | None) -> SpecialIds:

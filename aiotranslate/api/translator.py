@@ -59,7 +59,7 @@ class Translator(Engine):
         tensor_parallel: bool = False,
         batch_window: float = 0.001,
     ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel)
+        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
         self.device, self.device_index, self.compute_type = "cpu", device_index, "float32"
         self.model_path = str(model_path)
         super().__init__(
@@ -67,6 +67,7 @@ class Translator(Engine):
             intra_threads=intra_threads,
             max_queued_batches=max_queued_batches,
             limits=BatchLimits(max_examples=64, batch_window=batch_window),
+            parallel=self._loaded.parallel,
             name="aiotranslate-translator",
         )
 

@@ -1,0 +1,25 @@
+"""An MPI job in which rank 1 fails alone before the first collective of a call (run by
+tests/test_mpi.py). Rank 0 then waits in that collective for good, so rank 1 must end the job
+(MPI_Abort) once AIOTRANSLATE_TP_TIMEOUT seconds have passed rather than let it hang.
+
+    AIOTRANSLATE_TP_TIMEOUT=2 mpiexec -n 2 python tests/mpi/abort_job.py MODEL_DIR
+"""
+
+import sys
+
+from mpi4py import MPI
+
+from aiotranslate import Generator
+from aiotranslate.models.decoder_only import DecoderOnlyModel
+
+
+def fail(*args, **kwargs):
+    raise RuntimeError("injected failure")
+
+
+if MPI.COMM_WORLD.Get_rank() == 1:
+    DecoderOnlyModel.decode = fail
+
+with Generator(sys.argv[1], tensor_parallel=True, intra_threads=1) as generator:
+    generator.submit_generate_batch([[1, 2, 3]], max_length=4).result()
+sys.exit("rank 0 got a result although rank 1 failed")
