@@ -68,6 +68,12 @@ def _rotary(cfg: HFConfig, head_dim: int) -> Rotary:
 
 
 def load(directory: Path, config: HFConfig) -> DecoderOnlyModel:
+    return build(config, Checkpoint(directory), GenerationConfig.read(directory, config))
+
+
+def build(config: HFConfig, ckpt, generation_config: GenerationConfig) -> DecoderOnlyModel:
+    """The model from its config and a weight source read by transformers' names: a `Checkpoint`, or
+    any object with its interface (`convert.gguf.GGUFCheckpoint`)."""
     family = FAMILIES[config.model_type]
     cfg = config.with_defaults({**DEFAULTS, **TYPE_DEFAULTS.get(config.model_type, {})})
     c, n_layers, vocab = cfg.positive("hidden_size"), cfg.positive("num_hidden_layers"), cfg.positive("vocab_size")
@@ -83,8 +89,6 @@ def load(directory: Path, config: HFConfig) -> DecoderOnlyModel:
     biases = {k: cfg.get(v, bool) if isinstance(v, str) else v for k, v in family.items() if k.endswith("bias")}
     rotary = _rotary(cfg, d)
     windows = _windows(cfg, n_layers)
-
-    ckpt = Checkpoint(directory)
 
     def linear(name: str, n_out: int, n_in: int, has_bias: bool) -> Linear:
         bias = ckpt.get(f"{name}.bias", (n_out,)) if has_bias else None
@@ -129,7 +133,7 @@ def load(directory: Path, config: HFConfig) -> DecoderOnlyModel:
         final_norm=rms_norm("model.norm", c),
         lm_head=Linear(embedding.table) if tied else linear("lm_head", vocab, c, False),
         config=config,
-        generation_config=GenerationConfig.read(directory, config),
+        generation_config=generation_config,
     )
     ckpt.check_all_read(ignore=("*.rotary_emb.inv_freq", "lm_head.weight"))
     return model

@@ -1,5 +1,6 @@
 """`load_model(path)`: read a model directory's config.json and hand it to the loader of its
-`model_type`.
+`model_type`; a GGUF file (or a directory holding one, or "smollm2") goes to the Llama loader
+through `convert.gguf`.
 
 `LOADERS` maps each supported `model_type` to "module:function" (relative to this package), imported
 on first use. To add an architecture, add one line; the loader is called as
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..convert import HFConfig
 from ..convert.bergamot import is_bergamot_dir, resolve_model_path
+from ..convert.gguf import find_gguf
 from ..errors import ModelLoadError
 
 LOADERS: dict[str, str] = {
@@ -38,6 +40,9 @@ def supported_model_types() -> list[str]:
 
 def load_model(path: str | Path):
     """The model stored in directory `path` (config.json + safetensors weights), ready to decode."""
+    gguf_file = find_gguf(path)  # also "smollm2"
+    if gguf_file is not None:
+        return _load_gguf(gguf_file)
     directory = resolve_model_path(path)  # also a bundled name: "en-pt", "pt-en"
     if is_bergamot_dir(directory):  # Marian C++ binary model (model.*.bin), no config.json
         return importlib.import_module(".bergamot", __package__).load(directory)
@@ -52,3 +57,12 @@ def load_model(path: str | Path):
         )
     module, function = LOADERS[model_type].split(":")
     return getattr(importlib.import_module(module, __package__), function)(directory, config)
+
+
+def _load_gguf(path: Path):
+    from ..convert import gguf
+    from .llama import build
+
+    file = gguf.GGUFFile(path)
+    config = gguf.llama_config(file)
+    return build(config, gguf.GGUFCheckpoint(file, config), gguf.generation_config(file))

@@ -2,6 +2,8 @@
 
 - `tokenizer.json` -> `HFTokenizer` (HF `tokenizers`): BART, mBART, NLLB, BERT, RoBERTa, ...
 - `source.spm` + `target.spm` + `vocab.json` -> `MarianTokenizer` (`sentencepiece`): OPUS-MT.
+- a `.gguf` file (or a directory holding one, or "smollm2") -> `HFTokenizer` built from its
+  metadata (`gguf.gguf_tokenizer`).
 
 Both implement the `Tokenizer` protocol of `base`: text or token strings in, ids out, and back,
 plus an incremental `Detokenizer` per generated sequence for streaming.
@@ -12,8 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..convert.bergamot import BergamotFiles, is_bergamot_dir
+from ..convert.gguf import GGUFFile, find_gguf
 from ..errors import ModelLoadError
 from .base import Detokenizer, Tokenizer
+from .gguf import gguf_tokenizer
 from .hf import HFTokenizer
 from .marian import MarianTokenizer
 
@@ -24,6 +28,9 @@ _MARIAN_FILES = ("source.spm", "target.spm", "vocab.json")
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     """The tokenizer shipped in `model_dir`; ModelLoadError if it ships none we can read."""
+    gguf_file = find_gguf(model_dir)
+    if gguf_file is not None:
+        return gguf_tokenizer(GGUFFile(gguf_file))
     model_dir = Path(model_dir)
     if is_bergamot_dir(model_dir):  # its tokenizer.json, if any, is a lossy copy of the .spm
         files = BergamotFiles.find(model_dir)

@@ -5,11 +5,13 @@ The pipeline in the file (normalizer, pre-tokenizer, model, post-processor, deco
 truth: special tokens such as [CLS]/[SEP], <s>...</s> or an NLLB language code are added by its
 post-processor, exactly as `PreTrainedTokenizerFast` adds them. Streaming output goes through
 `tokenizers.decoders.DecodeStream`, which holds back incomplete UTF-8 and byte-fallback pieces.
+A pipeline built from another format (a GGUF's vocabulary: `tokenizers/gguf.py`) is wrapped the same
+way (`HFTokenizer.from_backend`). `apply_chat_template` turns messages into prompt ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer as _RustTokenizer
@@ -17,33 +19,65 @@ from tokenizers.decoders import DecodeStream
 
 from ..errors import ModelLoadError
 from .base import clean_up_tokenization, cleanup_enabled, special_token_names
+from .chat import read_chat_template, render_chat
+
+SPECIAL_ROLES = ("unk", "pad", "bos", "eos")
 
 
 class HFTokenizer:
-    """One `tokenizer.json` for both sides of the model (`target` is accepted and ignored)."""
+    """A `tokenizers.Tokenizer` with the model's special tokens and chat template: one
+    `tokenizer.json` for both sides of the model (`target` is accepted and ignored), or a pipeline
+    built from another format's vocabulary (`from_backend`: GGUF)."""
 
     def __init__(self, model_dir: str | Path):
         model_dir = Path(model_dir)
         path = model_dir / "tokenizer.json"
         try:
-            self._tok = _RustTokenizer.from_file(str(path))
+            tok = _RustTokenizer.from_file(str(path))
         except Exception as e:  # the Rust side raises a plain Exception on a bad file
             raise ModelLoadError(f"{path}: cannot load tokenizer ({e})") from e
+        names = special_token_names(model_dir)
+        # transformers skips its clean-up for BPE models: it would eat real spaces before punctuation.
+        cleanup = cleanup_enabled(model_dir) and type(tok.model).__name__ != "BPE"
+        self._setup(tok, {k: names.get(f"{k}_token") for k in SPECIAL_ROLES}, cleanup, read_chat_template(model_dir))
+
+    @classmethod
+    def from_backend(
+        cls, tok: _RustTokenizer, special_tokens: dict[str, str | None], chat_template: str | None = None
+    ) -> HFTokenizer:
+        """Wrap a built pipeline; special_tokens maps "unk", "pad", "bos", "eos" to token strings."""
+        self = cls.__new__(cls)
+        self._setup(tok, special_tokens, False, chat_template)
+        return self
+
+    def _setup(self, tok: _RustTokenizer, special_tokens: dict, cleanup: bool, chat_template: str | None) -> None:
+        self._tok = tok
         # Padding and truncation belong to the batcher and the caller, not to tokenization.
         self._tok.no_padding()
         self._tok.no_truncation()
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        names = special_token_names(model_dir)
-        self.unk_id = self._id_of(names.get("unk_token"))
-        self.pad_id = self._id_of(names.get("pad_token"))
-        self.bos_id = self._id_of(names.get("bos_token"))
-        self.eos_id = self._id_of(names.get("eos_token"))
+        self.special_tokens = {k: special_tokens.get(k) for k in SPECIAL_ROLES}
+        self.unk_id, self.pad_id, self.bos_id, self.eos_id = (self._id_of(self.special_tokens[k]) for k in SPECIAL_ROLES)
         self.special_ids = frozenset(i for i, t in self._tok.get_added_tokens_decoder().items() if t.special)
-        # transformers skips its clean-up for BPE models: it would eat real spaces before punctuation.
-        self._cleanup = cleanup_enabled(model_dir) and type(self._tok.model).__name__ != "BPE"
+        self._cleanup = cleanup
+        self.chat_template = chat_template
 
     def _id_of(self, token: str | None) -> int | None:
         return None if token is None else self._tok.token_to_id(token)
+
+    def apply_chat_template(self, messages: Sequence[Mapping[str, object]], *, add_generation_prompt: bool = True) -> list[int]:
+        """The prompt ids of a conversation, as transformers' `apply_chat_template(messages,
+        add_generation_prompt=True)` gives them: the rendered text (`chat.render_chat`) encoded
+        without adding special tokens (the template writes those it wants)."""
+        if self.chat_template is None:
+            raise ValueError("this model ships no chat template")
+        text = render_chat(
+            self.chat_template,
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            **{f"{k}_token": v for k, v in self.special_tokens.items()},
+        )
+        return self._tok.encode(text, add_special_tokens=False).ids
 
     def tokenize(
         self, texts: Sequence[str], *, target: bool = False, add_special_tokens: bool = True
