@@ -33,6 +33,10 @@ cdef extern from "gemm_kernels.h" nogil:
                          long m, long n, long k, float alpha)
     void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                          long m, long n, long k, float alpha)
+    int aio_gemm_isa()
+    int aio_gemm_use_isa(int isa)
+
+INSTRUCTION_SETS = ("base", "avx2", "avx512")
 
 cdef enum:
     # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
@@ -41,10 +45,13 @@ cdef enum:
     SHORT_K = 128
     # Columns per block of our kernels in linear: the unit of the thread split and of the epilogue.
     COLS = 64
-    # BLAS blocks of linear: at most BLAS_ROWS x BLAS_COLS, big enough to amortise packing, small
-    # enough for two threads to share a 512 x 512 product.
+    # BLAS blocks of linear: rows split into blocks of at most BLAS_ROWS, columns into at most
+    # BLAS_COL_BLOCKS blocks of at least BLAS_MIN_COLS. Each block repacks x, so fewer is faster
+    # on one thread (512 x 256 blocks cost 6% at (512, 512, 2048), 512 x 512 blocks 3%); four
+    # still feed two to four threads.
     BLAS_ROWS = 512
-    BLAS_COLS = 256
+    BLAS_COL_BLOCKS = 4
+    BLAS_MIN_COLS = 256
     # Fewest multiply-adds worth handing to one more thread (an OpenMP fork/join costs a few us).
     GRAIN = 65536
 
@@ -54,6 +61,11 @@ cdef char NO_TRANS = b'N'
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t size, Py_ssize_t parts, Py_ssize_t multiple) noexcept nogil:
+    """Block size cutting size into at most `parts` blocks, rounded up to a multiple of `multiple`."""
+    return _cdiv(_cdiv(size, parts), multiple) * multiple
 
 
 cdef inline int _team(int n_threads, Py_ssize_t blocks, double work) noexcept nogil:
@@ -155,7 +167,8 @@ cdef void linear_core(const floating *x, const floating *w, const floating *bias
     if floating is float and _own_kernel(m, k):
         rows, cols = m, COLS
     else:
-        rows, cols = BLAS_ROWS, BLAS_COLS
+        rows = _split(m, _cdiv(m, BLAS_ROWS), 16)
+        cols = _split(n, min(BLAS_COL_BLOCKS, max(1, n // BLAS_MIN_COLS)), 64)
     blocks = _cdiv(m, rows) * _cdiv(n, cols)
     team = _team(n_threads, blocks, <double> m * n * k)
     if team > 1:
@@ -270,3 +283,16 @@ def batched_matmul(const floating[:, :, ::1] a, const floating[:, :, ::1] b, flo
         raise ValueError("out must not overlap a or b")
     with nogil:
         batched_matmul_core(ap, bp, op, g, m, n, k, trans_b, <floating> alpha, n_threads)
+
+
+def instruction_set():
+    """The instruction set of the float32 kernels: "avx512", "avx2" or "base" (SSE2 / NEON)."""
+    return INSTRUCTION_SETS[aio_gemm_isa()]
+
+
+def _use_instruction_set(name):
+    """Run the float32 kernels with a lower instruction set ("auto" restores the CPU's best), so
+    tests can check every variant on one machine. Not for use while kernels run."""
+    isa = -1 if name == "auto" else INSTRUCTION_SETS.index(name)
+    if not aio_gemm_use_isa(isa):
+        raise ValueError(f"this CPU cannot run the {name} kernels")
