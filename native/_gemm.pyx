@@ -4,16 +4,18 @@
 # Design
 # - Layouts: row-major, C-contiguous. linear: x (M, K), w (N, K) as torch.nn.Linear stores it,
 #   out (M, N). batched_matmul: a (G, M, K), b (G, N, K) with trans_b else (G, K, N), out (G, M, N).
-# - Which code: float32 products with few rows (M <= SMALL_M: decoding, attention) run our own
-#   register-blocked kernels (gemm_kernels.c), which stream each weight row once for all M rows and
-#   skip BLAS's packing. Larger M, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas)
-#   with the row-major trick C^T = B^T A^T.
-# - Threads: the output is cut into blocks, prange(schedule='static') hands each thread a run of
-#   them, and every BLAS call is single-threaded (ops/gemm.py holds scipy's OpenBLAS to 1 thread), so
-#   n_threads is the only team size and concurrent callers do not share a BLAS pool. BLAS blocks
-#   depend on the shape only, never on n_threads, and our kernels compute every element the same
-#   way in any split: results are bitwise identical for every n_threads. Too little work for
-#   GRAIN multiply-adds per thread runs on fewer threads, down to serial.
+# - Which code: float32 products with few rows (M <= SMALL_M: decoding) or short dot products
+#   (K <= SHORT_K: attention over head dims and short sequences) run our register-blocked kernels
+#   (gemm_kernels.c), which stream each weight row once for all M rows and skip BLAS's packing.
+#   The rest, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas) with the row-major
+#   trick C^T = B^T A^T.
+# - Threads: linear cuts the output into blocks (64 columns for our kernels; up to 4 x M/512 for
+#   BLAS), batched_matmul into its G products; prange(schedule='static') hands each thread a run of
+#   them. Every BLAS call is single-threaded (ops/gemm.py holds scipy's OpenBLAS to 1 thread), so
+#   n_threads is the only team size and concurrent callers share no BLAS pool. BLAS blocks depend
+#   on the shape only, never on n_threads, and our kernels compute every element the same way in
+#   any split: results are bitwise identical for every n_threads. Work under GRAIN multiply-adds
+#   per thread runs on fewer threads, down to serial.
 # - Epilogue: each block gets + bias, activation (activation.h), + residual right after its
 #   product, while it is in cache. BLAS and our kernels write out before the epilogue reads
 #   residual, so a residual overlapping out is copied first (in-place `out=residual` works).
