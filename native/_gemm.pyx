@@ -213,11 +213,12 @@ cdef inline bint _overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_s
     return p_bytes > 0 and q_bytes > 0 and a < b + q_bytes and b < a + p_bytes
 
 
-def _check_sizes(n_threads, *sizes):
+cdef int _check_sizes(int n_threads, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) except -1:
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    if max(sizes) > INT_MAX:
-        raise ValueError(f"dimensions {sizes} exceed the BLAS integer range")
+    if m > INT_MAX or n > INT_MAX or k > INT_MAX:
+        raise ValueError(f"dimensions ({m}, {n}, {k}) exceed the BLAS integer range")
+    return 0
 
 
 def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] bias, int act,
