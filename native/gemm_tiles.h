@@ -127,7 +127,11 @@ INLINE void ISA(nt_tile)(const float *a, long lda, const float *b, long ldb, flo
     long p = 0;
     for (; p + VL <= k; p += VL) {
         V bv[NACC];
-        for (int j = 0; j < nb; j++) bv[j] = ISA(load_once)(b + j * ldb + p);
+        for (int j = 0; j < nb; j++) {
+            bv[j] = ISA(load_once)(b + j * ldb + p);
+            if (mb == 1) /* one a-row: a pure stream of b, which the L1 prefetchers lag behind */
+                __builtin_prefetch(b + j * ldb + p + NT_PREFETCH);
+        }
         for (int i = 0; i < mb; i++) {
             V av = ISA(load)(a + i * lda + p);
             for (int j = 0; j < nb; j++) acc[i * nb + j] += av * bv[j];
