@@ -4,16 +4,18 @@
 # Design
 # - Layouts: row-major, C-contiguous. linear: x (M, K), w (N, K) as torch.nn.Linear stores it,
 #   out (M, N). batched_matmul: a (G, M, K), b (G, N, K) with trans_b else (G, K, N), out (G, M, N).
-# - Which code: float32 products with few rows (M <= SMALL_M: decoding, attention) run our own
-#   register-blocked kernels (gemm_kernels.c), which stream each weight row once for all M rows and
-#   skip BLAS's packing. Larger M, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas)
-#   with the row-major trick C^T = B^T A^T.
-# - Threads: the output is cut into blocks, prange(schedule='static') hands each thread a run of
-#   them, and every BLAS call is single-threaded (ops/gemm.py holds scipy's OpenBLAS to 1 thread), so
-#   n_threads is the only team size and concurrent callers do not share a BLAS pool. BLAS blocks
-#   depend on the shape only, never on n_threads, and our kernels compute every element the same
-#   way in any split: results are bitwise identical for every n_threads. Too little work for
-#   GRAIN multiply-adds per thread runs on fewer threads, down to serial.
+# - Which code: float32 products with few rows (M <= SMALL_M: decoding) or short dot products
+#   (K <= SHORT_K: attention over head dims and short sequences) run our register-blocked kernels
+#   (gemm_kernels.c), which stream each weight row once for all M rows and skip BLAS's packing.
+#   The rest, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas) with the row-major
+#   trick C^T = B^T A^T.
+# - Threads: linear cuts the output into blocks (64 columns for our kernels; up to 4 x M/512 for
+#   BLAS), batched_matmul into its G products; prange(schedule='static') hands each thread a run of
+#   them. Every BLAS call is single-threaded (ops/gemm.py holds scipy's OpenBLAS to 1 thread), so
+#   n_threads is the only team size and concurrent callers share no BLAS pool. BLAS blocks depend
+#   on the shape only, never on n_threads, and our kernels compute every element the same way in
+#   any split: results are bitwise identical for every n_threads. Work under GRAIN multiply-adds
+#   per thread runs on fewer threads, down to serial.
 # - Epilogue: each block gets + bias, activation (activation.h), + residual right after its
 #   product, while it is in cache. BLAS and our kernels write out before the epilogue reads
 #   residual, so a residual overlapping out is copied first (in-place `out=residual` works).
@@ -33,6 +35,10 @@ cdef extern from "gemm_kernels.h" nogil:
                          long m, long n, long k, float alpha)
     void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                          long m, long n, long k, float alpha)
+    int aio_gemm_isa()
+    int aio_gemm_use_isa(int isa)
+
+INSTRUCTION_SETS = ("base", "avx2", "avx512")
 
 cdef enum:
     # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
@@ -41,10 +47,13 @@ cdef enum:
     SHORT_K = 128
     # Columns per block of our kernels in linear: the unit of the thread split and of the epilogue.
     COLS = 64
-    # BLAS blocks of linear: at most BLAS_ROWS x BLAS_COLS, big enough to amortise packing, small
-    # enough for two threads to share a 512 x 512 product.
+    # BLAS blocks of linear: rows split into blocks of at most BLAS_ROWS, columns into at most
+    # BLAS_COL_BLOCKS blocks of at least BLAS_MIN_COLS. Each block repacks x, so fewer is faster
+    # on one thread (512 x 256 blocks cost 6% at (512, 512, 2048), 512 x 512 blocks 3%); four
+    # still feed two to four threads.
     BLAS_ROWS = 512
-    BLAS_COLS = 256
+    BLAS_COL_BLOCKS = 4
+    BLAS_MIN_COLS = 256
     # Fewest multiply-adds worth handing to one more thread (an OpenMP fork/join costs a few us).
     GRAIN = 65536
 
@@ -54,6 +63,11 @@ cdef char NO_TRANS = b'N'
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t size, Py_ssize_t parts, Py_ssize_t multiple) noexcept nogil:
+    """Block size cutting size into at most `parts` blocks, rounded up to a multiple of `multiple`."""
+    return _cdiv(_cdiv(size, parts), multiple) * multiple
 
 
 cdef inline int _team(int n_threads, Py_ssize_t blocks, double work) noexcept nogil:
@@ -157,7 +171,8 @@ cdef void linear_core(const floating *x, const floating *w, const floating *bias
     if floating is float and _own_kernel(m, k):
         rows, cols = m, COLS
     else:
-        rows, cols = BLAS_ROWS, BLAS_COLS
+        rows = _split(m, _cdiv(m, BLAS_ROWS), 16)
+        cols = _split(n, min(BLAS_COL_BLOCKS, max(1, n // BLAS_MIN_COLS)), 64)
     blocks = _cdiv(m, rows) * _cdiv(n, cols)
     team = _team(n_threads, blocks, <double> m * n * k)
     if team > 1:
@@ -204,11 +219,12 @@ cdef inline bint _overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_s
     return p_bytes > 0 and q_bytes > 0 and a < b + q_bytes and b < a + p_bytes
 
 
-def _check_sizes(n_threads, *sizes):
+cdef int _check_sizes(int n_threads, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) except -1:
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    if max(sizes) > INT_MAX:
-        raise ValueError(f"dimensions {sizes} exceed the BLAS integer range")
+    if m > INT_MAX or n > INT_MAX or k > INT_MAX:
+        raise ValueError(f"dimensions ({m}, {n}, {k}) exceed the BLAS integer range")
+    return 0
 
 
 def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] bias, int act,
@@ -282,3 +298,16 @@ def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floatin
         raise ValueError("out must not overlap a or b")
     with nogil:
         batched_matmul_core(ap, sa, lda, bp, sb, ldb, op, g, m, n, k, trans_b, <floating> alpha, n_threads)
+
+
+def instruction_set():
+    """The instruction set of the float32 kernels: "avx512", "avx2" or "base" (SSE2 / NEON)."""
+    return INSTRUCTION_SETS[aio_gemm_isa()]
+
+
+def _use_instruction_set(name):
+    """Run the float32 kernels with a lower instruction set ("auto" restores the CPU's best), so
+    tests can check every variant on one machine. Not for use while kernels run."""
+    isa = -1 if name == "auto" else INSTRUCTION_SETS.index(name)
+    if not aio_gemm_use_isa(isa):
+        raise ValueError(f"this CPU cannot run the {name} kernels")

@@ -10,4 +10,11 @@ void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *
 void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                      long m, long n, long k, float alpha);
 
+/* The kernels' instruction set: the CPU's best unless aio_gemm_use_isa chose a lower one (tests run
+ * every variant that way, between calls: it is not synchronised; -1 restores the CPU's).
+ * aio_gemm_use_isa returns 0 if the CPU lacks the one asked for. */
+enum { AIO_ISA_BASE = 0, AIO_ISA_AVX2 = 1, AIO_ISA_AVX512 = 2 };
+int aio_gemm_isa(void);
+int aio_gemm_use_isa(int isa);
+
 #endif

@@ -1,0 +1,266 @@
+/* The small-M GEMM kernels for one vector width: included by gemm_kernels.c once per instruction set,
+ * after defining
+ *   ISA(name)   the name with the instruction set's suffix (name_avx512, ...)
+ *   ISA_TARGET  its GCC target attribute, or nothing
+ *   VL          floats per vector (16, 8 or 4)
+ *   NACC        vector accumulators per tile (a multiple of VL that fits the register file)
+ *   NT_MB, NT_NB  the NT tile: a-rows x b-rows (NT_MB * NT_NB <= NACC); one or two a-rows get
+ *               NACC / 2 b-rows per tile instead
+ *   NN_NV       vectors (of VL columns) per NN tile row; NN tiles have 4 rows (4 * NN_NV <= NACC)
+ * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt) and ISA(gemm_nn).
+ */
+typedef float ISA(vec) __attribute__((vector_size(VL * sizeof(float))));
+typedef float ISA(vecu) __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+#define V ISA(vec)
+#define INLINE static inline __attribute__((always_inline)) ISA_TARGET
+
+/* Shuffles pairing the blocks of h lanes of x and y: LOh takes the even blocks of both, HIh the odd
+ * ones, as x, y, x, y, ... Each level of a transpose or of a transpose-reduce uses one h. The sum
+ * of reduce's input v lands in lane BITREV[v]. */
+#if VL == 16
+#define LO8(x, y) __builtin_shufflevector(x, y, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+#define HI8(x, y) __builtin_shufflevector(x, y, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31)
+#define LO4(x, y) __builtin_shufflevector(x, y, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27)
+#define HI4(x, y) __builtin_shufflevector(x, y, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31)
+#define LO2(x, y) __builtin_shufflevector(x, y, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29)
+#define HI2(x, y) __builtin_shufflevector(x, y, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31)
+#define LO1(x, y) __builtin_shufflevector(x, y, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30)
+#define HI1(x, y) __builtin_shufflevector(x, y, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31)
+#define BITREV {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15}
+#elif VL == 8
+#define LO4(x, y) __builtin_shufflevector(x, y, 0, 1, 2, 3, 8, 9, 10, 11)
+#define HI4(x, y) __builtin_shufflevector(x, y, 4, 5, 6, 7, 12, 13, 14, 15)
+#define LO2(x, y) __builtin_shufflevector(x, y, 0, 1, 8, 9, 4, 5, 12, 13)
+#define HI2(x, y) __builtin_shufflevector(x, y, 2, 3, 10, 11, 6, 7, 14, 15)
+#define LO1(x, y) __builtin_shufflevector(x, y, 0, 8, 2, 10, 4, 12, 6, 14)
+#define HI1(x, y) __builtin_shufflevector(x, y, 1, 9, 3, 11, 5, 13, 7, 15)
+#define BITREV {0, 4, 2, 6, 1, 5, 3, 7}
+#elif VL == 4
+#define LO2(x, y) __builtin_shufflevector(x, y, 0, 1, 4, 5)
+#define HI2(x, y) __builtin_shufflevector(x, y, 2, 3, 6, 7)
+#define LO1(x, y) __builtin_shufflevector(x, y, 0, 4, 2, 6)
+#define HI1(x, y) __builtin_shufflevector(x, y, 1, 5, 3, 7)
+#define BITREV {0, 2, 1, 3}
+#else
+#error "VL must be 16, 8 or 4"
+#endif
+
+INLINE V ISA(load)(const float *p) {
+    V v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* A load GCC cannot repeat: the value stays in a register for all the FMAs of a tile instead of
+ * being folded into each of them, which doubles the loads of the one- to three-row tiles. */
+INLINE V ISA(load_once)(const float *p) { return *(const volatile ISA(vecu) *)p; }
+
+/* The first r < VL floats at p, zero-filled. */
+INLINE V ISA(load_part)(const float *p, long r) {
+    V v = {0};
+    memcpy(&v, p, r * sizeof(float));
+    return v;
+}
+
+/* Sums of VL vectors in VL - 1 vector adds, in natural lane order: feeding input BITREV[v] at
+ * position v puts its sum in lane v. Every input goes through the same addition tree. */
+#define REDUCE_LEVEL(LO, HI)                                                                       \
+    n /= 2;                                                                                        \
+    for (int i = 0; i < n; i++) r[i] = LO(r[2 * i], r[2 * i + 1]) + HI(r[2 * i], r[2 * i + 1]);
+
+INLINE V ISA(reduce)(const V *acc) {
+    static const unsigned char bitrev[VL] = BITREV;
+    V r[VL];
+    int n = VL;
+    for (int v = 0; v < VL; v++) r[v] = acc[bitrev[v]];
+#if VL == 16
+    REDUCE_LEVEL(LO8, HI8)
+#endif
+#if VL >= 8
+    REDUCE_LEVEL(LO4, HI4)
+#endif
+    REDUCE_LEVEL(LO2, HI2)
+    REDUCE_LEVEL(LO1, HI1)
+    return r[0];
+}
+
+/* dst[p * ldd + j] = src[j * lds + p] for j, p < VL: each level pairs rows i and i + h. */
+#define TRANSPOSE_LEVEL(h, LO, HI)                                                                  \
+    for (int g = 0; g < VL; g += 2 * h)                                                            \
+        for (int i = g; i < g + h; i++) {                                                          \
+            V x = r[i], y = r[i + h];                                                               \
+            r[i] = LO(x, y);                                                                        \
+            r[i + h] = HI(x, y);                                                                    \
+        }
+
+INLINE void ISA(transpose)(const float *src, long lds, float *dst, long ldd) {
+    V r[VL];
+    for (int i = 0; i < VL; i++) r[i] = ISA(load)(src + i * lds);
+#if VL == 16
+    TRANSPOSE_LEVEL(8, LO8, HI8)
+#endif
+#if VL >= 8
+    TRANSPOSE_LEVEL(4, LO4, HI4)
+#endif
+    TRANSPOSE_LEVEL(2, LO2, HI2)
+    TRANSPOSE_LEVEL(1, LO1, HI1)
+    for (int i = 0; i < VL; i++) memcpy(dst + i * ldd, &r[i], sizeof r[i]);
+}
+
+/* bt (k, PACK_COLS) = the first w <= PACK_COLS rows of b (w, k), transposed, zero-padded to a
+ * whole vector so that NN can load it in full. */
+INLINE void ISA(pack_transposed)(const float *b, long ldb, long w, long k, float *bt) {
+    long wv = w - w % VL, kv = k - k % VL, wpad = wv < w ? wv + VL : w;
+    for (long j = 0; j < wv; j += VL)
+        for (long p = 0; p < kv; p += VL) ISA(transpose)(b + j * ldb + p, ldb, bt + p * PACK_COLS + j, PACK_COLS);
+    for (long p = 0; p < k; p++) {
+        for (long j = p < kv ? wv : 0; j < w; j++) bt[p * PACK_COLS + j] = b[j * ldb + p];
+        for (long j = w; j < wpad; j++) bt[p * PACK_COLS + j] = 0.0f;
+    }
+}
+
+/* NT: c[i, j] for i < mb, j < nb (mb * nb <= NACC); inlined with constant sizes, fully unrolled.
+ * Accumulator i * nb + j holds VL partial sums of row i of a times row j of b. */
+INLINE void ISA(nt_tile)(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long k,
+                         float alpha, int mb, int nb) {
+    V acc[NACC] = {0};
+    long p = 0;
+    for (; p + VL <= k; p += VL) {
+        V bv[NACC];
+        for (int j = 0; j < nb; j++) {
+            bv[j] = ISA(load_once)(b + j * ldb + p);
+            if (mb == 1) /* one a-row: a pure stream of b, which the L1 prefetchers lag behind */
+                __builtin_prefetch(b + j * ldb + p + NT_PREFETCH);
+        }
+        for (int i = 0; i < mb; i++) {
+            V av = ISA(load)(a + i * lda + p);
+            for (int j = 0; j < nb; j++) acc[i * nb + j] += av * bv[j];
+        }
+    }
+    if (p < k) { /* the k % VL tail as one more step on zero-padded vectors */
+        V bv[NACC];
+        for (int j = 0; j < nb; j++) bv[j] = ISA(load_part)(b + j * ldb + p, k - p);
+        for (int i = 0; i < mb; i++) {
+            V av = ISA(load_part)(a + i * lda + p, k - p);
+            for (int j = 0; j < nb; j++) acc[i * nb + j] += av * bv[j];
+        }
+    }
+    float s[NACC];
+    for (int g = 0; g < mb * nb; g += VL) {
+        V sums = alpha * ISA(reduce)(acc + g);
+        memcpy(s + g, &sums, sizeof sums);
+    }
+    for (int i = 0; i < mb; i++) memcpy(c + i * ldc, s + i * nb, nb * sizeof(float));
+}
+
+/* NT columns [j, n) in blocks of NB, all m rows in blocks of MB (the rows left over when MB is
+ * NT_MB get a narrower tile); returns the first column not done. */
+INLINE long ISA(nt_columns)(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m,
+                            long j, long n, long k, float alpha, int MB, int NB) {
+    for (; j + NB <= n; j += NB) {
+        long i = 0;
+        for (; i + MB <= m; i += MB)
+            ISA(nt_tile)(a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc, k, alpha, MB, NB);
+        if (MB != NT_MB || i == m) continue;
+        const float *ai = a + i * lda, *bj = b + j * ldb;
+        float *cij = c + i * ldc + j;
+        switch (m - i) {
+        case 1: ISA(nt_tile)(ai, lda, bj, ldb, cij, ldc, k, alpha, 1, NB); break;
+        case 2: ISA(nt_tile)(ai, lda, bj, ldb, cij, ldc, k, alpha, 2, NB); break;
+        default: ISA(nt_tile)(ai, lda, bj, ldb, cij, ldc, k, alpha, 3, NB); break;
+        }
+    }
+    return j;
+}
+
+/* NN: c[i, VL v + l] for i < mb, v < nv, l < VL (mb <= 4, nv <= NN_NV), but only l < r in the last
+ * vector, whose b rows are read in full when `padded`. Each lane is one chain of FMAs over p. */
+INLINE void ISA(nn_tile)(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long k,
+                         float alpha, int mb, int nv, int r, int padded) {
+    V acc[NACC] = {0};
+    for (long p = 0; p < k; p++) {
+        V bv[NN_NV];
+        for (int v = 0; v < nv; v++) {
+            const float *bp = b + p * ldb + VL * v;
+            bv[v] = v == nv - 1 && r < VL && !padded ? ISA(load_part)(bp, r) : ISA(load_once)(bp);
+            __builtin_prefetch(bp + NN_PREFETCH * ldb); /* never faults */
+        }
+        for (int i = 0; i < mb; i++) {
+            float ai = a[i * lda + p];
+            for (int v = 0; v < nv; v++) acc[i * nv + v] += ai * bv[v];
+        }
+    }
+    for (int i = 0; i < mb; i++)
+        for (int v = 0; v < nv; v++) {
+            V out = alpha * acc[i * nv + v];
+            memcpy(c + i * ldc + VL * v, &out, (v == nv - 1 ? r : VL) * sizeof(float));
+        }
+}
+
+/* NN: all m rows, in blocks of 4, of one block of nv column vectors (r columns in the last). */
+INLINE void ISA(nn_rows)(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m,
+                         long k, float alpha, int nv, int r, int padded) {
+    long i = 0;
+    for (; i + 4 <= m; i += 4)
+        ISA(nn_tile)(a + i * lda, lda, b, ldb, c + i * ldc, ldc, k, alpha, 4, nv, r, padded);
+    const float *ai = a + i * lda;
+    float *ci = c + i * ldc;
+    switch (m - i) {
+    case 0: break;
+    case 1: ISA(nn_tile)(ai, lda, b, ldb, ci, ldc, k, alpha, 1, nv, r, padded); break;
+    case 2: ISA(nn_tile)(ai, lda, b, ldb, ci, ldc, k, alpha, 2, nv, r, padded); break;
+    default: ISA(nn_tile)(ai, lda, b, ldb, ci, ldc, k, alpha, 3, nv, r, padded); break;
+    }
+}
+
+/* NN columns in blocks of NN_NV vectors, then single vectors, then the n % VL left: zero-padded in
+ * registers, or read in full from b when its rows are `padded` to whole vectors. */
+INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                                long m, long n, long k, float alpha, int padded) {
+    long j = 0;
+    for (; j + VL * NN_NV <= n; j += VL * NN_NV)
+        ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, NN_NV, VL, 0);
+    for (; j + VL <= n; j += VL) ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, 1, VL, 0);
+    if (j < n) ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, 1, (int)(n - j), padded);
+}
+
+ISA_TARGET static void ISA(gemm_nn)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                                    long m, long n, long k, float alpha) {
+    ISA(nn_all_columns)(a, lda, b, ldb, c, ldc, m, n, k, alpha, 0);
+}
+
+ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                                    long m, long n, long k, float alpha) {
+    if (m >= PACK_MIN_M && k <= PACK_MAX_K) {
+        /* Short dot products: the reductions would cost as much as the FMAs. Transpose PACK_COLS
+         * rows of b at a time onto the stack and run the NN kernel on them instead. */
+        float bt[PACK_MAX_K * PACK_COLS];
+        for (long j = 0; j < n; j += PACK_COLS) {
+            long w = n - j < PACK_COLS ? n - j : PACK_COLS;
+            ISA(pack_transposed)(b + j * ldb, ldb, w, k, bt);
+            ISA(nn_all_columns)(a, lda, bt, PACK_COLS, c + j, ldc, m, w, k, alpha, 1);
+        }
+        return;
+    }
+    long j = 0;
+    if (m == 1)
+        j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 1, NACC / 2);
+    else if (m == 2)
+        j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 2, NACC / 2);
+    j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, NT_MB, NT_NB);
+    ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, NT_MB, 1);
+}
+
+#undef V
+#undef INLINE
+#undef REDUCE_LEVEL
+#undef TRANSPOSE_LEVEL
+#undef LO8
+#undef HI8
+#undef LO4
+#undef HI4
+#undef LO2
+#undef HI2
+#undef LO1
+#undef HI1
+#undef BITREV
