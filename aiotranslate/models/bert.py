@@ -80,6 +80,10 @@ class EncoderModel:
         self.encoder, self.pooler, self.config = encoder, pooler, config
 
     @property
+    def vocab_size(self) -> int:
+        return self.encoder.embeddings.tokens.vocab_size
+
+    @property
     def hidden_size(self) -> int:
         return self.encoder.hidden_size
 
