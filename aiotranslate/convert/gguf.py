@@ -154,7 +154,8 @@ class GGUFFile:
             raise ModelLoadError(f"{self.path}: missing metadata key {key!r}")
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            raise ModelLoadError(f"{self.path}: metadata {key!r} = {value!r} is not {kind}")
+            names = "/".join(k.__name__ for k in kinds)
+            raise ModelLoadError(f"{self.path}: metadata {key!r} = {value!r} should be {names}")
         return value
 
     def token_id(self, name: str) -> int | None:
