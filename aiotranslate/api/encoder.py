@@ -1,11 +1,13 @@
 """`Encoder`: encoder-only models (BERT, RoBERTa, DistilBERT, XLM-RoBERTa) behind `await`.
 
-`forward_batch` is CTranslate2's: last hidden states and the pooled output per batch. Requests from
-concurrent callers merge into one forward pass like the other engines'.
+`forward_batch` is CTranslate2's: last hidden states and the pooled output per batch. `embed` gives
+sentence embeddings, pooled on the worker as the model's sentence-transformers config says
+(`pooling.py`). Each call is one forward pass; concurrent calls queue like the other engines'.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..convert.bergamot import resolve_model_path
 from ..decoding.search import pad
 from ..runtime import BatchLimits, Request
 from . import inputs
 from .batching import complete
 from .engine import Engine
 from .loading import open_model
+from .pooling import SentencePooling
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Encoder(Engine):
         batch_window: float = 0.001,
     ) -> None:
         self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
+        self._pooling = SentencePooling.read(resolve_model_path(model_path))
         self.device, self.device_index, self.compute_type = "cpu", device_index, "float32"
         self.model_path = str(model_path)
         super().__init__(
@@ -65,7 +70,7 @@ class Encoder(Engine):
     def tokenizer(self):
         return self._loaded.tokenizer
 
-    def _request(self, batch, token_type_ids=None, timeout: float | None = None) -> Request:
+    def _request(self, batch, token_type_ids=None, timeout: float | None = None, kind: str = "forward") -> Request:
         loaded = self._loaded
         ids = inputs.to_ids(batch, loaded.tokenizer, loaded.model.vocab_size, name="input")
         if not ids or any(len(x) == 0 for x in ids):
@@ -74,8 +79,10 @@ class Encoder(Engine):
             token_type_ids = [list(map(int, t)) for t in token_type_ids]
             if [len(t) for t in token_type_ids] != [len(x) for x in ids]:
                 raise ValueError("token_type_ids must have the length of each input")
+        if kind == "embed" and not self._pooling.modes and loaded.model.pooler is None:
+            raise ValueError("this model has no pooled output and no sentence-transformers pooling config")
         # One call is one forward pass: its examples stay together (key unique to the call).
-        return Request(("forward", id(ids)), [(ids, token_type_ids)], None,
+        return Request((kind, id(ids)), [(ids, token_type_ids)], None,
                        num_tokens=sum(map(len, ids)), timeout=timeout)
 
     async def forward_batch(self, input, token_type_ids=None, *, timeout: float | None = None) -> EncoderForwardOutput:
@@ -86,6 +93,20 @@ class Encoder(Engine):
         request = self._request(input, token_type_ids, timeout)
         return self._submit_all([request], [[0]])
 
+    async def embed(self, texts, *, timeout: float | None = None) -> np.ndarray:
+        """Sentence embeddings of a batch (texts, token strings or ids): float32 (B, C), mean-pooled
+        and L2-normalised for a sentence-transformers model as its config says, else the pooled output."""
+        return (await self._run(self._request(texts, timeout=timeout, kind="embed")))[0]
+
+    def embed_nowait(self, texts, *, timeout: float | None = None) -> asyncio.Future:
+        """`embed`, admitted at once or QueueFull; await the returned future."""
+        admitted = self._nowait_all([self._request(texts, timeout=timeout, kind="embed")], [[0]])
+
+        async def embeddings():
+            return (await admitted)[0]
+
+        return asyncio.ensure_future(embeddings())
+
     def _run_batch(self, context, requests: list[Request]) -> None:
         outputs = []
         for r in requests:
@@ -93,7 +114,10 @@ class Encoder(Engine):
             padded, lengths = pad(ids)
             type_ids = None if types is None else pad(types)[0]
             hidden, pooled = self._loaded.model.forward(padded, lengths, type_ids, n_threads=context.n_threads)
-            outputs.append(EncoderForwardOutput(hidden, pooled))
+            if r.key[0] == "embed":
+                outputs.append(self._pooling(hidden, lengths, pooled))
+            else:
+                outputs.append(EncoderForwardOutput(hidden, pooled))
         complete(requests, outputs)
 
 

@@ -110,6 +110,10 @@ class Engine:
         """Admit (waiting for room: backpressure) and await the result; cancellable throughout."""
         self._check_open()
         await self._queue.aput(request)
+        return await self._wait(request)
+
+    async def _wait(self, request: Request) -> Any:
+        """The result of an admitted request; cancelling the caller cancels the request."""
         try:
             return await asyncio.wrap_future(request.future)
         except asyncio.CancelledError:
@@ -186,18 +190,27 @@ class Engine:
 
         return asyncio.ensure_future(results())
 
-    def _stream(self, tokenizer, build: Callable[[Callable], list[Request]]) -> TokenStream:
-        """A TokenStream over the one request `build(on_step)` makes when the stream starts."""
+    def _stream(self, tokenizer, build: Callable[[Callable], list[Request]], *, nowait: bool = False) -> TokenStream:
+        """A TokenStream over the one request `build(on_step)` makes when the stream starts
+        (admitted then, waiting for room), or with nowait right now (QueueFull if there is none)."""
         holder: list[Request] = []
 
-        async def start(channel):
+        def start(channel):
             holder.extend(build(step_pusher(channel, tokenizer)))
+            if nowait:
+                self._submit(holder[0], block=False)
+            return settle(channel)
+
+        async def settle(channel):
             try:
-                return await self._run(holder[0])
+                return await (self._wait(holder[0]) if nowait else self._run(holder[0]))
             finally:
                 channel.end()
 
-        return TokenStream(start, lambda: [self._cancel(r) for r in holder])
+        stream = TokenStream(start, lambda: [self._cancel(r) for r in holder])
+        if nowait:
+            stream.start()
+        return stream
 
     def _cancel(self, request: Request) -> None:
         request.cancel()

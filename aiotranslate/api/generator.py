@@ -78,6 +78,11 @@ class Generator(Engine):
     def tokenizer(self):
         return self._loaded.tokenizer
 
+    @property
+    def end_token_ids(self) -> tuple[int, ...]:
+        """The ids that end a sequence unless `end_token` says otherwise (the generation config's)."""
+        return self._loaded.special.end
+
     # -- request building (caller side) --------------------------------------------------------
 
     def _prompt_ids(self, prompts, max_input_length: int = 0) -> list[list[int]]:
@@ -157,13 +162,22 @@ class Generator(Engine):
     def generate_tokens(self, prompt, **options) -> TokenStream:
         """Stream one prompt's continuation (greedy or sampling) token by token:
         `async with generator.generate_tokens(p) as steps: async for step in steps`.
-        Leaving the block stops decoding at the next step."""
+        Leaving the block stops decoding at the next step. The last step of a sequence that
+        ended is its end token (one of `end_token_ids`, with empty text)."""
+        return self._token_stream(prompt, options, nowait=False)
+
+    def generate_tokens_nowait(self, prompt, **options) -> TokenStream:
+        """`generate_tokens`, admitted at once or QueueFull (a web app's 429); call it from a
+        coroutine and close the stream (`async with`) even if you never read it."""
+        return self._token_stream(prompt, options, nowait=True)
+
+    def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:
         if "beam_size" in options or "num_hypotheses" in options:
             raise TypeError("generate_tokens decodes one greedy or sampled sequence: no beam_size")
         options = {"return_scores": True, **options}
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
             "tokens", [prompt], on_step=push, **options
-        )[0])
+        )[0], nowait=nowait)
 
     async def score_batch(self, tokens, **options) -> list[ScoringResult]:
         """Log-probability of each token given the ones before it (the first is not scored).

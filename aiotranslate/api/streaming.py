@@ -68,8 +68,9 @@ class StepChannel:
 class TokenStream:
     """Async iterator of step results for one request, started on first use.
 
-    `start` admits the request and returns the future of its final result; `channel` receives the
-    steps. Errors of the request (bad input, timeout) are raised from the iteration.
+    `start(channel)` builds the request, which pushes its steps to `channel`, and returns an
+    awaitable of its final result (admitting the request first, or having admitted it already).
+    Errors of the request (bad input, timeout) are raised from the iteration.
     """
 
     def __init__(
@@ -84,10 +85,13 @@ class TokenStream:
         self._buffer: collections.deque[Any] = collections.deque()
         self._closed = False
 
-    async def _ensure_started(self) -> None:
+    def start(self) -> None:
+        """Start the request now, from a coroutine (the loop must be running); a no-op once
+        started. Iterating or entering the stream starts it too."""
         if self._channel is None:
-            self._channel = StepChannel(asyncio.get_running_loop())
-            self._result = asyncio.ensure_future(self._start(self._channel))
+            channel = StepChannel(asyncio.get_running_loop())
+            self._result = asyncio.ensure_future(self._start(channel))  # if this raises, not started
+            self._channel = channel
 
     def __aiter__(self) -> TokenStream:
         return self
@@ -95,7 +99,7 @@ class TokenStream:
     async def __anext__(self) -> Any:
         if self._closed:
             raise StopAsyncIteration
-        await self._ensure_started()
+        self.start()
         while not self._buffer:
             if self._result.done():  # finished or failed: take what is left, then settle
                 self._buffer.extend(self._channel.take_nowait())
@@ -130,7 +134,7 @@ class TokenStream:
                 pass
 
     async def __aenter__(self) -> TokenStream:
-        await self._ensure_started()
+        self.start()
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:

@@ -7,8 +7,8 @@
             async for step in steps: ...
 
 Each coroutine has a plain-thread twin, `submit_<name>`, returning a concurrent.futures.Future (it
-blocks the calling thread while the queue is full), and `translate_batch_nowait` raises QueueFull
-instead of waiting. Calls are split into sub-batches (`max_batch_size`), which workers run in parallel
+blocks the calling thread while the queue is full), and `translate_batch_nowait` / `translate_nowait`
+raise QueueFull instead of waiting. Calls are split into sub-batches (`max_batch_size`), which workers run in parallel
 and merge with concurrent callers' compatible sub-batches.
 """
 
@@ -151,6 +151,19 @@ class Translator(Engine):
         requests, batches = self._translate_requests("text", [text] if single else list(text), **options)
         out = gather_in_order(await self._run_all(requests), batches)
         return out[0] if single else out
+
+    def translate_nowait(self, texts: Sequence[str], **options) -> asyncio.Future:
+        """`translate` of a list, admitted at once or QueueFull; await the returned future."""
+        return self._nowait_all(*self._text_requests(texts, "translate_nowait", options))
+
+    def submit_translate(self, texts: Sequence[str], **options) -> concurrent.futures.Future:
+        """`translate` of a list from a plain thread: a Future of the translations."""
+        return self._submit_all(*self._text_requests(texts, "submit_translate", options))
+
+    def _text_requests(self, texts: Sequence[str], method: str, options: dict):
+        if isinstance(texts, str):
+            raise TypeError(f"{method} takes a list of texts")
+        return self._translate_requests("text", list(texts), **options)
 
     async def score_batch(self, source, target, **options) -> list[ScoringResult]:
         """Log-probability of each target token (and of the end token) given its source.
