@@ -6,14 +6,19 @@ from .activations import activation, swiglu
 from .gemm import batched_matmul, linear
 from .norms import layer_norm, rms_norm
 from .positions import embedding, rotary, rotary_tables, sinusoidal_table
+from .quantized import BF16Weight, Int8Weight, bf16_linear, int8_linear
 from .select import argmax, topk
 from .softmax import log_softmax, softmax
 
 __all__ = [
+    "BF16Weight",
+    "Int8Weight",
     "activation",
     "argmax",
     "batched_matmul",
+    "bf16_linear",
     "embedding",
+    "int8_linear",
     "layer_norm",
     "linear",
     "log_softmax",

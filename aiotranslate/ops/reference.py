@@ -234,3 +234,58 @@ def topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     z = np.where(np.isnan(x), -np.inf, x)
     idx = np.argsort(-z, axis=-1, kind="stable")[:, :k].astype(np.int32)
     return np.take_along_axis(x, idx, axis=-1), idx
+
+
+def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 quantization of each row of (R, K): q = rint(x * (127 / max|x|)), computed in
+    float32, and scale = max|x| / 127, so x ~ scale * q. A zero row gets q = 0 and scale 0.
+    Weights are quantized this way once at load, activations on every call."""
+    x = np.asarray(x, dtype=np.float32)
+    amax = np.abs(x).max(axis=-1, initial=0).astype(np.float32)
+    nonzero = amax > 0
+    inv = np.where(nonzero, np.float32(127) / np.where(nonzero, amax, np.float32(1)), np.float32(0))
+    q = np.rint(x * inv.astype(np.float32)[..., None]).astype(np.int8)
+    return q, (amax / np.float32(127)).astype(np.float32)
+
+
+def int8_matmul(s: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """s (M, K) @ q (N, K)^T for int8 operands, exactly, as int32 (M, N)."""
+    return (s.astype(np.int64) @ q.astype(np.int64).T).astype(np.int32)
+
+
+def int8_linear(
+    x: np.ndarray,
+    q: np.ndarray,
+    scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    act: int = ACT_NONE,
+    residual: np.ndarray | None = None,
+) -> np.ndarray:
+    """`linear` with an int8 weight W = scales[:, None] * q (N, K) and x (M, K) quantized per row
+    (`quantize_rows`): act(int8_matmul(s, q) * xs[:, None] * scales + bias) + residual, float32 out."""
+    s, xs = quantize_rows(x)
+    y = int8_matmul(s, q).astype(np.float64) * (xs.astype(np.float64)[:, None] * scales[None, :])
+    if bias is not None:
+        y += bias
+    y = activation(y, act).astype(np.float64)
+    if residual is not None:
+        y += residual
+    return y.astype(np.float32)
+
+
+def bf16_round(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as float32; NaN stays NaN."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32)
+    return np.where(np.isnan(x), x, rounded.view(np.float32)).astype(np.float32)
+
+
+def bf16_linear(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    act: int = ACT_NONE,
+    residual: np.ndarray | None = None,
+) -> np.ndarray:
+    """`linear` on x and w rounded to bfloat16 (the products are exact; sums in float64 here)."""
+    return linear(bf16_round(x), bf16_round(w), bias, act, residual)

@@ -1,0 +1,169 @@
+"""Linear products with 8- and 16-bit weights: `int8_linear` and `bf16_linear`, the compute types
+int8 and bfloat16 of the quantized layers (`layers.quantized`).
+
+- `Int8Weight`: W (N, K) as int8 values q and one float32 scale per output row, W ~ scales[:, None] * q
+  (symmetric: scale = max|W[j]| / 127, `reference.quantize_rows`). Built from a float matrix
+  (`quantize`) or from values a checkpoint already stores in int8 (`from_int8`: Bergamot's intgemm8).
+  `int8_linear` quantizes each row of x the same way on every call, multiplies in int32 and applies
+  the scales, bias, activation and residual in float32.
+- `BF16Weight`: W rounded to bfloat16; `bf16_linear` rounds x too and accumulates in float32.
+
+Both are packed once for the kernels (`native/_qgemm.pyx`, layouts in `native/qgemm_kernels.c`) and
+are read-only, shared by every worker thread. `select(rows)` gives the weight of a subset of output rows
+(a vocabulary shortlist) without unpacking. Without the extension they keep the plain matrix and
+`reference` computes the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _native
+from . import _checks, reference
+from .gemm import activation_code
+
+_kernels = _native.load("_qgemm")
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Int8Weight:
+    """An (N, K) weight as int8 values and per-row float32 scales, packed for `int8_linear`.
+
+    data: the packed values and their VNNI compensation terms with the extension, else q itself."""
+
+    shape: tuple[int, int]
+    scales: np.ndarray  # float32 (N,)
+    data: tuple[np.ndarray, ...]
+
+    @classmethod
+    def quantize(cls, w: np.ndarray) -> Int8Weight:
+        """Quantize a float32 (N, K) matrix per row (the kernels' own rounding when available)."""
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        _checks.ndim(w, "w", 2)
+        if _kernels is None:
+            return cls.from_int8(*reference.quantize_rows(w))
+        q = np.empty(w.shape, dtype=np.int8)
+        scales = np.empty(w.shape[0], dtype=np.float32)
+        _kernels.quantize_rows(w, q, scales)
+        return cls.from_int8(q, scales)
+
+    @classmethod
+    def from_int8(cls, q: np.ndarray, scales: np.ndarray) -> Int8Weight:
+        """W = scales[:, None] * q for q int8 (N, K) and scales (N,) (a scalar is one scale for all rows)."""
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise ValueError(f"q must be an int8 (N, K) matrix, got {q.dtype} {q.shape}")
+        scales = np.ascontiguousarray(np.broadcast_to(np.asarray(scales, dtype=np.float32), q.shape[:1]))
+        q = np.ascontiguousarray(q)
+        if _kernels is None:
+            return cls(q.shape, _frozen(scales), (_frozen(q),))
+        n, k = q.shape
+        packed = np.empty((_kernels.padded_rows(n), _kernels.padded_k_int8(k)), dtype=np.int8)
+        comp = np.empty(packed.shape[0], dtype=np.int32)
+        _kernels.pack_int8(q, packed, comp)
+        return cls(q.shape, _frozen(scales), (_frozen(packed), _frozen(comp)))
+
+    def select(self, rows: np.ndarray) -> Int8Weight:
+        """The weight of output rows `rows` (in that order)."""
+        rows = _checks.int_array(rows, "rows").astype(np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise ValueError(f"rows must lie in [0, {self.shape[0]})")
+        shape = (len(rows), self.shape[1])
+        if _kernels is None:
+            return Int8Weight(shape, _frozen(self.scales[rows]), (_frozen(self.data[0][rows]),))
+        packed = np.empty((_kernels.padded_rows(shape[0]), self.data[0].shape[1]), dtype=np.int8)
+        _kernels.select_int8(self.data[0], shape[1], rows, packed)
+        comp = np.zeros(packed.shape[0], dtype=np.int32)
+        comp[: len(rows)] = self.data[1][rows]
+        return Int8Weight(shape, _frozen(self.scales[rows]), (_frozen(packed), _frozen(comp)))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.data) + self.scales.nbytes
+
+
+@dataclass(frozen=True, eq=False)
+class BF16Weight:
+    """An (N, K) weight rounded to bfloat16, packed for `bf16_linear` (else kept as float32 values)."""
+
+    shape: tuple[int, int]
+    data: np.ndarray
+
+    @classmethod
+    def from_float(cls, w: np.ndarray) -> BF16Weight:
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        _checks.ndim(w, "w", 2)
+        if _kernels is None:
+            return cls(w.shape, _frozen(reference.bf16_round(w)))
+        packed = np.empty((_kernels.padded_rows(w.shape[0]), _kernels.padded_k_bf16(w.shape[1])), dtype=np.uint16)
+        _kernels.pack_bf16(w, packed)
+        return cls(w.shape, _frozen(packed))
+
+    def select(self, rows: np.ndarray) -> BF16Weight:
+        rows = _checks.int_array(rows, "rows").astype(np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise ValueError(f"rows must lie in [0, {self.shape[0]})")
+        shape = (len(rows), self.shape[1])
+        if _kernels is None:
+            return BF16Weight(shape, _frozen(self.data[rows]))
+        packed = np.empty((_kernels.padded_rows(shape[0]), self.data.shape[1]), dtype=np.uint16)
+        _kernels.select_bf16(self.data, shape[1], rows, packed)
+        return BF16Weight(shape, _frozen(packed))
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
+def _prepare(x, shape, bias, residual, out, activation):
+    """Checked 2-D views of the arguments of a quantized linear, and the activation code."""
+    x = _checks.float_array(x, "x", np.float32)
+    x2 = _checks.rows(x, "x")
+    n, k = shape
+    if x2.shape[1] != k:
+        raise ValueError(f"x has {x2.shape[1]} features but the weight has shape {shape} (N, K={k} expected)")
+    if bias is not None:
+        bias = _checks.float_array(bias, "bias", np.float32)
+        _checks.shape(bias, "bias", (n,))
+    if residual is not None:
+        residual = _checks.rows(_checks.float_array(residual, "residual", np.float32), "residual")
+        _checks.shape(residual, "residual", (x2.shape[0], n))
+    out = _checks.output(out, "out", x.shape[:-1] + (n,), np.float32)
+    return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
+
+
+def int8_linear(x, weight: Int8Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
+    """act(x @ W.T + bias) + residual for float32 x (..., K) and an `Int8Weight` W (N, K) -> (..., N);
+    x is quantized per row (`reference.int8_linear` is the contract)."""
+    x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
+    if _kernels is None:
+        out2[...] = reference.int8_linear(x2, weight.data[0], weight.scales, bias, act, residual)
+    else:
+        packed, comp = weight.data
+        _kernels.int8_linear(x2, packed, comp, weight.scales, bias, act, residual, out2, n_threads)
+    return out
+
+
+def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
+    """act(bf16(x) @ W.T + bias) + residual for float32 x (..., K) and a `BF16Weight` W (N, K), the
+    products summed in float32 -> (..., N)."""
+    x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
+    if _kernels is None:
+        out2[...] = reference.linear(reference.bf16_round(x2), weight.data, bias, act, residual)
+    else:
+        _kernels.bf16_linear(x2, weight.data, weight.shape[0], bias, act, residual, out2, n_threads)
+    return out
+
+
+def isa() -> dict[str, str]:
+    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'), or
+    'reference' for both without the extension."""
+    if _kernels is None:
+        return {"int8": "reference", "bfloat16": "reference"}
+    return {"int8": _kernels.isa(), "bfloat16": _kernels.bf16_isa()}

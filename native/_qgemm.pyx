@@ -1,0 +1,293 @@
+# Quantized linear layers for aiotranslate.ops.quantized: int8 (per-row symmetric, VNNI) and bfloat16
+# weights, float32 activations in and out, with the bias / activation / residual epilogue of
+# ops.linear fused in.
+#
+# Design
+# - The arithmetic, the packed weight layouts and the VNNI compensation are in qgemm_kernels.c.
+#   Weights are packed once (pack_int8 / pack_bf16) into caller-owned arrays; a call quantizes (or
+#   rounds to bf16) the rows of x into a scratch buffer, then computes panels of 64 output columns.
+# - Threads: prange(schedule='static') over panels, so each thread streams a contiguous run of the
+#   weight once for all rows. Every output element is computed the same way in any split: results are
+#   bitwise identical for every n_threads. Fewer than GRAIN multiply-adds per thread run on fewer
+#   threads, down to serial. Large inputs are quantized by the same team, one row block each.
+# - matmul_s32 and quantize_rows expose the exact integer stages for the tests (int8 x int8 -> int32
+#   against numpy), on whichever instruction set set_isa selected.
+
+from cython.parallel cimport prange
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport free, malloc
+
+from common cimport ACT_NONE, ACT_SILU
+
+cdef extern from "qgemm_kernels.h" nogil:
+    enum:
+        AIO_Q_PANEL
+        AIO_ISA_AUTO
+        AIO_ISA_AVX512
+        AIO_ISA_AVX2
+        AIO_ISA_PORTABLE
+    long aio_q_padded_rows(long n)
+    long aio_q8_padded_k(long k)
+    long aio_bf16_padded_k(long k)
+    int aio_q_isa()
+    int aio_q_bf16_isa()
+    int aio_q_set_isa(int isa)
+    void aio_q8_pack(const int8_t *q, long n, long k, int8_t *packed, int32_t *comp)
+    void aio_q8_select(const int8_t *packed, long k, const int64_t *rows, long count, int8_t *out)
+    void aio_q8_quantize_rows(const float *x, long ldx, long m, long k, uint8_t *xu, float *scales)
+    void aio_q8_matmul_s32(const uint8_t *xu, long m, long k, const int8_t *packed, const int32_t *comp,
+                           long n, int32_t *acc)
+    void aio_q8_linear_cols(const uint8_t *xu, const float *xs, long m, long k, const int8_t *packed,
+                            const int32_t *comp, const float *ws, const float *bias, int act,
+                            const float *residual, float *out, long ldo, long c0, long c1)
+    void aio_bf16_pack(const float *w, long n, long k, uint16_t *packed)
+    void aio_bf16_select(const uint16_t *packed, long k, const int64_t *rows, long count, uint16_t *out)
+    void aio_bf16_convert_rows(const float *x, long ldx, long m, long k, uint16_t *xb)
+    void aio_bf16_linear_cols(const uint16_t *xb, long m, long k, const uint16_t *packed, const float *bias,
+                              int act, const float *residual, float *out, long ldo, long c0, long c1)
+
+cdef enum:
+    # Fewest multiply-adds worth one more thread (int8 runs ~4x the float32 rate: GEMM's 65536 x 4).
+    GRAIN = 262144
+    # Rows per block when a team quantizes the input.
+    QUANT_ROWS = 64
+
+PANEL = AIO_Q_PANEL
+ISAS = {"avx512": AIO_ISA_AVX512, "avx2": AIO_ISA_AVX2, "portable": AIO_ISA_PORTABLE}
+_NAMES = {v: k for k, v in ISAS.items()}
+
+
+def isa():
+    """The instruction set of the int8 kernels now: 'avx512' (VNNI), 'avx2' or 'portable'."""
+    return _NAMES[aio_q_isa()]
+
+
+def bf16_isa():
+    """The instruction set of the bf16 kernels now: 'avx512' (AVX512_BF16) or 'portable'."""
+    return _NAMES[aio_q_bf16_isa()]
+
+
+def set_isa(name):
+    """Use `name` ('avx512', 'avx2', 'portable' or None: the best) where the CPU has it; returns the
+    int8 set in effect. Process-wide: for tests and benchmarks, not while other threads compute."""
+    return _NAMES[aio_q_set_isa(AIO_ISA_AUTO if name is None else ISAS[name])]
+
+
+def padded_rows(Py_ssize_t n):
+    return aio_q_padded_rows(n)
+
+
+def padded_k_int8(Py_ssize_t k):
+    return aio_q8_padded_k(k)
+
+
+def padded_k_bf16(Py_ssize_t k):
+    return aio_bf16_padded_k(k)
+
+
+cdef inline int _team(int n_threads, Py_ssize_t blocks, double work) noexcept nogil:
+    cdef double by_work = work / GRAIN
+    cdef Py_ssize_t t = n_threads
+    if blocks < t:
+        t = blocks
+    if by_work < t:
+        t = <Py_ssize_t> by_work
+    return <int> t if t > 1 else 1
+
+
+def _check_packed(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t n, Py_ssize_t kp):
+    if rows != aio_q_padded_rows(n) or cols != kp:
+        raise ValueError(f"packed has shape ({rows}, {cols}), expected ({aio_q_padded_rows(n)}, {kp})")
+
+
+def _check_linear(Py_ssize_t m, Py_ssize_t n, bias, int act, residual, out, int n_threads):
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({m}, {n})")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError(f"bias has {bias.shape[0]} values, expected N = {n}")
+    if residual is not None and (residual.shape[0] != m or residual.shape[1] != n):
+        raise ValueError(f"residual has shape ({residual.shape[0]}, {residual.shape[1]}), expected ({m}, {n})")
+    if not ACT_NONE <= act <= ACT_SILU:
+        raise ValueError(f"unknown activation code {act}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+
+
+# ---- int8 ----
+
+def pack_int8(const int8_t[:, ::1] q, int8_t[:, ::1] packed, int32_t[::1] comp):
+    """Pack q (N, K) int8 into packed (padded_rows(N), padded_k_int8(K)) and comp (padded_rows(N),)."""
+    cdef Py_ssize_t n = q.shape[0], k = q.shape[1]
+    _check_packed(packed.shape[0], packed.shape[1], n, aio_q8_padded_k(k))
+    if comp.shape[0] != packed.shape[0]:
+        raise ValueError(f"comp has {comp.shape[0]} values, expected {packed.shape[0]}")
+    if packed.shape[0] * packed.shape[1] == 0:
+        comp[:] = 0
+        return
+    with nogil:
+        aio_q8_pack(&q[0, 0] if n * k else NULL, n, k, &packed[0, 0], &comp[0])
+
+
+def select_int8(const int8_t[:, ::1] packed, Py_ssize_t k, const int64_t[::1] rows, int8_t[:, ::1] out):
+    """Rows `rows` of a packed (.., K) int8 weight as a packed weight of len(rows) rows, into out."""
+    cdef Py_ssize_t count = rows.shape[0], i
+    _check_packed(out.shape[0], out.shape[1], count, aio_q8_padded_k(k))
+    for i in range(count):
+        if not 0 <= rows[i] < packed.shape[0]:
+            raise ValueError(f"row {rows[i]} is outside the {packed.shape[0]} packed rows")
+    if out.shape[0] * out.shape[1] == 0:
+        return
+    with nogil:
+        aio_q8_select(&packed[0, 0], k, &rows[0] if count else NULL, count, &out[0, 0])
+
+
+cdef int _quantize(const float *x, Py_ssize_t m, Py_ssize_t k, uint8_t *xu, float *xs, int n_threads) noexcept nogil:
+    """quantize_rows over m rows, split in QUANT_ROWS blocks over a team when the input is large."""
+    cdef Py_ssize_t kp = aio_q8_padded_k(k), blocks = (m + QUANT_ROWS - 1) // QUANT_ROWS, b, r0
+    cdef int team = _team(n_threads, blocks, <double> m * k * 16)
+    if team > 1:
+        for b in prange(blocks, num_threads=team, schedule='static'):
+            r0 = b * QUANT_ROWS
+            aio_q8_quantize_rows(x + r0 * k, k, min(QUANT_ROWS, m - r0), k, xu + r0 * kp, xs + r0)
+    else:
+        aio_q8_quantize_rows(x, k, m, k, xu, xs)
+    return 0
+
+
+def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales):
+    """Test hook: the kernels' activation quantization, q = rint(x * 127 / max|x|) per row, into q
+    (M, K) int8 and scales (M,) = max|x| / 127."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_q8_padded_k(x.shape[1]), i, p
+    if q.shape[0] != m or q.shape[1] != k or scales.shape[0] != m:
+        raise ValueError("q must be (M, K) and scales (M,) for x (M, K)")
+    if m == 0:
+        return
+    cdef uint8_t *xu = <uint8_t *> malloc(m * kp + 1)
+    if xu == NULL:
+        raise MemoryError()
+    with nogil:
+        aio_q8_quantize_rows(&x[0, 0] if k else NULL, k, m, k, xu, &scales[0])
+        for i in range(m):
+            for p in range(k):
+                q[i, p] = <int8_t> (<int> xu[i * kp + p] - 128)
+    free(xu)
+
+
+def matmul_s32(const int8_t[:, ::1] s, const int8_t[:, ::1] packed, const int32_t[::1] comp, Py_ssize_t n,
+               int32_t[:, ::1] out):
+    """Test hook: out (M, N) = s (M, K) @ q^T exactly in int32, q being the packed (N, K) weight."""
+    cdef Py_ssize_t m = s.shape[0], k = s.shape[1], kp = aio_q8_padded_k(s.shape[1]), i, p
+    _check_packed(packed.shape[0], packed.shape[1], n, kp)
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({m}, {n})")
+    if m == 0 or n == 0:
+        return
+    cdef uint8_t *xu = <uint8_t *> malloc(m * kp + 1)
+    if xu == NULL:
+        raise MemoryError()
+    with nogil:
+        for i in range(m):
+            for p in range(kp):
+                xu[i * kp + p] = <uint8_t> (<int> s[i, p] + 128) if p < k else 128
+        aio_q8_matmul_s32(xu, m, k, &packed[0, 0], &comp[0], n, &out[0, 0])
+    free(xu)
+
+
+def int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_t[::1] comp,
+                const float[::1] scales, const float[::1] bias, int act, const float[:, ::1] residual,
+                float[:, ::1] out, int n_threads):
+    """out = act(x @ W^T + bias) + residual with W (N, K) = scales[:, None] * q, q packed by pack_int8;
+    x (M, K) quantized per row on the fly. residual may be out itself; out must not overlap x."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = scales.shape[0], kp = aio_q8_padded_k(x.shape[1])
+    cdef Py_ssize_t panels, p
+    cdef const float *bp = NULL
+    cdef const float *rp = NULL
+    cdef int team
+    _check_packed(packed.shape[0], packed.shape[1], n, kp)
+    _check_linear(m, n, bias, act, residual, out, n_threads)
+    if m == 0 or n == 0:
+        return
+    if bias is not None:
+        bp = &bias[0]
+    if residual is not None:
+        if &residual[0, 0] == &out[0, 0]:
+            residual = residual.copy()  # the epilogue writes out before it adds residual
+        rp = &residual[0, 0]
+    cdef uint8_t *xu = <uint8_t *> malloc(m * kp + 1)
+    cdef float *xs = <float *> malloc(m * sizeof(float))
+    if xu == NULL or xs == NULL:
+        free(xu)
+        free(xs)
+        raise MemoryError()
+    panels = (n + AIO_Q_PANEL - 1) // AIO_Q_PANEL
+    team = _team(n_threads, panels, <double> m * n * k)
+    with nogil:
+        _quantize(&x[0, 0] if k else NULL, m, k, xu, xs, n_threads)
+        if team > 1:
+            for p in prange(panels, num_threads=team, schedule='static'):
+                aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
+                                   &out[0, 0], n, p * AIO_Q_PANEL, min(n, (p + 1) * AIO_Q_PANEL))
+        else:
+            aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
+                               &out[0, 0], n, 0, n)
+    free(xu)
+    free(xs)
+
+
+# ---- bfloat16 ----
+
+def pack_bf16(const float[:, ::1] w, uint16_t[:, ::1] packed):
+    """Round w (N, K) to bf16 (nearest even) into packed (padded_rows(N), padded_k_bf16(K))."""
+    cdef Py_ssize_t n = w.shape[0], k = w.shape[1]
+    _check_packed(packed.shape[0], packed.shape[1], n, aio_bf16_padded_k(k))
+    if packed.shape[0] * packed.shape[1] == 0:
+        return
+    with nogil:
+        aio_bf16_pack(&w[0, 0] if n * k else NULL, n, k, &packed[0, 0])
+
+
+def select_bf16(const uint16_t[:, ::1] packed, Py_ssize_t k, const int64_t[::1] rows, uint16_t[:, ::1] out):
+    """Rows `rows` of a packed (.., K) bf16 weight as a packed weight of len(rows) rows, into out."""
+    cdef Py_ssize_t count = rows.shape[0], i
+    _check_packed(out.shape[0], out.shape[1], count, aio_bf16_padded_k(k))
+    for i in range(count):
+        if not 0 <= rows[i] < packed.shape[0]:
+            raise ValueError(f"row {rows[i]} is outside the {packed.shape[0]} packed rows")
+    if out.shape[0] * out.shape[1] == 0:
+        return
+    with nogil:
+        aio_bf16_select(&packed[0, 0], k, &rows[0] if count else NULL, count, &out[0, 0])
+
+
+def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t n, const float[::1] bias,
+                int act, const float[:, ::1] residual, float[:, ::1] out, int n_threads):
+    """out = act(bf16(x) @ W^T + bias) + residual for the (N, K) weight W packed by pack_bf16,
+    products accumulated in float32. residual may be out itself; out must not overlap x."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_bf16_padded_k(x.shape[1]), panels, p
+    cdef const float *bp = NULL
+    cdef const float *rp = NULL
+    cdef int team
+    _check_packed(packed.shape[0], packed.shape[1], n, kp)
+    _check_linear(m, n, bias, act, residual, out, n_threads)
+    if m == 0 or n == 0:
+        return
+    if bias is not None:
+        bp = &bias[0]
+    if residual is not None:
+        if &residual[0, 0] == &out[0, 0]:
+            residual = residual.copy()
+        rp = &residual[0, 0]
+    cdef uint16_t *xb = <uint16_t *> malloc((m * kp + 1) * sizeof(uint16_t))
+    if xb == NULL:
+        raise MemoryError()
+    panels = (n + AIO_Q_PANEL - 1) // AIO_Q_PANEL
+    team = _team(n_threads, panels, <double> m * n * k / 2)
+    with nogil:
+        aio_bf16_convert_rows(&x[0, 0] if k else NULL, k, m, k, xb)
+        if team > 1:
+            for p in prange(panels, num_threads=team, schedule='static'):
+                aio_bf16_linear_cols(xb, m, k, &packed[0, 0], bp, act, rp, &out[0, 0], n, p * AIO_Q_PANEL,
+                                     min(n, (p + 1) * AIO_Q_PANEL))
+        else:
+            aio_bf16_linear_cols(xb, m, k, &packed[0, 0], bp, act, rp, &out[0, 0], n, 0, n)
+    free(xb)
