@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,20 @@ class RawTensor:
 
 
 class GGUFFile:
-    """Metadata and tensors of one .gguf file (memory-mapped; nothing is dequantized until asked)."""
+    """Metadata and tensors of one .gguf file (memory-mapped; nothing is dequantized until asked).
+
+    `GGUFFile.open(path)` shares one parse between the model and tokenizer loaders: GGUFReader
+    builds a field per vocabulary string, seconds for a 49k-token vocabulary."""
+
+    @classmethod
+    def open(cls, path: str | Path) -> GGUFFile:
+        """The file at `path`, parsed once while it stays unchanged (last two files kept)."""
+        path = Path(path).resolve()
+        try:
+            stat = path.stat()
+        except OSError as e:
+            raise ModelLoadError(f"{path}: cannot read: {e}") from e
+        return _open(path, stat.st_mtime_ns, stat.st_size)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -187,6 +201,11 @@ class GGUFFile:
             return dequantize(raw.data, raw.ggml_type, raw.shape)
         except ValueError as e:
             raise ModelLoadError(f"{self.path}: tensor {name!r}: {e}") from e
+
+
+@lru_cache(maxsize=2)
+def _open(path: Path, mtime_ns: int, size: int) -> GGUFFile:
+    return GGUFFile(path)  # mtime and size key the cache: a rewritten file is parsed again
 
 
 def _hf_name(name: str) -> str | None:

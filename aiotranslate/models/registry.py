@@ -63,6 +63,6 @@ def _load_gguf(path: Path):
     from ..convert import gguf
     from .llama import build
 
-    file = gguf.GGUFFile(path)
+    file = gguf.GGUFFile.open(path)
     config = gguf.llama_config(file)
     return build(config, gguf.GGUFCheckpoint(file, config), gguf.generation_config(file))

@@ -30,7 +30,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     """The tokenizer shipped in `model_dir`; ModelLoadError if it ships none we can read."""
     gguf_file = find_gguf(model_dir)
     if gguf_file is not None:
-        return gguf_tokenizer(GGUFFile(gguf_file))
+        return gguf_tokenizer(GGUFFile.open(gguf_file))
     model_dir = Path(model_dir)
     if is_bergamot_dir(model_dir):  # its tokenizer.json, if any, is a lossy copy of the .spm
         files = BergamotFiles.find(model_dir)

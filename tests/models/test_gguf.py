@@ -131,6 +131,18 @@ def test_directory_holding_one_gguf_loads(tmp_path):
         load_model(tmp_path / "missing.gguf")
 
 
+def test_model_and_tokenizer_share_one_parse_of_an_unchanged_file(tmp_path, monkeypatch):
+    path, _, _ = write_tiny_gguf(tmp_path, seed=1)
+    parsed = []
+    reader = gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda p, *a: parsed.append(p) or reader(p, *a))
+    load_model(path), load_tokenizer(path)
+    assert len(parsed) == 1
+    write_tiny_gguf(tmp_path, seed=2)  # rewritten in place: parsed again
+    load_model(path)
+    assert len(parsed) == 2
+
+
 def test_unsupported_or_unexpected_content_is_refused(tmp_path):
     path, _, _ = write_tiny_gguf(tmp_path / "a", extra_tensors={"blk.0.mystery.weight": np.zeros(4, np.float32)})
     with pytest.raises(ModelLoadError, match="unexpected tensor.*blk.0.mystery.weight"):
