@@ -49,8 +49,8 @@ from .tensor_parallel import Collectives, bind, shard_model
 TIMEOUT_ENV = "AIOTRANSLATE_TP_TIMEOUT"
 FRAME = 4096  # bytes of a command frame: a decoding step's call fits; larger ones send the rest after
 REMOTE = ("encode", "decode", "decode_with_attention", "forward")  # model methods with collectives
-SPIN_S = 0.05  # an idle follower polls without sleeping this long after its last call (decoding steps)
-MAX_SLEEP_S = 0.005  # then sleeps between polls, up to this long (the latency of the first call after idling)
+SPIN_S = 0.05  # a follower polls without sleeping this long after its last call (between decoding steps)
+MAX_SLEEP_S = 0.005  # then sleeps between polls up to this long: the delay of a first call after idling
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Endpoint:
         """Rank 0: broadcast `call` (None: STOP)."""
         data = b"" if call is None else pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
         head = FRAME - 8
-        self._frame[:8] = np.frombuffer(np.int64(len(data)).tobytes(), dtype=np.uint8)
+        self._frame[:8].view(np.int64)[0] = len(data)
         self._frame[8 : 8 + min(len(data), head)] = np.frombuffer(data[:head], dtype=np.uint8)
         self.control.Ibcast(self._frame, root=0).Wait()
         if len(data) > head:
@@ -178,7 +178,7 @@ class RemoteState:
 
     def select(self, rows) -> None:
         self._local.select(rows)
-        self._endpoint.pending.append(("select", self._id, np.asarray(rows)))
+        self._endpoint.pending.append(("select", self._id, np.array(rows)))  # a copy: sent later
 
     def __getattr__(self, name: str):
         return getattr(self._local, name)
@@ -209,7 +209,7 @@ class LeaderModel:
         if name in REMOTE:
             return lambda *args, **kwargs: self._call(name, args, kwargs)
         if inspect.ismethod(value):
-            raise AttributeError(f"{name!r} is not available on a tensor-parallel model (only {REMOTE} and new_state)")
+            raise AttributeError(f"{name!r} does not run on a tensor-parallel model (only {REMOTE} and new_state)")
         return value
 
     def _call(self, method: str, args: tuple, kwargs: dict):
@@ -226,6 +226,8 @@ class LeaderModel:
         except Exception as e:  # noqa: BLE001 - settled with the other ranks first, raised below
             result, error = None, e
         failures = endpoint.settle(error)
+        if (error is not None or failures) and creates is not None:
+            _release(endpoint, creates)  # the state this call made, on whichever ranks made it
         if error is not None:
             raise error
         if failures:
@@ -297,6 +299,7 @@ class Group:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         for endpoint in self.endpoints:
             endpoint.send(STOP)
         self._free()

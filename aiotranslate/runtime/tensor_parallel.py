@@ -25,6 +25,7 @@ its calls (waiting for the slowest rank included).
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 
@@ -93,7 +94,7 @@ class Collectives:
 _bound = threading.local()
 
 
-def bind(collectives: Collectives | None) -> None:
+def bind(collectives: Collectives) -> None:
     """Make `collectives` the communicator of the parallel layers called from this thread."""
     _bound.collectives = collectives
 
@@ -225,130 +226,134 @@ class Partition:
 def shard_model(model, rank: int, size: int):
     """Cut `model`, just loaded on this rank, into rank `rank`'s shard of `size`, in place; returns it.
     ValueError when its head counts do not divide by `size`, or for a model it does not know."""
-    part = Partition(rank, size)
-    vocab = _VocabShards(part)
+    sharder = _Sharder(Partition(rank, size))
     if isinstance(model, DecoderOnlyModel):
-        model.embedding = vocab.embedding(model.embedding)
+        model.embedding = sharder.embedding(model.embedding)
         for layer in model.layers:
-            _shard_self_attention(layer.attention, part)
-            _shard_feed_forward(layer.ffn, part)
-        model.lm_head = vocab.head(model.lm_head)
+            sharder.self_attention(layer.attention)
+            sharder.feed_forward(layer.ffn)
+        model.lm_head = sharder.head(model.lm_head)
     elif isinstance(model, EncoderDecoderModel):
-        _shard_encoder(model.encoder, part, vocab)
-        model.decoder_embeddings.tokens = vocab.embedding(model.decoder_embeddings.tokens)
+        sharder.encoder(model.encoder)
+        model.decoder_embeddings.tokens = sharder.embedding(model.decoder_embeddings.tokens)
         for layer in model.decoder_layers:
-            _shard_self_attention(layer.self_attention, part)
-            _shard_cross_attention(layer.cross_attention, part)
-            _shard_feed_forward(layer.ffn, part)
-        model.lm_head = vocab.head(model.lm_head)
+            sharder.self_attention(layer.self_attention)
+            sharder.cross_attention(layer.cross_attention)
+            sharder.feed_forward(layer.ffn)
+        model.lm_head = sharder.head(model.lm_head)
     elif isinstance(model, EncoderModel):
-        _shard_encoder(model.encoder, part, vocab)
+        sharder.encoder(model.encoder)
     else:
         raise ValueError(f"tensor parallelism does not support {type(model).__name__} models")
+    sharder.release_pages()
     return model
 
 
-def _shard_encoder(encoder: TransformerEncoder, part: Partition, vocab: _VocabShards) -> None:
-    encoder.embeddings.tokens = vocab.embedding(encoder.embeddings.tokens)
-    for layer in encoder.layers:
-        _shard_self_attention(layer.attention, part)
-        _shard_feed_forward(layer.ffn, part)
-
-
-def _shard_self_attention(attention: SelfAttention, part: Partition) -> None:
-    """qkv rows [Q (H*D); K (Hkv*D); V (Hkv*D)] -> this rank's KV heads and their query groups."""
-    d, r, h_kv = attention.head_dim, attention.group, attention.n_kv_heads
-    h = h_kv * r
-    lo, hi = part.heads(h_kv, h)
-    q, k, v = (lo * r * d, hi * r * d), ((h + lo) * d, (h + hi) * d), ((h + h_kv + lo) * d, (h + h_kv + hi) * d)
-    attention.qkv = _column(attention.qkv, [q, k, v])
-    attention.out = _row(attention.out, lo * r * d, hi * r * d)
-
-
-def _shard_cross_attention(attention: CrossAttention, part: Partition) -> None:
-    """q rows (H*D) and kv rows [K (Hkv*D); V (Hkv*D)] -> this rank's heads."""
-    d, r = attention.head_dim, attention.group
-    h_kv = attention.kv.out_features // (2 * d)
-    lo, hi = part.heads(h_kv, h_kv * r)
-    attention.q = _column(attention.q, [(lo * r * d, hi * r * d)])
-    attention.kv = _column(attention.kv, [(lo * d, hi * d), ((h_kv + lo) * d, (h_kv + hi) * d)])
-    attention.out = _row(attention.out, lo * r * d, hi * r * d)
-
-
-def _shard_feed_forward(ffn: FeedForward | GatedFeedForward, part: Partition) -> None:
-    """Hidden units [lo, hi) of F: rows of up (of gate and of up), columns of down."""
-    if isinstance(ffn, GatedFeedForward):
-        f = ffn.gate_up.out_features // 2
-        lo, hi = part.bounds(f)
-        ffn.gate_up = _column(ffn.gate_up, [(lo, hi), (f + lo, f + hi)])
-    elif isinstance(ffn, FeedForward):
-        lo, hi = part.bounds(ffn.up.out_features)
-        ffn.up = _column(ffn.up, [(lo, hi)])
-    else:
-        raise ValueError(f"tensor parallelism does not support {type(ffn).__name__} feed-forward blocks")
-    ffn.down = _row(ffn.down, lo, hi)
-
-
-def _column(linear: Linear, ranges: list[tuple[int, int]]) -> Linear:
-    """The output rows of `ranges`, side by side (several ranges for fused projections)."""
-    weight, bias = _float_weights(linear)
-    return Linear(_take_rows(weight, ranges), None if bias is None else _take_rows(bias, ranges))
-
-
-def _row(linear: Linear, lo: int, hi: int) -> RowParallelLinear:
-    """The input columns [lo, hi): a copy of this rank's part (a column slice is not contiguous)."""
-    weight, bias = _float_weights(linear)
-    return RowParallelLinear(np.ascontiguousarray(weight[:, lo:hi]), bias, linear.in_features)
-
-
-def _float_weights(linear) -> tuple[np.ndarray, np.ndarray | None]:
-    if not isinstance(linear, Linear):
-        raise ValueError(f"tensor parallelism shards float32 Linear layers, not {type(linear).__name__}")
-    return linear.weight, linear.bias
-
-
-def _take_rows(a: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
-    if len(ranges) == 1:
-        return _keep(a, slice(*ranges[0]))
-    return np.concatenate([a[lo:hi] for lo, hi in ranges])
-
-
-def _keep(a: np.ndarray, rows: slice) -> np.ndarray:
-    """a[rows]: a view when `a` maps the checkpoint file (costing only the pages this rank reads),
-    else a copy, so that the loader's whole array can be freed."""
-    return a[rows] if _maps_file(a) else a[rows].copy()
-
-
-def _maps_file(a) -> bool:
-    while a is not None:
-        if isinstance(a, np.memmap):
-            return True
-        a = getattr(a, "base", None)
-    return False
-
-
-class _VocabShards:
-    """This rank's rows of each token table, cut once per table: a table tied between the embeddings
-    and the output projection (the same array) gives one shard."""
+class _Sharder:
+    """One pass: this rank's part of every block, and what the pass read from mapped files."""
 
     def __init__(self, part: Partition):
         self.part = part
-        # id(table) -> (table, its shard); the table is held while the pass runs so no other array
-        # reuses its id, and released with this object.
-        self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # id(table) -> (table, its shard): one shard per token table, so a table tied between the
+        # embeddings and the output projection gives one. Tables are held (ids stay unique) until
+        # the pass ends.
+        self._vocab: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._mappings: dict[int, mmap.mmap] = {}  # the checkpoint files the pass read, by id
 
-    def rows(self, table: np.ndarray) -> tuple[np.ndarray, int]:
-        lo, hi = self.part.bounds(table.shape[0])
-        if id(table) not in self._rows:
-            self._rows[id(table)] = (table, _keep(table, slice(lo, hi)))
-        return self._rows[id(table)][1], lo
+    def encoder(self, encoder: TransformerEncoder) -> None:
+        encoder.embeddings.tokens = self.embedding(encoder.embeddings.tokens)
+        for layer in encoder.layers:
+            self.self_attention(layer.attention)
+            self.feed_forward(layer.ffn)
+
+    def self_attention(self, attention: SelfAttention) -> None:
+        """qkv rows [Q (H*D); K (Hkv*D); V (Hkv*D)] -> this rank's KV heads and their query groups."""
+        d, r, h_kv = attention.head_dim, attention.group, attention.n_kv_heads
+        h = h_kv * r
+        lo, hi = self.part.heads(h_kv, h)
+        q, k, v = (lo * r * d, hi * r * d), ((h + lo) * d, (h + hi) * d), ((h + h_kv + lo) * d, (h + h_kv + hi) * d)
+        attention.qkv = self.column(attention.qkv, [q, k, v])
+        attention.out = self.row(attention.out, lo * r * d, hi * r * d)
+
+    def cross_attention(self, attention: CrossAttention) -> None:
+        """q rows (H*D) and kv rows [K (Hkv*D); V (Hkv*D)] -> this rank's heads."""
+        d, r = attention.head_dim, attention.group
+        h_kv = attention.kv.out_features // (2 * d)
+        lo, hi = self.part.heads(h_kv, h_kv * r)
+        attention.q = self.column(attention.q, [(lo * r * d, hi * r * d)])
+        attention.kv = self.column(attention.kv, [(lo * d, hi * d), ((h_kv + lo) * d, (h_kv + hi) * d)])
+        attention.out = self.row(attention.out, lo * r * d, hi * r * d)
+
+    def feed_forward(self, ffn: FeedForward | GatedFeedForward) -> None:
+        """Hidden units [lo, hi) of F: rows of up (of gate and of up), columns of down."""
+        if isinstance(ffn, GatedFeedForward):
+            f = ffn.gate_up.out_features // 2
+            lo, hi = self.part.bounds(f)
+            ffn.gate_up = self.column(ffn.gate_up, [(lo, hi), (f + lo, f + hi)])
+        elif isinstance(ffn, FeedForward):
+            lo, hi = self.part.bounds(ffn.up.out_features)
+            ffn.up = self.column(ffn.up, [(lo, hi)])
+        else:
+            raise ValueError(f"tensor parallelism does not support {type(ffn).__name__} feed-forward blocks")
+        ffn.down = self.row(ffn.down, lo, hi)
+
+    def column(self, linear: Linear, ranges: list[tuple[int, int]]) -> Linear:
+        """The output rows of `ranges`, side by side (several ranges for fused projections)."""
+        weight, bias = self._weights(linear)
+        return Linear(self._rows(weight, ranges), None if bias is None else self._rows(bias, ranges))
+
+    def row(self, linear: Linear, lo: int, hi: int) -> RowParallelLinear:
+        """The input columns [lo, hi): a copy of this rank's part (a column slice is not contiguous)."""
+        weight, bias = self._weights(linear)
+        return RowParallelLinear(np.ascontiguousarray(weight[:, lo:hi]), bias, linear.in_features)
 
     def embedding(self, embedding: Embedding) -> VocabParallelEmbedding:
-        shard, lo = self.rows(embedding.table)
+        shard, lo = self._vocab_rows(embedding.table)
         return VocabParallelEmbedding(shard, lo, embedding.vocab_size, embedding.scale)
 
     def head(self, linear: Linear) -> VocabParallelHead:
-        weight, bias = _float_weights(linear)
-        shard, lo = self.rows(weight)
+        weight, bias = self._weights(linear)
+        shard, lo = self._vocab_rows(weight)
         part_bias = None if bias is None else bias[lo : lo + shard.shape[0]].copy()
         return VocabParallelHead(shard, part_bias, self.part.widths(weight.shape[0]))
+
+    def release_pages(self) -> None:
+        """Drop from this process the checkpoint pages the pass read: the loader's fused copies read
+        whole tensors, and a column slice reads every page its rows cross. The shards that are views of
+        the file fault back in the pages they use; the others stay in the page cache (shared, clean)."""
+        for mapping in self._mappings.values():
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    def _weights(self, linear) -> tuple[np.ndarray, np.ndarray | None]:
+        if not isinstance(linear, Linear):
+            raise ValueError(f"tensor parallelism shards float32 Linear layers, not {type(linear).__name__}")
+        return linear.weight, linear.bias
+
+    def _vocab_rows(self, table: np.ndarray) -> tuple[np.ndarray, int]:
+        lo, hi = self.part.bounds(table.shape[0])
+        if id(table) not in self._vocab:
+            self._vocab[id(table)] = (table, self._keep(table, slice(lo, hi)))
+        return self._vocab[id(table)][1], lo
+
+    def _rows(self, a: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+        if len(ranges) == 1:
+            return self._keep(a, slice(*ranges[0]))
+        return np.concatenate([a[lo:hi] for lo, hi in ranges])
+
+    def _keep(self, a: np.ndarray, rows: slice) -> np.ndarray:
+        """a[rows]: a view when `a` maps a checkpoint file (costing only the pages this rank reads),
+        else a copy, so that the loader's whole array can be freed."""
+        mapping = _mapping(a)
+        if mapping is None:
+            return a[rows].copy()
+        self._mappings[id(mapping)] = mapping
+        return a[rows]
+
+
+def _mapping(a) -> mmap.mmap | None:
+    """The mapped file under array `a` (an np.memmap or a view of one: their bases end at it), if any."""
+    while a is not None:
+        if isinstance(a, mmap.mmap):
+            return a
+        a = getattr(a, "base", None)
+    return None

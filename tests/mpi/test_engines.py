@@ -82,3 +82,19 @@ def test_encoder_matches_a_single_process(model_dirs):
         expected = reference.submit_forward_batch(batch).result()
     np.testing.assert_allclose(output.last_hidden_state, expected.last_hidden_state, atol=1e-5)
     np.testing.assert_allclose(output.pooler_output, expected.pooler_output, atol=1e-5)
+
+
+async def test_a_stream_left_early_stops_in_step_on_every_rank(model_dirs):
+    """Leaving a stream stops its sequence at the next step on rank 0 (the decoding loop's own
+    decision); the other ranks follow its state, and the next request decodes as a single process."""
+    generator = parallel(Generator, model_dirs["llama"])
+    if generator is None:
+        return
+    async with generator:
+        async with generator.generate_tokens(PROMPTS[0], max_length=20, min_length=20) as steps:
+            async for _ in steps:
+                break
+        results = await generator.generate_batch(PROMPTS, max_length=6)
+    with Generator(model_dirs["llama"], intra_threads=1) as reference:
+        expected = await reference.generate_batch(PROMPTS, max_length=6)
+    assert [r.sequences_ids for r in results] == [r.sequences_ids for r in expected]

@@ -79,15 +79,15 @@ def _rss_kib(kind: str) -> int:
     pytest.skip("no /proc/self/status RSS breakdown on this system")
 
 
-def test_a_rank_reads_only_the_pages_of_its_shard(tmp_path):
+def test_a_rank_keeps_only_the_pages_of_its_shard(tmp_path):
     """Both 16384 x 64 tables (embeddings, LM head: 8 MiB, most of the file) stay views of the mapped
-    file; reading every weight of rank 1's shard touches about half of them, and copies none."""
+    file: after loading and sharding, reading every weight of rank 1's shard leaves about half of the
+    file's pages in the process (what the loader read for its fused copies is dropped), and no copy."""
     tiny_llama(tmp_path, vocab_size=16384, hidden_size=64, intermediate_size=64, num_hidden_layers=1,
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16)
     tables_kib = 2 * 16384 * 64 * 4 // 1024
-    model = load_model(tmp_path)
     file_before, anon_before = _rss_kib("File"), _rss_kib("Anon")
-    model = shard_model(model, rank=1, size=2)
+    model = shard_model(load_model(tmp_path), rank=1, size=2)
     assert np.shares_memory(model.embedding.local.table, model.embedding.local.table.base)
     total = sum(float(np.sum(a)) for a in _weights(model))  # reads every page of the shard
     assert np.isfinite(total)
