@@ -13,6 +13,9 @@ def config() -> dict:
     import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the GEMM kernels call)
     from threadpoolctl import threadpool_info  # imported here: only this report needs it
 
+    from .api.compute_type import get_supported_compute_types
+    from .ops.quantized import isa
+
     cpu = _native.load("_cpu")
     return {
         "version": __version__,
@@ -22,6 +25,8 @@ def config() -> dict:
         "openmp": cpu.openmp_enabled() if cpu else False,
         "openmp_max_threads": cpu.openmp_max_threads() if cpu else 1,
         "cpu_features": [k for k, v in cpu.cpu_features().items() if v] if cpu else [],
+        "compute_types": sorted(get_supported_compute_types("cpu")),
+        "quantized_kernels": isa(),
         "blas": [
             {k: info.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "filepath")}
             for info in threadpool_info()
@@ -40,6 +45,9 @@ def show_config() -> None:
         omp = f"on, {c['openmp_max_threads']} threads max" if c["openmp"] else "off (serial kernels)"
         print(f"OpenMP: {omp}")
         print(f"CPU features: {', '.join(c['cpu_features']) or 'baseline only'}")
+        kernels = c["quantized_kernels"]
+        print(f"compute types: {', '.join(c['compute_types'])} (int8 kernels: {kernels['int8']}, "
+              f"bfloat16 kernels: {kernels['bfloat16']})")
     if not c["blas"]:
         print("BLAS: none loaded")
     for b in c["blas"]:

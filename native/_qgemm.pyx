@@ -197,7 +197,8 @@ def int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_
                 const float[::1] scales, const float[::1] bias, int act, const float[:, ::1] residual,
                 float[:, ::1] out, int n_threads):
     """out = act(x @ W^T + bias) + residual with W (N, K) = scales[:, None] * q, q packed by pack_int8;
-    x (M, K) quantized per row on the fly. residual may be out itself; out must not overlap x."""
+    x (M, K) quantized per row on the fly. residual may be out itself, and out may be x (x is
+    quantized before out is written)."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = scales.shape[0], kp = aio_q8_padded_k(x.shape[1])
     cdef Py_ssize_t panels, p
     cdef const float *bp = NULL
@@ -262,7 +263,7 @@ def select_bf16(const uint16_t[:, ::1] packed, Py_ssize_t k, const int64_t[::1] 
 def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t n, const float[::1] bias,
                 int act, const float[:, ::1] residual, float[:, ::1] out, int n_threads):
     """out = act(bf16(x) @ W^T + bias) + residual for the (N, K) weight W packed by pack_bf16,
-    products accumulated in float32. residual may be out itself; out must not overlap x."""
+    products accumulated in float32. residual may be out itself, and out may be x."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_bf16_padded_k(x.shape[1]), panels, p
     cdef const float *bp = NULL
     cdef const float *rp = NULL

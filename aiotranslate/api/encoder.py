@@ -51,7 +51,7 @@ class Encoder(Engine):
     ) -> None:
         self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
         self._pooling = SentencePooling.read(resolve_model_path(model_path))
-        self.device, self.device_index, self.compute_type = "cpu", device_index, "float32"
+        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
         self.model_path = str(model_path)
         super().__init__(
             inter_threads=inter_threads,

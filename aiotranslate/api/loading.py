@@ -4,10 +4,13 @@ Kept apart from the engines so `unload_model()` / `load_model()` and the constru
 With tensor_parallel=True (under `mpiexec`), every rank loads its shard; rank 0 gets a model whose
 calls run on every rank, and the other ranks serve it from here until rank 0 closes its engine, then
 exit (SystemExit(0)): the constructor does not return on them.
+The compute type is resolved against the model and the CPU (`compute_type.resolve`) and applied to
+the loaded model once, before any worker shares it; tensor parallelism shards float32 layers only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,36 +20,30 @@ from ..errors import ModelLoadError
 from ..models.registry import load_model
 from ..runtime.mpi_driver import Group, open_group
 from ..tokenizers import Tokenizer, load_tokenizer
+from . import compute_type as compute
 from .inputs import SpecialIds
-
-FLOAT32_COMPUTE_TYPES = ("default", "auto", "float32")
 
 
 def open_model(
-    model_path: str | Path, device: str, compute_type: str, tensor_parallel: bool, inter_threads: int = 1
+    model_path: str | Path,
+    device: str,
+    compute_type: str | Mapping[str, str],
+    tensor_parallel: bool,
+    inter_threads: int = 1,
 ) -> LoadedModel:
     """Check the constructor's device arguments, then load the model once for every worker."""
-    check_device(device, compute_type)
+    compute.resolve(compute_type, device)  # the device and the name, checked before any loading
     if not tensor_parallel:
-        return load(model_path)
+        return load(model_path, compute_type)
     if inter_threads < 1:
         raise ValueError(f"inter_threads must be >= 1, got {inter_threads}")
+    if compute.resolve(compute_type, device) != "float32":
+        raise ValueError(f"tensor_parallel=True runs float32 layers only, not compute_type {compute_type!r}")
     group = open_group(lambda: load_model(model_path), inter_threads)
     if not group.is_leader:
         group.serve()
         raise SystemExit(0)
-    return finish(group.model, model_path, group)
-
-
-def check_device(device: str, compute_type: str) -> None:
-    """What this build runs: the CPU in float32 (int8/bf16 compute and the CUDA path are not wired
-    into the engines yet: refuse them clearly rather than silently computing something else)."""
-    if device not in ("cpu", "auto"):
-        raise ValueError(f"device {device!r} is not supported by the engines yet; use device='cpu'")
-    if compute_type not in FLOAT32_COMPUTE_TYPES:
-        raise ValueError(
-            f"compute_type {compute_type!r} is not supported yet; use one of {FLOAT32_COMPUTE_TYPES}"
-        )
+    return finish(group.model, model_path, "float32", group)
 
 
 @dataclass
@@ -55,20 +52,24 @@ class LoadedModel:
     tokenizer: Tokenizer | None
     special: SpecialIds
     path: str
+    compute_type: str  # the effective one: float32, int8_float32, int8_bfloat16 or bfloat16
     parallel: Group | None = None  # the tensor-parallel group this rank leads
 
 
-def load(model_path: str | Path) -> LoadedModel:
-    return finish(load_model(model_path), model_path)
+def load(model_path: str | Path, compute_type: str | Mapping[str, str] = "default") -> LoadedModel:
+    model = load_model(model_path)
+    effective = compute.resolve(compute_type, "cpu", getattr(model, "stored_compute_type", "float32"))
+    return finish(compute.apply(model, effective), model_path, effective)
 
 
-def finish(model: Any, model_path: str | Path, parallel: Group | None = None) -> LoadedModel:
+def finish(model: Any, model_path: str | Path, compute_type: str, parallel: Group | None = None) -> LoadedModel:
     """The loaded model with its tokenizer and special ids."""
     try:
         tokenizer = load_tokenizer(resolve_model_path(model_path))
     except ModelLoadError:
         tokenizer = None  # token ids still work; text and token strings get a clear error
-    return LoadedModel(model, tokenizer, special_ids(model, tokenizer), str(model_path), parallel)
+    special = special_ids(model, tokenizer)
+    return LoadedModel(model, tokenizer, special, str(model_path), compute_type, parallel)
 
 
 def special_ids(model: Any, tokenizer: Tokenizer | None) -> SpecialIds:

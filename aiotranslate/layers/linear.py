@@ -9,7 +9,9 @@ call and the same two sizes can replace it after loading without any change to t
   one computes its partial product, all-reduces it, then adds bias and `residual` once, which is why
   the residual add is an argument of the call rather than a `+` in the model.
 
-What it is not: no quantization or parallelism lives here; those are passes over a loaded model.
+What it is not: no quantization or parallelism lives here; those are passes over a loaded model
+(`layers.quantized.quantize_model`, `runtime.tensor_parallel`). A checkpoint that stores a weight in
+int8 (Bergamot's intgemm8) hands those values over as `int8`, so the int8 pass uses them as they are.
 """
 
 from __future__ import annotations
@@ -27,15 +29,27 @@ def freeze(a: np.ndarray) -> np.ndarray:
 
 
 class Linear:
-    """A dense float32 layer: weight (N, K) as torch.nn.Linear stores it, optional bias (N,)."""
+    """A dense float32 layer: weight (N, K) as torch.nn.Linear stores it, optional bias (N,).
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None):
+    int8: the weight as the checkpoint stores it in int8, (values int8 (N, K), scales (N,)) with
+    weight = scales[:, None] * values; None when it stores floats."""
+
+    def __init__(
+        self,
+        weight: np.ndarray,
+        bias: np.ndarray | None = None,
+        *,
+        int8: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         if weight.ndim != 2 or weight.dtype != np.float32 or not weight.flags.c_contiguous:
             raise ValueError(f"weight must be a C-contiguous float32 (N, K) array, got {weight.dtype} {weight.shape}")
         if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
             raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
+        if int8 is not None and (int8[0].shape != weight.shape or int8[1].shape != weight.shape[:1]):
+            raise ValueError(f"int8 values and scales must be {weight.shape} and {weight.shape[:1]}")
         self.weight = freeze(weight)
         self.bias = None if bias is None else freeze(bias)
+        self.int8 = int8
 
     @classmethod
     def fuse(cls, parts: Sequence[Linear]) -> Linear:
@@ -45,7 +59,16 @@ class Linear:
             raise ValueError("fused linears must all have a bias or none")
         weight = np.concatenate([p.weight for p in parts])
         bias = None if parts[0].bias is None else np.concatenate([p.bias for p in parts])
-        return cls(weight, bias)
+        int8 = None
+        if all(p.int8 is not None for p in parts):
+            int8 = tuple(np.concatenate([p.int8[i] for p in parts]) for i in range(2))
+        return cls(weight, bias, int8=int8)
+
+    def select(self, rows: np.ndarray) -> Linear:
+        """The linear computing only output columns `rows` (a vocabulary shortlist)."""
+        bias = None if self.bias is None else self.bias[rows]
+        int8 = None if self.int8 is None else (self.int8[0][rows], self.int8[1][rows])
+        return Linear(self.weight[rows], bias, int8=int8)
 
     @property
     def in_features(self) -> int:

@@ -18,8 +18,11 @@ Architecture (marian-nmt/marian-dev src/models/transformer.h, the `special:model
   zeros. `decoder_start_token_id` is </s> (0), as for the Hugging Face Marian models.
 - Logits: x @ Wemb^T + decoder_ff_logit_out_b (embeddings tied with "tied-embeddings-all").
 
-Weights are dequantized to float32 at load (w = int8 / multiplier; the `*_QuantMultA` activation
-multipliers of "alphas" models are not used on this float32 path).
+Weights are dequantized to float32 at load (w = int8 / multiplier), and each `Linear` also carries
+the stored int8 values with scale 1 / multiplier (`Linear.int8`): the int8 compute type runs them as
+they are, which is this model's stored type (`stored_compute_type`). Activations are quantized per
+row on every call; the fixed `*_QuantMultA` multipliers of "alphas" models are not used (measured:
+they match the reference engine less often on tests/data than per-row scales).
 
 Shortlist: each row of a state is restricted to the target words its own source selects
 (`convert.shortlist`), which is exactly what Marian computes for a single sentence; a batch scores
@@ -37,7 +40,7 @@ import numpy as np
 
 from .. import ops
 from ..convert.bergamot import BergamotFiles, resolve_model_path
-from ..convert.marian_binary import MarianBinary
+from ..convert.marian_binary import INTGEMM, MarianBinary
 from ..convert.shortlist import Shortlist
 from ..errors import ModelLoadError
 from ..layers import (
@@ -159,6 +162,8 @@ class DecoderLayer:
 class BergamotModel:
     """Encoder-decoder with the `DecoderModel` protocol: `encode` -> state, `decode`, `state.select`."""
 
+    stored_compute_type = "int8_float32"  # intgemm8 weights: the compute type "default" resolves to
+
     def __init__(
         self,
         source_embedding: Embedding,
@@ -264,8 +269,7 @@ class BergamotModel:
         mask = None
         if any(len(r) != len(union) for r in rows):
             mask = np.stack([np.where(np.isin(union, r), 0.0, -np.inf) for r in rows]).astype(np.float32)
-        bias = None if self.output.bias is None else self.output.bias[union]
-        return _OutputVocab(union, Linear(self.output.weight[union], bias), mask)
+        return _OutputVocab(union, self.output.select(union), mask)
 
 
 def load(directory: str | Path, *, shortlist: bool = True) -> BergamotModel:
@@ -285,9 +289,10 @@ def load(directory: str | Path, *, shortlist: bool = True) -> BergamotModel:
     source = Embedding(w.binary.tensor("Wemb" if tied_src else "encoder_Wemb", (w.src_vocab, dim)), scale)
     target = source if tied_src else Embedding(w.binary.tensor("decoder_Wemb", (w.tgt_vocab, dim)), scale)
     if cfg.get("tied-embeddings-all", False) or cfg.get("tied-embeddings", False):
-        out_weight = target.table
+        out_name, out_weight = ("Wemb" if tied_src else "decoder_Wemb"), target.table
     else:
-        out_weight = w.binary.linear_weight("decoder_ff_logit_out_W", (dim, w.tgt_vocab))
+        out_name = "decoder_ff_logit_out_W"
+        out_weight = w.binary.linear_weight(out_name, (dim, w.tgt_vocab))
     out_bias = None
     if not cfg.get("output-omit-bias", False):
         out_bias = w.binary.tensor("decoder_ff_logit_out_b", (1, w.tgt_vocab)).reshape(-1)
@@ -298,7 +303,7 @@ def load(directory: str | Path, *, shortlist: bool = True) -> BergamotModel:
         lexical = Shortlist(files.shortlist)
         lexical.check_vocab(w.src_vocab, w.tgt_vocab)
     decoder = [layers[i] for i in tied]
-    output = Linear(out_weight, out_bias)
+    output = Linear(out_weight, out_bias, int8=w.int8(out_name))
     return BergamotModel(source, target, positions, encoder, decoder, output, lexical, files.shared_vocab, cfg)
 
 
@@ -331,10 +336,20 @@ class _Weights:
     def vector(self, name: str) -> np.ndarray:
         return self.binary.tensor(name, (1, self.dim)).reshape(self.dim)
 
-    def linear(self, prefix: str, part: str, n_in: int, n_out: int) -> Linear:
-        """prefix_W{part} (n_in, n_out) and its bias prefix_b{part}."""
-        bias = self.binary.tensor(f"{prefix}_b{part}", (1, n_out)).reshape(n_out)
-        return Linear(self.binary.linear_weight(f"{prefix}_W{part}", (n_in, n_out)), bias)
+    def int8(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """An intgemm8 item as (N, K) int8 values and per-row scales (1 / multiplier); None otherwise.
+        Weights are stored transposed, embeddings as (V, C): both are (out, in) for a Linear."""
+        if INTGEMM.get(self.binary.item(name).type) is not np.int8:
+            return None
+        values, mult = self.binary.quantized(name)
+        return values, np.full(values.shape[0], 1.0 / mult, dtype=np.float32)
+
+    def linear(self, prefix: str, part: str, n_in: int, n_out: int, bias: np.ndarray | None = None) -> Linear:
+        """prefix_W{part} (n_in, n_out) and its bias prefix_b{part} (or `bias`)."""
+        name = f"{prefix}_W{part}"
+        if bias is None:
+            bias = self.binary.tensor(f"{prefix}_b{part}", (1, n_out)).reshape(n_out)
+        return Linear(self.binary.linear_weight(name, (n_in, n_out)), bias, int8=self.int8(name))
 
     def norm(self, prefix: str) -> LayerNorm:
         return LayerNorm(self.vector(prefix + "_ln_scale"), self.vector(prefix + "_ln_bias"), eps=LN_EPS)
@@ -356,9 +371,11 @@ class _Weights:
     def decoder_layer(self, p: str) -> DecoderLayer:
         heads, d, dim = self.heads, self.dim // self.heads, self.dim
         # One GEMM for both SSRU projections: [W; Wf], biases [0 (W has none); bf].
-        weight = np.concatenate([self.binary.linear_weight(p + f"_rnn_{n}", (dim, dim)) for n in ("W", "Wf")])
-        bias = np.concatenate([np.zeros(dim, dtype=np.float32), self.vector(p + "_rnn_bf")])
-        rnn = SSRU(Linear(weight, bias), self.norm(p + "_rnn_ffn"))
+        gates = Linear.fuse([
+            self.linear(p + "_rnn", "", dim, dim, bias=np.zeros(dim, dtype=np.float32)),
+            self.linear(p + "_rnn", "f", dim, dim, bias=self.vector(p + "_rnn_bf")),
+        ])  # fmt: skip
+        rnn = SSRU(gates, self.norm(p + "_rnn_ffn"))
         cross = CrossAttention(self.linear(p + "_context", "q", dim, dim), self.projections(p + "_context", "kv"),
                                self.linear(p + "_context", "o", dim, dim), n_heads=heads, n_kv_heads=heads, head_dim=d)
         return DecoderLayer(rnn, cross, self.norm(p + "_context_Wo"), self.ffn(p + "_ffn"), self.norm(p + "_ffn_ffn"))

@@ -1,0 +1,88 @@
+"""`compute_type`, as CTranslate2 names it: which names the engines accept, what this CPU supports,
+and what a request resolves to (`resolve`), then applied to a loaded model (`apply`).
+
+Effective types on the CPU:
+    float32        every weight float32
+    int8_float32   linear layers (output projection included) int8 with per-row scales, the rest float32
+    int8_bfloat16  as int8_float32 (all linear layers are int8, so no float layer is left for bf16 here)
+    bfloat16       linear layers bfloat16 (AVX512_BF16), products summed in float32
+Embedding tables, norms and attention stay float32 in every type.
+
+Requests resolve as CTranslate2 documents for x86-64 CPUs (docs/quantization.md, "Implicit type
+conversion on load"): "int8" keeps the model's float type (float32 here: int8_float32);
+int8_float16 and int16 -> int8_float32; float16 -> float32; bfloat16 types without AVX512_BF16 ->
+their float32 twin; int8 types without the int8 kernels (a build without the extension) -> float32.
+"default" is the type the checkpoint stores (int8_float32 for Bergamot's intgemm8 weights, else
+float32), "auto" the fastest this CPU supports (int8_float32). A dict picks the entry of the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .. import _native
+from ..layers.quantized import quantize_model
+
+NAMES = (
+    "default", "auto", "float32", "float", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16",
+)  # fmt: skip
+# Requested name -> the effective type it asks for before the CPU's fallbacks.
+REQUESTS = {
+    "float32": "float32",
+    "float": "float32",
+    "float16": "float32",
+    "int8": "int8_float32",
+    "int8_float32": "int8_float32",
+    "int8_float16": "int8_float32",
+    "int16": "int8_float32",
+    "int8_bfloat16": "int8_bfloat16",
+    "bfloat16": "bfloat16",
+}
+# Effective type -> (weight type of the linear layers, of the output projection) for quantize_model.
+WEIGHTS = {
+    "float32": ("float32", "float32"),
+    "int8_float32": ("int8", "int8"),
+    "int8_bfloat16": ("int8", "int8"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+}
+
+
+def get_supported_compute_types(device: str = "cpu", device_index: int = 0) -> set[str]:
+    """The compute types this build runs efficiently on `device` (CTranslate2's function of the same
+    name): float32 always; int8 and int8_float32 with the int8 kernels; bfloat16 and int8_bfloat16
+    where the CPU has AVX512_BF16."""
+    if device not in ("cpu", "auto"):
+        raise ValueError(f"device {device!r} is not supported by the engines yet; use device='cpu'")
+    supported = {"float32"}
+    if _native.load("_qgemm") is not None:
+        supported |= {"int8", "int8_float32"}
+        cpu = _native.load("_cpu")
+        if cpu is not None and cpu.cpu_features().get("avx512bf16"):
+            supported |= {"bfloat16", "int8_bfloat16"}
+    return supported
+
+
+def resolve(compute_type: str | Mapping[str, str], device: str = "cpu", stored: str = "float32") -> str:
+    """The effective compute type of a request on `device` for a model stored as `stored`."""
+    if isinstance(compute_type, Mapping):
+        compute_type = compute_type.get("cpu" if device == "auto" else device, "default")
+    if compute_type not in NAMES:
+        raise ValueError(f"compute_type {compute_type!r} is not one of {', '.join(NAMES)}")
+    supported = get_supported_compute_types(device)
+    if compute_type == "default":
+        compute_type = stored
+    elif compute_type == "auto":
+        compute_type = "int8_float32" if "int8_float32" in supported else "float32"
+    wanted = REQUESTS.get(compute_type, compute_type)
+    if wanted in supported:
+        return wanted
+    if wanted == "int8_bfloat16" and "int8_float32" in supported:
+        return "int8_float32"
+    return "float32"
+
+
+def apply(model, compute_type: str):
+    """The model with its linear layers converted for the effective `compute_type` (in place)."""
+    weights, output = WEIGHTS[compute_type]
+    return quantize_model(model, weights, output)

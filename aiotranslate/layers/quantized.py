@@ -1,0 +1,147 @@
+"""Quantized replacements of `Linear` and the pass that puts them into a loaded model.
+
+- `Int8Linear`: the weight as int8 values with one scale per output row (`ops.Int8Weight`), the bias
+  in float32; each call quantizes x per row and multiplies in int32 (`ops.int8_linear`).
+- `BF16Linear`: the weight rounded to bfloat16 (`ops.BF16Weight`), products summed in float32.
+
+Both have `Linear`'s call (`activation=`, `residual=`, `out=`, `n_threads=`), `in_features`,
+`out_features`, `bias` and `select(rows)`, which is all layers and models use: they run unchanged.
+
+`quantize_model` is the pass over a loaded model: it replaces every `Linear` it reaches through the
+model's attributes (lists, tuples and dicts included), keeping shared layers shared (tied decoder
+layers). A `Linear` carrying its checkpoint's int8 values (`Linear.int8`) becomes an `Int8Linear` of
+exactly those values, with no float round trip. Embedding tables stay float32: a gather reads a few
+rows per token, and a tied output projection gets its own quantized copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .linear import Linear, freeze
+
+
+class Int8Linear:
+    def __init__(self, weight: ops.Int8Weight, bias: np.ndarray | None = None):
+        if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
+            raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
+        self.weight = weight
+        self.bias = None if bias is None else freeze(bias)
+
+    @classmethod
+    def from_linear(cls, linear: Linear) -> Int8Linear:
+        if linear.int8 is not None:
+            return cls(ops.Int8Weight.from_int8(*linear.int8), linear.bias)
+        return cls(ops.Int8Weight.quantize(linear.weight), linear.bias)
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def select(self, rows: np.ndarray) -> Int8Linear:
+        return Int8Linear(self.weight.select(rows), None if self.bias is None else self.bias[rows])
+
+    def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
+        """x (..., K) -> (..., N)."""
+        return ops.int8_linear(
+            x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
+        )
+
+    def __repr__(self) -> str:
+        return f"Int8Linear({self.in_features} -> {self.out_features}, bias={self.bias is not None})"
+
+
+class BF16Linear:
+    def __init__(self, weight: ops.BF16Weight, bias: np.ndarray | None = None):
+        if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
+            raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
+        self.weight = weight
+        self.bias = None if bias is None else freeze(bias)
+
+    @classmethod
+    def from_linear(cls, linear: Linear) -> BF16Linear:
+        return cls(ops.BF16Weight.from_float(linear.weight), linear.bias)
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def select(self, rows: np.ndarray) -> BF16Linear:
+        return BF16Linear(self.weight.select(rows), None if self.bias is None else self.bias[rows])
+
+    def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
+        """x (..., K) -> (..., N)."""
+        return ops.bf16_linear(
+            x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
+        )
+
+    def __repr__(self) -> str:
+        return f"BF16Linear({self.in_features} -> {self.out_features}, bias={self.bias is not None})"
+
+
+# Weight types of the pass -> the conversion of a float32 Linear (None: keep it).
+CONVERSIONS = {"float32": None, "int8": Int8Linear.from_linear, "bfloat16": BF16Linear.from_linear}
+# Attributes naming a model's output projection (decoder-only and seq2seq models, Bergamot).
+OUTPUT_NAMES = ("lm_head", "output")
+
+
+def quantize_model(model, weights: str, output: str | None = None):
+    """Replace, in place, every `Linear` of `model` by its `weights` form ("int8", "bfloat16", or
+    "float32": unchanged) and the output projection (`model.lm_head` or `model.output`) by its
+    `output` form (default: `weights`). Returns the model."""
+    for kind in (weights, output):
+        if kind is not None and kind not in CONVERSIONS:
+            raise ValueError(f"unknown weight type {kind!r}; expected one of {sorted(CONVERSIONS)}")
+    memo: dict[int, object] = {}
+    for name in OUTPUT_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, Linear) and output is not None:
+            memo[id(head)] = _convert(head, output)
+    _walk(model, lambda linear: _convert(linear, weights), memo, set())
+    return model
+
+
+def _convert(linear: Linear, kind: str):
+    conversion = CONVERSIONS[kind]
+    return linear if conversion is None else conversion(linear)
+
+
+def _walk(obj, convert, memo: dict[int, object], seen: set[int]) -> None:
+    """Replace the Linears held by obj's attributes or items, descending into our own objects."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            obj[i] = _visit(item, convert, memo, seen)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            obj[key] = _visit(item, convert, memo, seen)
+    elif type(obj).__module__.startswith("aiotranslate.") and hasattr(obj, "__dict__"):
+        for key, item in vars(obj).items():
+            new = _visit(item, convert, memo, seen)
+            if new is not item:
+                setattr(obj, key, new)
+
+
+def _visit(item, convert, memo: dict[int, object], seen: set[int]):
+    """item, or what replaces it (a Linear converted once however often it is reached)."""
+    if isinstance(item, Linear):
+        if id(item) not in memo:
+            memo[id(item)] = convert(item)
+        return memo[id(item)]
+    if isinstance(item, tuple):
+        new = tuple(_visit(x, convert, memo, seen) for x in item)
+        return item if all(a is b for a, b in zip(new, item)) else new
+    if isinstance(item, (list, dict)) or type(item).__module__.startswith("aiotranslate."):
+        _walk(item, convert, memo, seen)
+    return item
