@@ -51,12 +51,16 @@ def resolve_threads(inter_threads: int, intra_threads: int) -> tuple[int, int]:
     return inter_threads, intra_threads
 
 
-def resolve_queue_size(max_queued_batches: int, num_workers: int) -> int:
-    """CTranslate2's rule: 0 -> 4 batches per worker, -1 -> unbounded."""
+def resolve_queue_size(max_queued_batches: int, num_workers: int, max_examples: int = 0) -> int:
+    """CTranslate2's rule, 0 -> 4 batches per worker and -1 -> unbounded, in queued requests; the
+    default also holds at least one full batch (max_examples) of them, since queued single-example
+    requests merge into one batch: a tighter bound keeps concurrent callers waiting for room while a
+    worker starts on a batch of a few (many small requests then run at a fraction of one batch's
+    throughput)."""
     if max_queued_batches < -1:
         raise ValueError(f"max_queued_batches must be >= -1, got {max_queued_batches}")
     if max_queued_batches == 0:
-        return 4 * num_workers
+        return max(4 * num_workers, max_examples)
     return max_queued_batches
 
 
@@ -80,7 +84,7 @@ class Engine:
     ) -> None:
         self._parallel = parallel  # rank 0 of a tensor-parallel group: each worker takes an endpoint
         self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
-        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, self.inter_threads))
+        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, self.inter_threads, limits.max_examples))
         contexts = [self._context_factory(i) for i in range(self.inter_threads)]
         self._pool = WorkerPool(self._queue, contexts, self._run_batch, limits, name=name)
         self._state = EngineState.OPEN

@@ -90,9 +90,11 @@ def beam_search(
     while live:
         beam_rows = [groups[g].row for g in live for _ in range(width)]
         beam_paths = [p for g in live for p in groups[g].paths]
-        logits = np.array(logits, dtype=np.float32)
-        processors(logits, [row.context + list(p.tokens) for row, p in zip(beam_rows, beam_paths)],
-                   limits.can_end(beam_rows, beam_paths))
+        logits = processors.processed(
+            logits,
+            lambda: [row.context + list(p.tokens) for row, p in zip(beam_rows, beam_paths)],
+            limits.can_end(beam_rows, beam_paths),
+        )
         log_probs = ops.log_softmax(logits, n_threads=options.n_threads)
         vocab = log_probs.shape[1]
         total = (log_probs + cumulative[:, None]).reshape(len(live), width * vocab)

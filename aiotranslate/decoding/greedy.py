@@ -33,9 +33,12 @@ def greedy_search(
 
     while live:
         live_rows = [rows[r] for r in live]
-        logits = np.array(logits, dtype=np.float32)  # processors work in place on our own copy
-        processors(logits, [row.context + list(paths[r].tokens) for row, r in zip(live_rows, live)],
-                   limits.can_end(live_rows, [paths[r] for r in live]))
+        live_paths = [paths[r] for r in live]
+        logits = processors.processed(
+            logits,
+            lambda: [row.context + list(p.tokens) for row, p in zip(live_rows, live_paths)],
+            limits.can_end(live_rows, live_paths),
+        )
         scores = ops.log_softmax(logits, n_threads=options.n_threads) if with_log_probs else logits
         ids, values = sampler(scores, 1, [row.rng for row in live_rows], n_threads=options.n_threads)
 

@@ -17,7 +17,7 @@ forced prefix (the searches prefill it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -69,6 +69,23 @@ class LogitsProcessors:
         self.disable_ids = np.asarray(options.disable_ids, dtype=np.int64)
         self.suppress_sequences = options.suppress_sequences
         self.end_ids = np.asarray(options.end_ids, dtype=np.int64)
+        self.reads_histories = self.repetition_penalty != 1 or bool(self.no_repeat_ngram_size or self.suppress_sequences)
+
+    def changes(self, can_end: np.ndarray) -> bool:
+        """Whether a call with this can_end may change any logit."""
+        return self.reads_histories or bool(self.disable_ids.size) or bool(self.end_ids.size and not can_end.all())
+
+    def processed(
+        self, logits: np.ndarray, histories: Callable[[], Sequence[Sequence[int]]], can_end: np.ndarray
+    ) -> np.ndarray:
+        """The logits after every enabled processor: `logits` itself when none would change anything
+        (plain decoding: no copy, no histories built), else a processed copy. histories() lists each
+        row's history; it is only called when a processor reads them."""
+        if not self.changes(can_end):
+            return logits
+        logits = np.array(logits, dtype=np.float32)  # the processors work in place on our own copy
+        self(logits, histories() if self.reads_histories else [], can_end)
+        return logits
 
     def __call__(self, logits: np.ndarray, histories: Sequence[Sequence[int]], can_end: np.ndarray) -> None:
         """logits: float32 (R, V), changed in place; can_end: bool (R,), False below the minimum length."""

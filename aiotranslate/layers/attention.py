@@ -207,16 +207,24 @@ class CrossAttention:
         memory: tuple[np.ndarray, np.ndarray],
         memory_lengths,
         *,
+        group: int = 1,
         residual=None,
         probs=None,
         n_threads=1,
     ) -> np.ndarray:
-        """x (B*T, C) queries; memory from `project`; memory_lengths int32 (B,) -> (B*T, C).
+        """x (B*T, C) queries; memory from `project`, (B / group, H_kv, S, D) keys and values, and
+        memory_lengths int32 (B / group,): row b reads memory row b // group -> (B*T, C).
         probs: a zeroed float32 (B, H, T, max(memory_lengths)) array that receives the attention
-        probabilities (alignments), or None."""
+        probabilities (alignments), or None.
+
+        The `group` rows sharing a memory row (the beams of one source) are one block of group*T
+        queries against its keys: one product per source and head instead of one per row."""
         k, v = memory
+        if probs is not None and group > 1:  # probs are laid out per row: give each row its own memory
+            k, v = np.repeat(k, group, axis=0), np.repeat(v, group, axis=0)
+            memory_lengths = np.repeat(memory_lengths, group)
         bsz, h_kv, _, d = k.shape
-        t = x.shape[0] // bsz
+        t = x.shape[0] // bsz  # query slots per memory row: (group, T) flattened, the rows' own order
         y = self.q(x, n_threads=n_threads)  # (B*T, H*D)
         q = np.ascontiguousarray(y.reshape(bsz, t, h_kv, self.group, d).transpose(0, 2, 3, 1, 4))
         lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)

@@ -55,12 +55,17 @@ class TokenBatch:
 class KVCache:
     """Keys and values of one attention layer: k and v (B, H_kv, capacity, D), float32.
 
-    Row b's keys are k[b, :, :length_b]; lengths live with the state that owns the cache."""
+    Row b's keys are k[b, :, :length_b]; lengths live with the state that owns the cache.
+    Slots past a row's length hold zeros or stale keys of earlier rows: always finite values, which
+    attention multiplies by probability 0 (garbage such as NaN there would poison the product)."""
 
     def __init__(self, batch_size: int, n_kv_heads: int, head_dim: int, capacity: int = 0):
         shape = (batch_size, n_kv_heads, capacity, head_dim)
         self.k = np.zeros(shape, dtype=np.float32)
         self.v = np.zeros(shape, dtype=np.float32)
+        # Second pair of buffers for `select`, which gathers into it and swaps (beam search selects
+        # every step): allocated once instead of every step. May hold more rows than k and v.
+        self._spare: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def capacity(self) -> int:
@@ -72,27 +77,52 @@ class KVCache:
         if n_tokens <= self.capacity:
             return
         capacity = max(n_tokens, 2 * self.capacity, 16)
-        self.k, self.v = (self._moved(a, slice(None), used, capacity) for a in (self.k, self.v))
+        self.k, self.v = (self._moved(a, used, capacity) for a in (self.k, self.v))
+        self._spare = None
 
     def select(self, rows: np.ndarray, used: int) -> None:
         """Keep rows `rows` (may repeat and reorder), copying only the first `used` tokens of each."""
-        self.k, self.v = (self._moved(a, rows, used, self.capacity) for a in (self.k, self.v))
+        n = len(rows)
+        spare = self._spare
+        if spare is None or spare[0].shape[0] < n:
+            shape = (n,) + self.k.shape[1:]
+            spare = (np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32))
+        # Leading-axis slices of the buffers stay C-contiguous, so fewer rows need no new buffer.
+        k, v = spare[0][:n], spare[1][:n]
+        _gather_rows(self.k, rows, used, k)
+        _gather_rows(self.v, rows, used, v)
+        self._spare = (self.k, self.v) if self.k.base is None else (self.k.base, self.v.base)
+        self.k, self.v = k, v
 
     def write(self, k: np.ndarray, v: np.ndarray, batch: TokenBatch) -> None:
         """Store the T new keys and values of every row, k and v (B, T, H_kv, D), at positions
         offsets[b] + t (padded slots included: they land past the row's length)."""
         b, t = k.shape[:2]
+        offsets = batch.offsets
+        if b and (offsets == offsets[0]).all():  # every row at one offset (a step, a prompt): a slice
+            start = int(offsets[0])
+            self.k[:, :, start : start + t] = k.transpose(0, 2, 1, 3)  # (B, H_kv, T, D)
+            self.v[:, :, start : start + t] = v.transpose(0, 2, 1, 3)
+            return
         rows = np.arange(b)[:, None]  # (B, 1)
-        slots = batch.offsets[:, None] + np.arange(t)[None, :]  # (B, T)
+        slots = offsets[:, None] + np.arange(t)[None, :]  # (B, T)
         # Advanced indices on axes 0 and 2 put their (B, T) shape first: the target is (B, T, H_kv, D).
         self.k[rows, :, slots] = k
         self.v[rows, :, slots] = v
 
     @staticmethod
-    def _moved(a: np.ndarray, rows, used: int, capacity: int) -> np.ndarray:
-        src = a[rows, :, :used]  # (B', H_kv, used, D)
-        # Zeros, not empty: attention multiplies the probability 0 of a slot past a row's length by
-        # its value, and garbage there could be NaN.
-        out = np.zeros((src.shape[0], a.shape[1], capacity, a.shape[3]), dtype=a.dtype)
-        out[:, :, :used] = src
+    def _moved(a: np.ndarray, used: int, capacity: int) -> np.ndarray:
+        out = np.zeros(a.shape[:2] + (capacity, a.shape[3]), dtype=a.dtype)
+        out[:, :, :used] = a[:, :, :used]
         return out
+
+
+def _gather_rows(src: np.ndarray, rows: np.ndarray, used: int, dst: np.ndarray) -> None:
+    """dst[i, :, :used] = src[rows[i], :, :used]: whole contiguous rows when most of each row is in
+    use (one block copy per row inside numpy), else a copy of the used part per row (numpy's
+    fancy-indexing gather of a strided slice is several times slower than either)."""
+    if 2 * used >= src.shape[2]:
+        np.take(src, rows, axis=0, out=dst, mode="clip")  # rows are checked by the state
+    else:
+        for i, r in enumerate(rows.tolist()):
+            dst[i, :, :used] = src[r, :, :used]

@@ -49,36 +49,50 @@ class DecoderLayer:
         self.pre_norm = pre_norm
 
     def __call__(
-        self, h, batch: TokenBatch, cache: KVCache, memory, memory_lengths, n_threads: int, *, probs=None
+        self, h, batch: TokenBatch, cache: KVCache, memory, memory_lengths, n_threads: int, *, group=1, probs=None
     ) -> np.ndarray:
-        """h (B*T, C) -> (B*T, C); memory: this layer's projected (keys, values), (B, H, S, D) each;
-        probs: None, or a zeroed (B, H, T, max(memory_lengths)) array for the cross-attention weights."""
+        """h (B*T, C) -> (B*T, C); memory: this layer's projected (keys, values), (B / group, H, S, D)
+        each, row b reading memory row b // group; probs: None, or a zeroed (B, H, T,
+        max(memory_lengths)) array for the cross-attention weights."""
         if self.pre_norm:
             x = self.norm1(h, n_threads=n_threads)
             h = self.self_attention(x, batch, cache, residual=h, n_threads=n_threads)
             x = self.norm2(h, n_threads=n_threads)
-            h = self.cross_attention(x, memory, memory_lengths, residual=h, probs=probs, n_threads=n_threads)
+            h = self.cross_attention(
+                x, memory, memory_lengths, group=group, residual=h, probs=probs, n_threads=n_threads
+            )
             return self.ffn(self.norm3(h, n_threads=n_threads), residual=h, n_threads=n_threads)
         h = self.norm1(self.self_attention(h, batch, cache, residual=h, n_threads=n_threads), n_threads=n_threads)
-        h = self.cross_attention(h, memory, memory_lengths, residual=h, probs=probs, n_threads=n_threads)
+        h = self.cross_attention(h, memory, memory_lengths, group=group, residual=h, probs=probs, n_threads=n_threads)
         h = self.norm2(h, n_threads=n_threads)
         return self.norm3(self.ffn(h, residual=h, n_threads=n_threads), n_threads=n_threads)
 
 
 class EncoderDecoderState(DecoderOnlyState):
-    """A decoder-only state (self-attention caches, per-row lengths, last hidden vectors) plus each
-    row's encoder memory: per decoder layer its cross-attention keys and values, and the source length."""
+    """A decoder-only state (self-attention caches, per-row lengths, last hidden vectors) plus the
+    encoder memory: per decoder layer its cross-attention keys and values, and the source lengths.
+
+    Rows come in `group` consecutive rows per memory row (row b reads memory row b // group): the
+    beams of one source, or its replicated hypotheses, share one copy of its keys and values, which
+    cross-attention reads once for all of them; `select` gathers memory only when that grouping breaks."""
 
     def __init__(self, caches, memory: list[tuple[np.ndarray, np.ndarray]], memory_lengths, hidden_size, n_threads):
         super().__init__(caches, len(memory_lengths), hidden_size, n_threads)
-        self.memory = memory  # per layer (keys, values), each (B, H, S, D)
-        self.memory_lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)  # (B,)
+        self.memory = memory  # per layer (keys, values), each (B / group, H, S, D)
+        self.memory_lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)  # (B / group,)
+        self.group = 1
 
     def select(self, rows) -> None:
         super().select(rows)  # checks rows
-        rows = np.asarray(rows)
-        self.memory = [(k[rows], v[rows]) for k, v in self.memory]
-        self.memory_lengths = self.memory_lengths[rows]
+        sources = np.asarray(rows) // self.group  # memory row of each kept row
+        kept = np.unique(sources)
+        group = len(sources) // len(kept) if len(kept) else 1
+        if not np.array_equal(sources, np.repeat(kept, group)):
+            kept, group = sources, 1  # not in equal consecutive groups: one memory row per row
+        if not np.array_equal(kept, np.arange(len(self.memory_lengths))):
+            self.memory = [(k[kept], v[kept]) for k, v in self.memory]
+            self.memory_lengths = self.memory_lengths[kept]
+        self.group = group
 
 
 class EncoderDecoderModel:
@@ -141,7 +155,8 @@ class EncoderDecoderModel:
         """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
         (B, T, S) attention over the source, the last layer's cross-attention averaged over its heads
         (S the state's padded source width; zeros past a row's source and for unused slots)."""
-        bsz, h_kv, s, _ = state.memory[-1][0].shape  # keys (B, H_kv, S, D)
+        _, h_kv, s, _ = state.memory[-1][0].shape  # keys (B / group, H_kv, S, D)
+        bsz = state.batch_size
         n_heads = h_kv * self.decoder_layers[-1].cross_attention.group
         ids = np.asarray(ids)
         t = ids.shape[1] if ids.ndim == 2 else 0
@@ -176,7 +191,7 @@ class EncoderDecoderModel:
         last_layer = len(self.decoder_layers) - 1
         for i, (layer, cache, memory) in enumerate(zip(self.decoder_layers, state.caches, state.memory)):
             layer_probs = probs if i == last_layer else None
-            h = layer(h, batch, cache, memory, state.memory_lengths, n_threads, probs=layer_probs)
+            h = layer(h, batch, cache, memory, state.memory_lengths, n_threads, group=state.group, probs=layer_probs)
 
         x = h if all_logits else h[batch.last_slots]  # (B*T, C) or (B, C)
         if self.decoder_final_norm is not None:

@@ -71,6 +71,7 @@ def test_thread_and_queue_defaults():
     assert resolve_threads(2, 3) == (2, 3)
     assert resolve_threads(1, 0)[1] >= 1
     assert resolve_queue_size(0, 2) == 8 and resolve_queue_size(-1, 2) == -1
+    assert resolve_queue_size(0, 2, max_examples=64) == 64  # a full batch of single requests
     with pytest.raises(ValueError):
         resolve_threads(0, 1)
 

@@ -1,0 +1,230 @@
+"""Decoding throughput: target tokens/s of our engine against transformers and ctranslate2.
+
+    python benchmarks/decode.py [--quick] [--threads 1 2] [--models opus gpt2] [--batch 1 32]
+                                [--search greedy beam4] [--repeats N]
+
+Models (random weights, see `bench_models`): `opus`, a Marian with the OPUS-MT shape (source 25
+tokens, exactly 32 target tokens), and `gpt2`, GPT-2 small (prompt 32 tokens, exactly 64 new ones).
+Every engine decodes the same number of tokens: min length = max length, so no row stops early.
+Default batches: 1 and 32 for opus, 1 and 16 for gpt2.
+
+Columns, all target tokens per second (batch x new tokens / seconds of one call):
+  api     ours through the public async API (`Translator.translate_batch` / `Generator.generate_batch`,
+          inter_threads=1, intra_threads=N), awaited on an event loop;
+  core    ours called synchronously on the worker's code path (encode/new_state + `decoding.decode`):
+          api / core shows what the API layer costs;
+  hf      transformers `generate` (torch CPU, torch.set_num_threads(N));
+  ct2     ctranslate2 (converted from the same checkpoint, float32, intra_threads=N, inter_threads=1);
+and the ratios api/hf, api/ct2. At batch 1 greedy it also prints the weight bandwidth each engine
+achieves (bytes of the weights one decoding step reads x steps/s) next to the machine's (a large
+numpy copy, read + write counted, at the same thread count).
+
+The machine is shared: each repeat runs every engine once, in turn (interleaved), with a pause
+between engines so one's spinning threads do not eat into the next; figures are medians of the
+repeats. Absolute numbers drift with the load (printed): read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_models as bm  # noqa: E402
+
+NEW_TOKENS = {"opus": 32, "gpt2": 64}
+INPUT_TOKENS = {"opus": 25, "gpt2": 32}
+DEFAULT_BATCHES = {"opus": [1, 32], "gpt2": [1, 16]}
+SEARCHES = {"greedy": 1, "beam4": 4}
+SETTLE_S = 0.2
+ENGINES = ("api", "core", "hf", "ct2")
+
+
+class Case:
+    """One model at one thread count: the four engines, each a callable running one batch."""
+
+    def __init__(self, name: str, n_threads: int, loop: asyncio.Runner):
+        import ctranslate2
+        import torch
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+        from aiotranslate import Generator, Translator
+        from aiotranslate.models.registry import load_model
+
+        self.name, self.n_threads, self.loop = name, n_threads, loop
+        self.shape = bm.SHAPES[name]
+        self.seq2seq = self.shape.kind == "seq2seq"
+        path = bm.checkpoint(name)
+        engine = Translator if self.seq2seq else Generator
+        self.api = engine(path, inter_threads=1, intra_threads=n_threads)
+        self.core = load_model(path)
+        torch.set_num_threads(n_threads)
+        auto = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
+        self.hf = auto.from_pretrained(path).eval()
+        ct2_class = ctranslate2.Translator if self.seq2seq else ctranslate2.Generator
+        self.ct2 = ct2_class(str(bm.ctranslate2_model(name)), device="cpu", intra_threads=n_threads, inter_threads=1)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def runners(self, batch: int, beam: int) -> dict:
+        """engine -> fn() returning the number of new tokens of each row (checked, not timed)."""
+        import torch
+
+        from aiotranslate.decoding import DecodingOptions, decode
+        from aiotranslate.decoding.search import pad
+
+        n = NEW_TOKENS[self.name]
+        inputs = bm.random_ids(self.name, batch, INPUT_TOKENS[self.name])
+        names = [[bm.token_name(self.shape, i) for i in row] for row in inputs]
+        eos, nt = self.shape.eos, self.n_threads
+        tensor = torch.tensor(inputs)
+
+        if self.seq2seq:
+            async def api():
+                out = await self.api.translate_batch(
+                    inputs, beam_size=beam, max_decoding_length=n, min_decoding_length=n
+                )
+                return [len(r.hypotheses[0]) for r in out]
+
+            def core():
+                ids, lengths = pad(inputs)
+                state = self.core.encode(ids, lengths, n_threads=nt)
+                return decode(self.core, state, [[self.core.decoder_start_token_id]] * batch, options)
+
+            def ct2():
+                out = self.ct2.translate_batch(
+                    names, beam_size=beam, max_decoding_length=n, min_decoding_length=n
+                )
+                return [len(r.hypotheses[0]) for r in out]
+
+            hf_prompt = 1  # transformers returns the decoder start token first
+        else:
+            async def api():
+                out = await self.api.generate_batch(
+                    inputs, beam_size=beam, max_length=n, min_length=n, include_prompt_in_result=False
+                )
+                return [len(r.sequences_ids[0]) for r in out]
+
+            def core():
+                state = self.core.new_state(batch, nt, capacity=len(inputs[0]) + n)
+                return decode(self.core, state, inputs, options)
+
+            def ct2():
+                out = self.ct2.generate_batch(
+                    names, beam_size=beam, max_length=n, min_length=n, include_prompt_in_result=False
+                )
+                return [len(r.sequences_ids[0]) for r in out]
+
+            hf_prompt = len(inputs[0])
+        options = DecodingOptions(beam_size=beam, max_length=n, min_length=n, end_ids=(eos,), n_threads=nt,
+                                  return_prefix=False)
+
+        def hf():
+            with torch.inference_mode():
+                out = self.hf.generate(tensor, attention_mask=torch.ones_like(tensor), num_beams=beam,
+                                       do_sample=False, min_new_tokens=n, max_new_tokens=n,
+                                       pad_token_id=self.shape.pad)
+            return [out.shape[1] - hf_prompt] * batch
+
+        return {
+            "api": lambda: self.loop.run(api()),
+            "core": lambda: [len(r.hypotheses[0]) for r in core()],
+            "hf": hf,
+            "ct2": ct2,
+        }
+
+
+def weight_bytes_per_step(model) -> int:
+    """Bytes of the weights one batch-1 decoding step reads: every linear of the decoder layers
+    (not the cross-attention K/V projections: those run once per source) and the output layer."""
+    def nbytes(linear) -> int:  # float32 or quantized: every array the linear holds
+        return sum(a.nbytes for a in vars(linear).values() if isinstance(a, np.ndarray))
+
+    if hasattr(model, "decoder_layers"):
+        linears = [
+            lin
+            for layer in model.decoder_layers
+            for lin in (layer.self_attention.qkv, layer.self_attention.out, layer.cross_attention.q,
+                        layer.cross_attention.out, layer.ffn.up, layer.ffn.down)
+        ]
+    else:
+        linears = [lin for layer in model.layers for lin in (layer.attention.qkv, layer.attention.out)]
+        linears += [lin for layer in model.layers for lin in vars(layer.ffn).values() if hasattr(lin, "out_features")]
+    return sum(nbytes(lin) for lin in linears + [model.lm_head])
+
+
+def measure(case: Case, batch: int, beam: int, repeats: int) -> dict[str, float]:
+    """tokens/s per engine: median over interleaved repeats."""
+    runners = case.runners(batch, beam)
+    n = NEW_TOKENS[case.name]
+    for engine, fn in runners.items():  # warm-up, and every engine decodes exactly n tokens per row
+        lengths = fn()
+        if list(lengths) != [n] * batch:
+            raise RuntimeError(f"{engine} decoded {sorted(set(lengths))} tokens per row, expected {n}")
+    times: dict[str, list[float]] = {e: [] for e in runners}
+    for _ in range(repeats):
+        for engine, fn in runners.items():
+            time.sleep(SETTLE_S)
+            start = time.perf_counter()
+            fn()
+            times[engine].append(time.perf_counter() - start)
+    return {e: batch * n / statistics.median(t) for e, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 repeats, batch 1 and the larger batch, greedy")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--models", nargs="+", default=list(NEW_TOKENS), choices=list(NEW_TOKENS))
+    parser.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: per model)")
+    parser.add_argument("--search", nargs="+", choices=list(SEARCHES), help="default: greedy beam4 (quick: greedy)")
+    parser.add_argument("--repeats", type=int, help="default 5 (quick: 2)")
+    args = parser.parse_args()
+    repeats = args.repeats or (2 if args.quick else 5)
+    searches = args.search or (["greedy"] if args.quick else list(SEARCHES))
+
+    import ctranslate2
+    import torch
+    import transformers
+
+    print(f"# decode benchmark: {bm.load_line()}")
+    print(f"# torch {torch.__version__}, transformers {transformers.__version__}, ctranslate2 {ctranslate2.__version__}")
+    print(f"# {repeats} interleaved repeats per row, medians; tokens/s = batch x new tokens / s")
+    with asyncio.Runner() as loop:
+        for name in args.models:
+            for n_threads in args.threads:
+                case = Case(name, n_threads, loop)
+                try:
+                    run_case(case, args.batch or DEFAULT_BATCHES[name], searches, repeats)
+                finally:
+                    case.close()
+
+
+def run_case(case: Case, batches: list[int], searches: list[str], repeats: int) -> None:
+    name, n_threads = case.name, case.n_threads
+    print(f"\n## {name}, {n_threads} thread(s), {INPUT_TOKENS[name]} input tokens -> {NEW_TOKENS[name]} new")
+    print(f"{'batch':>5} {'search':>6} | " + " ".join(f"{e:>8}" for e in ENGINES) + f" | {'api/hf':>6} {'api/ct2':>7} {'api/core':>8}")
+    for search in searches:
+        for batch in batches:
+            rate = measure(case, batch, SEARCHES[search], repeats)
+            print(f"{batch:>5} {search:>6} | " + " ".join(f"{rate[e]:8.1f}" for e in ENGINES)
+                  + f" | {rate['api'] / rate['hf']:6.2f} {rate['api'] / rate['ct2']:7.2f} {rate['api'] / rate['core']:8.2f}",
+                  flush=True)
+            if batch == 1 and search == "greedy":
+                step_bytes = weight_bytes_per_step(case.core)
+                machine = bm.memory_bandwidth(n_threads)
+                achieved = "  ".join(f"{e} {rate[e] * step_bytes / 1e9:.1f}" for e in ENGINES)
+                print(f"      weights/step {step_bytes / 1e6:.0f} MB; GB/s {achieved}; "
+                      f"numpy copy {machine / 1e9:.1f} GB/s ({n_threads} thread(s))", flush=True)
+
+
+if __name__ == "__main__":
+    main()
