@@ -5,44 +5,24 @@ queue answers 429; a client that disconnects cancels its request; errors are cle
 import asyncio
 import json
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiotranslate import Encoder, Generator, Translator
 from aiotranslate.server import ServerConfig, create_app
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from live_server import live_server  # noqa: E402
 from tiny_models import tiny_models  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_factories=["asyncio"])  # the server runs its own loop
 CONFIG = ServerConfig(intra_threads=1, max_queued_batches=1, max_tokens=4000, max_body_bytes=16384, max_texts=8)
-LONG = {"prompt": "the frog", "max_tokens": 4000, "min_tokens": 4000, "temperature": 0}  # seconds of work
-
-
-@contextmanager
-def live_server(app):
-    """`app` under uvicorn on 127.0.0.1 and a free port, in a thread; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="asyncio", ws="none", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn")
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
+LONG = {"prompt": "the frog", "max_tokens": 4000, "min_tokens": 4000, "temperature": 0}  # runs while the test acts
 
 
 @pytest.fixture(scope="module")
