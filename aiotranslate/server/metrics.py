@@ -37,7 +37,7 @@ class Metrics:
             "aiotranslate_client_disconnects", "Clients gone before their response ended", ["endpoint"], registry=r
         )
         self.first_token = Histogram(
-            "aiotranslate_time_to_first_token_seconds", "Time from the request to its first generated token",
+            "aiotranslate_time_to_first_token_seconds", "Time from admission to the first generated token",
             ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.tokens = Counter("aiotranslate_generated_tokens", "Tokens generated", ["model"], registry=r)
