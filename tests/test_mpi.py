@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("mpi4py", reason="the MPI tests need mpi4py: pip install 'aiotranslate[mpi]'")
+import aiotranslate  # noqa: E402, F401  (an editable install rebuilds here, before the ranks import it)
 
 ROOT = Path(__file__).parents[1]
 MPI_TESTS = ROOT / "tests" / "mpi"
@@ -45,7 +46,7 @@ def mpiexec(ranks: int, *args: str, timeout: float, env: dict | None = None) -> 
     [(2, MPI_TESTS), (3, MPI_TESTS / "test_parity.py")],  # 3 ranks on 2 cores: the parity tests only
 )
 def test_mpi_tests_pass_on_every_rank(ranks, tests):
-    job = mpiexec(ranks, "-m", "mpi4py", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), timeout=100)
+    job = mpiexec(ranks, "-m", "mpi4py", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), timeout=200)
     assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
 
 
@@ -54,6 +55,7 @@ def test_a_rank_failing_alone_ends_the_job_instead_of_hanging(tmp_path):
     from hf_fixtures import tiny_llama
 
     tiny_llama(tmp_path)
-    job = mpiexec(2, str(MPI_TESTS / "abort_job.py"), str(tmp_path), timeout=60, env={"AIOTRANSLATE_TP_TIMEOUT": "2"})
+    script = str(MPI_TESTS / "abort_job.py")
+    job = mpiexec(2, "-m", "mpi4py", script, str(tmp_path), timeout=120, env={"AIOTRANSLATE_TP_TIMEOUT": "2"})
     assert job.returncode != 0
     assert "tensor-parallel rank 1 failed" in job.stderr and "injected failure" in job.stderr, job.stderr[-3000:]

@@ -28,6 +28,18 @@ else:
     WORLD = MPI.COMM_WORLD
     RANK, SIZE = WORLD.Get_rank(), WORLD.Get_size()
     sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    # An editable install rebuilds changed kernels at import: rank 0 first, alone (ninja runs sharing
+    # one build directory corrupt its logs), then the others, who find nothing to build. If rank 0
+    # cannot import, every rank fails here rather than wait for it.
+    failure = None
+    if RANK == 0:
+        try:
+            import aiotranslate  # noqa: F401
+        except Exception as e:
+            failure = f"{type(e).__name__}: {e}"
+    failure = WORLD.bcast(failure, root=0)
+    if failure is not None:
+        raise ImportError(f"rank 0 could not import aiotranslate: {failure}")
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(report):

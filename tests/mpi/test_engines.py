@@ -71,15 +71,15 @@ def test_generator_serves_concurrent_requests_and_survives_a_bad_one(model_dirs)
     assert [[r.sequences_ids for r in rs] for rs in results] == [[r.sequences_ids for r in rs] for rs in expected]
 
 
-def test_encoder_matches_a_single_process(model_dirs):
+async def test_encoder_matches_a_single_process(model_dirs):
     encoder = parallel(Encoder, model_dirs["bert"])
     if encoder is None:
         return
     batch = [[2, 40, 17, 9, 3], [2, 5, 3]]
-    with encoder:
-        output = encoder.submit_forward_batch(batch).result(timeout=60)
-    with Encoder(model_dirs["bert"], intra_threads=1) as reference:
-        expected = reference.submit_forward_batch(batch).result()
+    async with encoder:
+        output = await encoder.forward_batch(batch)
+    async with Encoder(model_dirs["bert"], intra_threads=1) as reference:
+        expected = await reference.forward_batch(batch)
     np.testing.assert_allclose(output.last_hidden_state, expected.last_hidden_state, atol=1e-5)
     np.testing.assert_allclose(output.pooler_output, expected.pooler_output, atol=1e-5)
 
