@@ -369,4 +369,5 @@ def _abort(rank: int, error: BaseException, why: str) -> None:
         file=sys.stderr,
         flush=True,
     )
+    time.sleep(1)  # MPI_Abort kills every process at once: give the launcher time to forward the message
     load_mpi().COMM_WORLD.Abort(1)
