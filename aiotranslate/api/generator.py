@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,22 @@ class Generator(Engine):
         single = isinstance(prompt, str)
         options = {"include_prompt_in_result": False, **options}
         requests, batches = self._generate_requests("text", [prompt] if single else list(prompt), **options)
+        out = gather_in_order(await self._run_all(requests), batches)
+        return out[0] if single else out
+
+    async def generate_chat(self, messages, **options) -> str | list[str]:
+        """The assistant's reply to a conversation (a list of {"role": ..., "content": ...} messages)
+        rendered with the model's chat template; a list of conversations gives a list of replies.
+        Options are generate_batch's. To stream a reply, pass
+        `generator.tokenizer.apply_chat_template(messages)` to `generate_tokens`."""
+        single = bool(messages) and isinstance(messages[0], Mapping)
+        conversations = [messages] if single else list(messages)
+        tokenizer = self._loaded.tokenizer
+        if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError("generate_chat needs a model that ships a chat template (its tokenizer has none)")
+        prompts = [tokenizer.apply_chat_template(c) for c in conversations]
+        options = {"include_prompt_in_result": False, **options}
+        requests, batches = self._generate_requests("text", prompts, **options)
         out = gather_in_order(await self._run_all(requests), batches)
         return out[0] if single else out
 
