@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import host_float32
 from ..convert.bergamot import resolve_model_path
 from ..decoding.search import pad
 from ..runtime import BatchLimits, Request
@@ -49,11 +50,13 @@ class Encoder(Engine):
         tensor_parallel: bool = False,
         batch_window: float = 0.001,
     ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
+        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads, device_index)
         self._pooling = SentencePooling.read(resolve_model_path(model_path))
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
+        self.device, self.device_index = self._loaded.device, device_index
+        self.compute_type = self._loaded.compute_type
         self.model_path = str(model_path)
         super().__init__(
+            self._loaded,
             inter_threads=inter_threads,
             intra_threads=intra_threads,
             max_queued_batches=max_queued_batches,
@@ -64,7 +67,7 @@ class Encoder(Engine):
 
     @property
     def num_encoders(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     @property
     def tokenizer(self):
@@ -113,7 +116,8 @@ class Encoder(Engine):
             ids, types = r.examples[0]
             padded, lengths = pad(ids)
             type_ids = None if types is None else pad(types)[0]
-            hidden, pooled = self._loaded.model.forward(padded, lengths, type_ids, n_threads=context.n_threads)
+            hidden, pooled = context.model.forward(padded, lengths, type_ids, n_threads=context.n_threads)
+            hidden, pooled = host_float32(hidden), None if pooled is None else host_float32(pooled)
             if r.key[0] == "embed":
                 outputs.append(self._pooling(hidden, lengths, pooled))
             else:

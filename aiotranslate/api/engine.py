@@ -19,8 +19,10 @@ from typing import Any
 
 from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
+from ..runtime.device import CpuPlace, CudaPlace
 from ..runtime.mpi_driver import Group
 from .batching import gather_in_order, step_pusher
+from .loading import LoadedModel
 from .streaming import TokenStream
 
 
@@ -65,15 +67,18 @@ def resolve_queue_size(max_queued_batches: int, num_workers: int, max_examples: 
 
 
 class Engine:
-    """The threaded engine behind one public class: one copy of the weights, `inter_threads`
-    workers each running kernels with `intra_threads` threads, one bounded admission queue.
+    """The threaded engine behind one public class: one copy of the weights per device, `inter_threads`
+    workers per device (each running kernels with `intra_threads` threads, or on its own CUDA
+    stream), one bounded admission queue.
 
-    Subclasses provide `_run_batch(context, requests)` (completing every request) and build
-    requests; `context` is the worker's `WorkerContext`.
+    Subclasses provide `_run_batch(context, requests)` (completing every request with the worker's
+    `context.model`) and build requests; `context` is the worker's `WorkerContext`. Without `loaded`,
+    the workers run on the CPU with no model (an engine whose batches need none).
     """
 
     def __init__(
         self,
+        loaded: LoadedModel | None = None,
         *,
         inter_threads: int = 1,
         intra_threads: int = 0,
@@ -83,23 +88,33 @@ class Engine:
         parallel: Group | None = None,
     ) -> None:
         self._parallel = parallel  # rank 0 of a tensor-parallel group: each worker takes an endpoint
+        self._loaded = loaded
         self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
-        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, self.inter_threads, limits.max_examples))
-        contexts = [self._context_factory(i) for i in range(self.inter_threads)]
-        self._pool = WorkerPool(self._queue, contexts, self._run_batch, limits, name=name)
+        devices = [None] * self.inter_threads if loaded is None else loaded.worker_devices(self.inter_threads)
+        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, len(devices), limits.max_examples))
+        contexts = [self._context_factory(i, device) for i, device in enumerate(devices)]
+        self._pool = WorkerPool(self._queue, contexts, self._run_in_place, limits, name=name)
         self._state = EngineState.OPEN
         if parallel is not None:
             atexit.register(self.close, True)  # a script ending without close still releases the other ranks
 
-    def _context_factory(self, index: int) -> Callable[[], Any]:
-        """What each worker builds on its own thread; subclasses may extend (device, stream)."""
+    def _context_factory(self, index: int, device_index: int | None) -> Callable[[], Any]:
+        """What each worker builds on its own thread: its place (the CPU, or a GPU and its own
+        stream) and the model of that place."""
 
         def make() -> WorkerContext:
             if self._parallel is not None:
                 self._parallel.bind(index)  # this worker's communicators, for the model's collectives
-            return WorkerContext(index, self.intra_threads)
+            place = CpuPlace() if device_index is None else CudaPlace(device_index)
+            model = None if self._loaded is None else self._loaded.replica(device_index)
+            return WorkerContext(index, self.intra_threads, model, place)
 
         return make
+
+    def _run_in_place(self, context: WorkerContext, requests: list[Request]) -> None:
+        """A batch on the worker's device and stream, synchronised before the worker moves on."""
+        with context.place.active():
+            self._run_batch(context, requests)
 
     def _run_batch(self, context: WorkerContext, requests: list[Request]) -> None:
         raise NotImplementedError
@@ -230,6 +245,8 @@ class Engine:
             return
         self._state = EngineState.CLOSED
         self._pool.close(cancel=cancel)
+        if self._loaded is not None:
+            self._loaded.release()  # the workers are joined: the GPU copies of the weights can go
         if self._parallel is not None:
             self._parallel.close()  # the workers are joined: the other ranks may stop
             atexit.unregister(self.close)
@@ -278,10 +295,13 @@ class Engine:
 
 
 class WorkerContext:
-    """What one worker owns: its index and intra-op thread count (later: scratch, CUDA stream)."""
+    """What one worker owns: its index, intra-op thread count and place (CPU, or a GPU and its
+    stream), and the model it runs: its device's copy, shared with that device's other workers."""
 
-    __slots__ = ("index", "n_threads")
+    __slots__ = ("index", "model", "n_threads", "place")
 
-    def __init__(self, index: int, n_threads: int) -> None:
+    def __init__(self, index: int, n_threads: int, model: Any, place: CpuPlace | CudaPlace) -> None:
         self.index = index
         self.n_threads = n_threads
+        self.model = model
+        self.place = place

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import host_float32
 from ..decoding import decode, score_sequences
 from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
@@ -58,10 +59,12 @@ class Generator(Engine):
         tensor_parallel: bool = False,
         batch_window: float = 0.001,
     ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
+        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads, device_index)
+        self.device, self.device_index = self._loaded.device, device_index
+        self.compute_type = self._loaded.compute_type
         self.model_path = str(model_path)
         super().__init__(
+            self._loaded,
             inter_threads=inter_threads,
             intra_threads=intra_threads,
             max_queued_batches=max_queued_batches,
@@ -72,7 +75,7 @@ class Generator(Engine):
 
     @property
     def num_generators(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     @property
     def tokenizer(self):
@@ -197,7 +200,7 @@ class Generator(Engine):
     # -- worker side ---------------------------------------------------------------------------
 
     def _run_batch(self, context, requests: list[Request]) -> None:
-        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        model, tokenizer = context.model, self._loaded.tokenizer
         prompts = [p for r in requests for p in r.examples]
         kind = requests[0].key[0]
         router = StepRouter(requests)
@@ -209,7 +212,7 @@ class Generator(Engine):
         elif kind == "forward":
             state = model.new_state(len(prompts), context.n_threads)
             ids, lengths = pad(prompts)
-            logits = model.decode(state, ids, lengths, all_logits=True)
+            logits = host_float32(model.decode(state, ids, lengths, all_logits=True))
             outputs = [np.array(logits[b, : len(p)]) for b, p in enumerate(prompts)]
         else:
             options = replace(requests[0].options, n_threads=context.n_threads)

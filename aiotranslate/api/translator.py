@@ -59,10 +59,12 @@ class Translator(Engine):
         tensor_parallel: bool = False,
         batch_window: float = 0.001,
     ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
+        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads, device_index)
+        self.device, self.device_index = self._loaded.device, device_index
+        self.compute_type = self._loaded.compute_type
         self.model_path = str(model_path)
         super().__init__(
+            self._loaded,
             inter_threads=inter_threads,
             intra_threads=intra_threads,
             max_queued_batches=max_queued_batches,
@@ -73,7 +75,7 @@ class Translator(Engine):
 
     @property
     def num_translators(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     @property
     def tokenizer(self):
@@ -207,7 +209,7 @@ class Translator(Engine):
     # -- worker side ---------------------------------------------------------------------------
 
     def _run_batch(self, context, requests: list[Request]) -> None:
-        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        model, tokenizer = context.model, self._loaded.tokenizer
         examples = [ex for r in requests for ex in r.examples]
         src, lengths = pad([ex[0] for ex in examples])
         state = model.encode(src, lengths, n_threads=context.n_threads)

@@ -40,3 +40,8 @@ def place_like(a, x):
 def to_host(x) -> np.ndarray:
     """x as a numpy array: x itself on the host, a copy of a device array (waits for its stream)."""
     return x if isinstance(x, np.ndarray) else x.get()
+
+
+def host_float32(x) -> np.ndarray:
+    """x (model outputs on any device, in any float dtype) as a float32 numpy array."""
+    return to_host(x).astype(np.float32, copy=False)

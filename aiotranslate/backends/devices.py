@@ -49,12 +49,13 @@ def resolve_device(device: str, device_index: int | Sequence[int] = 0) -> tuple[
     indices = (device_index,) if isinstance(device_index, int) else tuple(device_index)
     if not indices or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
         raise ValueError(f"device_index must be an int or a non-empty list of ints, got {device_index!r}")
-    count = get_cuda_device_count()
-    if device == "auto":
-        device = "cuda" if count else "cpu"
     if device == "cpu":
         return "cpu", (0,)
-    if _cupy() is None:
+    count = get_cuda_device_count()
+    if device == "auto":
+        if not count:
+            return "cpu", (0,)
+    elif _cupy() is None:
         raise missing_cupy()
     if count == 0:
         raise RuntimeError("device='cuda' but CUDA reports no GPU (check the driver and CUDA_VISIBLE_DEVICES)")

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..backends import host_float32
 from ..models.base import DecoderModel, DecoderState
 from ..results import GenerationStepResult
 from .options import DecodingOptions
@@ -136,11 +137,14 @@ class Limits:
 
 
 def run_decoder(model, state, ids, lengths, with_attention: bool):
-    """model.decode, and (B, T, S) attention when asked for and the model can give it (else None)."""
+    """model.decode, and (B, T, S) attention when asked for and the model can give it (else None).
+
+    The searches read float32 logits on the host: a model on a GPU hands over its (B, V) logits
+    here, once per step (the one device-to-host copy of a step, besides the attention if asked)."""
     if with_attention and supports_attention(model):
         logits, attention = model.decode_with_attention(state, ids, lengths)
-        return np.asarray(logits, dtype=np.float32), attention
-    return np.asarray(model.decode(state, ids, lengths), dtype=np.float32), None
+        return host_float32(logits), attention
+    return host_float32(model.decode(state, ids, lengths)), None
 
 
 def decode_step(model, state, tokens: Sequence[int], options: DecodingOptions):

@@ -98,7 +98,7 @@ class Rotary:
         return tuple(freeze(t if like is None else place_like(t, like)) for t in tables)
 
     def _on_device(self, move) -> Rotary:
-        """The device twin (`layers.device`): tables moved in float32 (the rotary kernel reads float32
+        """The device twin (`models.device.to_device`): tables moved in float32 (the rotary kernel reads float32
         angles whatever the activations' dtype); inv_freq stays on the host, where tables are built."""
         twin = copy.copy(self)
         twin._tables = tuple(move(t, np.float32) for t in self._tables)
