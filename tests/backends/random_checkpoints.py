@@ -5,6 +5,7 @@ neither, and the GPU tests and `benchmarks/gpu_check.py` build their models here
     marian(dir, ...)   Marian / OPUS-MT: post-norm, sinusoidal positions, swish, one shared table
     gpt2(dir, ...)     GPT-2: learned positions, gelu_new, Conv1D weights stored (in, out)
     llama(dir, ...)    Llama: RMSNorm, rotary, SwiGLU, grouped-query attention, untied head
+    bert(dir, ...)     BERT: post-norm encoder, learned positions and token types, pooler
 
 Weights are N(0, 1/fan_in) (norms near 1, biases small), so activations stay O(1) through the
 layers and the logits are spread: greedy decoding has no near-ties for float32 to break differently.
@@ -128,4 +129,26 @@ def llama(directory, *, d_model=24, layers=2, heads=6, kv_heads=2, ffn=40, vocab
     return w.save(directory, config)
 
 
-BUILDERS = {"marian": marian, "gpt2": gpt2, "llama": llama}
+def bert(directory, *, d_model=24, layers=2, heads=3, ffn=48, vocab=61, max_positions=64, seed=0) -> Path:
+    w = _Weights(seed)
+    for name, rows in (("word", vocab), ("position", max_positions), ("token_type", 2)):
+        w.table(f"bert.embeddings.{name}_embeddings.weight", rows, d_model)
+    w.norm("bert.embeddings.LayerNorm", d_model)
+    for i in range(layers):
+        p = f"bert.encoder.layer.{i}"
+        for proj in ("query", "key", "value"):
+            w.linear(f"{p}.attention.self.{proj}", d_model, d_model)
+        w.linear(f"{p}.attention.output.dense", d_model, d_model)
+        w.norm(f"{p}.attention.output.LayerNorm", d_model)
+        w.linear(f"{p}.intermediate.dense", ffn, d_model)
+        w.linear(f"{p}.output.dense", d_model, ffn)
+        w.norm(f"{p}.output.LayerNorm", d_model)
+    w.linear("bert.pooler.dense", d_model, d_model)
+    config = dict(
+        model_type="bert", hidden_size=d_model, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=ffn, vocab_size=vocab, max_position_embeddings=max_positions, type_vocab_size=2,
+    )  # fmt: skip
+    return w.save(directory, config)
+
+
+BUILDERS = {"marian": marian, "gpt2": gpt2, "llama": llama}  # the decoders of the parity tests

@@ -9,32 +9,19 @@ sequence can drift). Engines use the thread API (`submit_*`): no event loop is n
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-from random_checkpoints import BUILDERS
+from gpu_support import cupy, requires_gpu
+from random_checkpoints import BUILDERS, bert
 
-from aiotranslate import Generator, Translator
+from aiotranslate import Encoder, Generator, Translator
 from aiotranslate.backends import is_cuda_array
 from aiotranslate.decoding import DecodingOptions, decode
 from aiotranslate.decoding.search import pad
 from aiotranslate.models import load_model
 from aiotranslate.models.device import to_device
 
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cupy's import-time notes about CUDA paths
-        import cupy
-
-    HAVE_GPU, WHY_NOT = cupy.cuda.runtime.getDeviceCount() > 0, "no CUDA device"
-except Exception as e:  # ImportError, or CUDARuntimeError without a driver or a device
-    HAVE_GPU, WHY_NOT = False, f"{type(e).__name__}: {e}"
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not HAVE_GPU, reason=f"needs cupy and a CUDA GPU ({WHY_NOT})"),
-]
+pytestmark = requires_gpu
 
 SOURCES = [[5, 6, 7, 8, 0], [9, 10, 0], [11, 12, 13, 14, 15, 16, 17, 0]]  # Marian: eos 0
 PROMPTS = [[1, 5, 6], [1, 7], [1, 8, 9, 10, 11, 12]]  # GPT-2, Llama: bos 1, eos 2
@@ -45,7 +32,7 @@ MAX_LENGTH = 24
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("random-checkpoints")
-    return {name: build(root / name) for name, build in BUILDERS.items()}
+    return {name: build(root / name) for name, build in {**BUILDERS, "bert": bert}.items()}
 
 
 def greedy(model, name: str) -> list[list[int]]:
@@ -66,22 +53,15 @@ def agreement(got: list[list[int]], want: list[list[int]]) -> float:
     return same / sum(max(len(g), len(w)) for g, w in zip(got, want))
 
 
+@pytest.mark.parametrize("dtype, bar", [("float32", 1.0), ("float16", 0.9)])
 @pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_float32_greedy_tokens_equal_the_cpu(checkpoints, name):
+def test_greedy_tokens_on_the_gpu_equal_the_cpu(checkpoints, name, dtype, bar):
+    """float32: every token; float16: at least 90% of them."""
     host = load_model(checkpoints[name])
     want = greedy(host, name)
     with cupy.cuda.Device(0):
-        got = greedy(to_device(host, 0, "float32"), name)
-    assert got == want
-
-
-@pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_float16_greedy_tokens_mostly_equal_the_cpu(checkpoints, name):
-    host = load_model(checkpoints[name])
-    want = greedy(host, name)
-    with cupy.cuda.Device(0):
-        got = greedy(to_device(host, 0, "float16"), name)
-    assert agreement(got, want) >= 0.9, (got, want)
+        got = greedy(to_device(host, 0, dtype), name)
+    assert agreement(got, want) >= bar, (got, want)
 
 
 def test_device_twin_leaves_the_host_model_and_keeps_shared_tables_shared(checkpoints):
@@ -96,29 +76,39 @@ def test_device_twin_leaves_the_host_model_and_keeps_shared_tables_shared(checkp
     assert all(is_cuda_array(t) and t.dtype == np.float32 for t in rotary._tables)
 
 
-@pytest.mark.parametrize("device_index", [[0], [0, 0]])
-def test_translator_on_cuda_matches_the_cpu(checkpoints, device_index):
-    """Default options (beam 2); 12 single-example calls spread over the workers at once."""
-    path = checkpoints["marian"]
-    with Translator(path, intra_threads=1) as cpu:
-        want = [r.hypotheses for r in cpu.submit_translate_batch(SOURCES, max_decoding_length=MAX_LENGTH).result()]
-    with Translator(path, device="cuda", device_index=device_index, inter_threads=2, intra_threads=1) as gpu:
-        assert gpu.device == "cuda" and gpu.num_translators == 2 * len(device_index)
-        futures = [gpu.submit_translate_batch([s], max_decoding_length=MAX_LENGTH) for s in SOURCES * 4]
-        got = [f.result()[0].hypotheses for f in futures]
-    assert got == want * 4
+# engine, its thread-API method, inputs, options, the result field compared
+ENGINES = {
+    "marian": (Translator, "submit_translate_batch", SOURCES, {"max_decoding_length": MAX_LENGTH}, "hypotheses"),
+    "llama": (Generator, "submit_generate_batch", PROMPTS, {"max_length": MAX_LENGTH}, "sequences_ids"),
+}
 
 
 @pytest.mark.parametrize("device_index", [[0], [0, 0]])
-def test_generator_on_cuda_matches_the_cpu(checkpoints, device_index):
-    path = checkpoints["llama"]
-    with Generator(path, intra_threads=1) as cpu:
-        want = [r.sequences_ids for r in cpu.submit_generate_batch(PROMPTS, max_length=MAX_LENGTH).result()]
-    with Generator(path, device="cuda", device_index=device_index, inter_threads=2, intra_threads=1) as gpu:
-        assert gpu.device == "cuda" and gpu.num_generators == 2 * len(device_index)
-        futures = [gpu.submit_generate_batch([p], max_length=MAX_LENGTH) for p in PROMPTS * 4]
-        got = [f.result()[0].sequences_ids for f in futures]
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engines_on_cuda_match_the_cpu(checkpoints, name, device_index):
+    """Default options (the Translator's: beam 2); single-example calls spread over the workers."""
+    engine_class, submit, inputs, options, field = ENGINES[name]
+    with engine_class(checkpoints[name], intra_threads=1) as cpu:
+        want = [getattr(r, field) for r in getattr(cpu, submit)(inputs, **options).result()]
+    gpu = engine_class(checkpoints[name], device="cuda", device_index=device_index, inter_threads=2, intra_threads=1)
+    with gpu:
+        assert gpu.device == "cuda" and gpu.statistics()["num_workers"] == 2 * len(device_index)
+        futures = [getattr(gpu, submit)([x], **options) for x in inputs * 4]
+        got = [getattr(f.result()[0], field) for f in futures]
     assert got == want * 4
+
+
+@pytest.mark.parametrize("compute_type, tolerance", [("float32", 1e-4), ("float16", 2e-2)])
+def test_encoder_on_cuda_matches_the_cpu(checkpoints, compute_type, tolerance):
+    inputs = [[2, 5, 6, 7, 3], [2, 9, 3]]
+    with Encoder(checkpoints["bert"], intra_threads=1) as cpu:
+        want = cpu.submit_forward_batch(inputs).result()[0]
+    with Encoder(checkpoints["bert"], device="cuda", compute_type=compute_type, intra_threads=1) as gpu:
+        got = gpu.submit_forward_batch(inputs).result()[0]
+    for name in ("last_hidden_state", "pooler_output"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert isinstance(a, np.ndarray) and a.dtype == np.float32  # handed over on the host
+        np.testing.assert_allclose(a, b, atol=tolerance * np.abs(b).max(), err_msg=name)
 
 
 def test_auto_picks_the_gpu_and_close_frees_the_weights(checkpoints):

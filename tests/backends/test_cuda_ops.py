@@ -10,29 +10,16 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import threading
-import warnings
 
 import numpy as np
 import pytest
 
+from gpu_support import HAVE_GPU, cupy, requires_gpu
+
 from aiotranslate import ops
 from aiotranslate.ops import reference
 
-try:
-    with warnings.catch_warnings():
-        # cupy's import-time notes about CUDA paths are environment reports, not test failures
-        # (and the project's filterwarnings=error would turn them into a silent skip below).
-        warnings.simplefilter("ignore")
-        import cupy
-
-    HAVE_GPU, WHY_NOT = cupy.cuda.runtime.getDeviceCount() > 0, "no CUDA device"
-except Exception as e:  # ImportError, or CUDARuntimeError without a driver or a device
-    HAVE_GPU, WHY_NOT = False, f"{type(e).__name__}: {e}"
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not HAVE_GPU, reason=f"needs cupy and a CUDA GPU ({WHY_NOT})"),
-]
+pytestmark = requires_gpu
 
 if HAVE_GPU:
     from aiotranslate.backends import get_array_module, is_cuda_array
