@@ -14,7 +14,7 @@ import concurrent.futures
 import enum
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import EngineClosed
@@ -22,7 +22,6 @@ from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
 from ..runtime.device import CpuPlace, CudaPlace
 from ..runtime.mpi_driver import Group
 from .batching import gather_in_order, step_pusher
-from .loading import LoadedModel
 from .streaming import TokenStream
 
 
@@ -71,27 +70,32 @@ class Engine:
     workers per device (each running kernels with `intra_threads` threads, or on its own CUDA
     stream), one bounded admission queue.
 
-    Subclasses provide `_run_batch(context, requests)` (completing every request with the worker's
-    `context.model`) and build requests; `context` is the worker's `WorkerContext`. Without `loaded`,
-    the workers run on the CPU with no model (an engine whose batches need none).
+    Subclasses provide `_run_batch(context, requests)` (completing every request) and build
+    requests; `context` is the worker's `WorkerContext`, whose `place` says which device (and so which
+    copy of the model) the worker runs on. `device_indices`: the GPUs, `inter_threads` workers for
+    each entry (an index may repeat); empty: the workers run on the CPU.
     """
 
     def __init__(
         self,
-        loaded: LoadedModel | None = None,
         *,
+        device_indices: Sequence[int] = (),
         inter_threads: int = 1,
         intra_threads: int = 0,
         max_queued_batches: int = 0,
+        max_queued_tokens: int = 0,
         limits: BatchLimits = BatchLimits(),
         name: str = "aiotranslate",
         parallel: Group | None = None,
     ) -> None:
         self._parallel = parallel  # rank 0 of a tensor-parallel group: each worker takes an endpoint
-        self._loaded = loaded
         self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
-        devices = [None] * self.inter_threads if loaded is None else loaded.worker_devices(self.inter_threads)
-        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, len(devices), limits.max_examples))
+        if max_queued_tokens < 0:
+            raise ValueError(f"max_queued_tokens must be >= 0 (0: no limit), got {max_queued_tokens}")
+        devices = [index for index in (device_indices or [None]) for _ in range(self.inter_threads)]
+        self._queue = AdmissionQueue(
+            resolve_queue_size(max_queued_batches, len(devices), limits.max_examples), max_queued_tokens
+        )
         contexts = [self._context_factory(i, device) for i, device in enumerate(devices)]
         self._pool = WorkerPool(self._queue, contexts, self._run_in_place, limits, name=name)
         self._state = EngineState.OPEN
@@ -99,15 +103,14 @@ class Engine:
             atexit.register(self.close, True)  # a script ending without close still releases the other ranks
 
     def _context_factory(self, index: int, device_index: int | None) -> Callable[[], Any]:
-        """What each worker builds on its own thread: its place (the CPU, or a GPU and its own
-        stream) and the model of that place."""
+        """What each worker builds on its own thread: its place (the CPU, or GPU `device_index` and
+        the worker's own stream)."""
 
         def make() -> WorkerContext:
             if self._parallel is not None:
                 self._parallel.bind(index)  # this worker's communicators, for the model's collectives
             place = CpuPlace() if device_index is None else CudaPlace(device_index)
-            model = None if self._loaded is None else self._loaded.replica(device_index)
-            return WorkerContext(index, self.intra_threads, model, place)
+            return WorkerContext(index, self.intra_threads, place)
 
         return make
 
@@ -125,10 +128,19 @@ class Engine:
         if self._state is not EngineState.OPEN:
             raise EngineClosed(f"{type(self).__name__} is closed")
 
+    def _admit(self, request: Request) -> None:
+        """Called before a request is queued: may refuse it (an unloaded model) or track it until
+        its future is done; a request that then fails to enter the queue is cancelled."""
+
     async def _run(self, request: Request) -> Any:
         """Admit (waiting for room: backpressure) and await the result; cancellable throughout."""
         self._check_open()
-        await self._queue.aput(request)
+        self._admit(request)
+        try:
+            await self._queue.aput(request)
+        except BaseException:
+            request.cancel()
+            raise
         return await self._wait(request)
 
     async def _wait(self, request: Request) -> Any:
@@ -158,10 +170,15 @@ class Engine:
         """Admit from a plain thread (blocking while the queue is full, or raising QueueFull
         without block) and return the request's future."""
         self._check_open()
-        if block:
-            self._queue.put(request)
-        else:
-            self._queue.put_nowait(request)
+        self._admit(request)
+        try:
+            if block:
+                self._queue.put(request)
+            else:
+                self._queue.put_nowait(request)
+        except BaseException:
+            request.cancel()
+            raise
         return request.future
 
     def _submit_all(self, requests: list[Request], batches: list[list[int]]) -> concurrent.futures.Future:
@@ -245,11 +262,13 @@ class Engine:
             return
         self._state = EngineState.CLOSED
         self._pool.close(cancel=cancel)
-        if self._loaded is not None:
-            self._loaded.release()  # the workers are joined: the GPU copies of the weights can go
+        self._release_model()
         if self._parallel is not None:
             self._parallel.close()  # the workers are joined: the other ranks may stop
             atexit.unregister(self.close)
+
+    def _release_model(self) -> None:
+        """Called by `close` once the workers are joined: free what the model holds (GPU copies)."""
 
     async def aclose(self, cancel: bool = False) -> None:
         """`close` without blocking the event loop (the join runs in a helper thread)."""
@@ -295,13 +314,12 @@ class Engine:
 
 
 class WorkerContext:
-    """What one worker owns: its index, intra-op thread count and place (CPU, or a GPU and its
-    stream), and the model it runs: its device's copy, shared with that device's other workers."""
+    """What one worker owns: its index, intra-op thread count and place (the CPU, or a GPU and the
+    worker's stream; `place.device_index` picks that device's copy of the model)."""
 
-    __slots__ = ("index", "model", "n_threads", "place")
+    __slots__ = ("index", "n_threads", "place")
 
-    def __init__(self, index: int, n_threads: int, model: Any, place: CpuPlace | CudaPlace) -> None:
+    def __init__(self, index: int, n_threads: int, place: CpuPlace | CudaPlace) -> None:
         self.index = index
         self.n_threads = n_threads
-        self.model = model
         self.place = place

@@ -69,18 +69,19 @@ class LoadedModel:
     device_indices: tuple[int, ...] = (0,)  # the GPUs, one set of workers per entry (may repeat)
     replicas: dict[int, Any] = field(default_factory=dict)  # GPU index -> the model's copy there
 
-    def worker_devices(self, inter_threads: int) -> list[int | None]:
-        """The GPU of each worker (None: the CPU): inter_threads workers per listed GPU."""
-        listed = self.device_indices if self.device == "cuda" else (None,)
-        return [index for index in listed for _ in range(inter_threads)]
-
     def replica(self, device_index: int | None) -> Any:
         """The model the workers of that GPU (None: the CPU) share."""
         return self.model if device_index is None else self.replicas[device_index]
 
+    def to_devices(self) -> None:
+        """Copy the host model once to each listed GPU (a no-op on the CPU or when copied)."""
+        if self.device == "cuda" and not self.replicas:
+            self.replicas = {i: to_device(self.model, i, self.compute_type) for i in dict.fromkeys(self.device_indices)}
+
     def release(self) -> None:
-        """Drop the GPU copies and free the CuPy memory pools of their devices. Call it once no
-        worker runs (Engine.close after joining them; `unload_model()` should call it the same way)."""
+        """Drop the GPU copies and free the CuPy memory pools of their devices; the host model stays.
+        Call it once no worker runs on them (Engine.close after joining the workers, unload_model
+        after the admitted requests finished)."""
         if self.replicas:
             self.replicas.clear()
             release_cuda_memory(self.device_indices)
@@ -98,7 +99,7 @@ def load(
         return finish(compute.apply(model, effective), model_path, effective)
     loaded = finish(model, model_path, effective)
     loaded.device, loaded.device_indices = device, device_indices
-    loaded.replicas = {i: to_device(model, i, effective) for i in dict.fromkeys(device_indices)}
+    loaded.to_devices()
     return loaded
 
 
