@@ -121,6 +121,19 @@ def test_auto_picks_the_gpu_and_close_frees_the_weights(checkpoints):
         assert cupy.get_default_memory_pool().free_bytes() == 0  # cached blocks went back to the driver
 
 
+def test_unload_frees_the_gpu_copies_and_load_copies_them_back(checkpoints):
+    with Translator(checkpoints["marian"], device="cuda", intra_threads=1) as translator:
+        want = translator.submit_translate_batch(SOURCES, max_decoding_length=8).result()
+        for to_cpu in (False, True):
+            translator.unload_model(to_cpu=to_cpu)
+            assert not translator.model_is_loaded
+            with cupy.cuda.Device(0):
+                assert cupy.get_default_memory_pool().free_bytes() == 0
+            translator.load_model()
+            got = translator.submit_translate_batch(SOURCES, max_decoding_length=8).result()
+            assert [r.hypotheses for r in got] == [r.hypotheses for r in want]
+
+
 def test_device_index_past_the_gpus_is_refused(checkpoints):
     with pytest.raises(ValueError, match="device_index"):
         Translator(checkpoints["marian"], device="cuda", device_index=[0, cupy.cuda.runtime.getDeviceCount()])
