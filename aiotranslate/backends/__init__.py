@@ -37,6 +37,16 @@ def place_like(a, x):
     return get_array_module(x).asarray(a)
 
 
+def share_like(a, x):
+    """`place_like` for an array that other threads read once it is published (a table swapped
+    into a shared layer): on a device the copy is finished before it is returned, since those
+    readers run on their own streams, unordered with this one."""
+    placed = place_like(a, x)
+    if not isinstance(x, np.ndarray):
+        get_array_module(x).cuda.get_current_stream().synchronize()
+    return placed
+
+
 def to_host(x) -> np.ndarray:
     """x as a numpy array: x itself on the host, a copy of a device array (waits for its stream)."""
     return x if isinstance(x, np.ndarray) else x.get()

@@ -15,7 +15,7 @@ import copy
 import numpy as np
 
 from .. import ops
-from ..backends import place_like
+from ..backends import share_like
 from .kv_cache import TokenBatch
 from .linear import freeze
 from .rope import rope_frequencies
@@ -95,7 +95,7 @@ class Rotary:
     def _build(inv_freq: np.ndarray, scaling: float, n_positions: int, like) -> tuple[np.ndarray, np.ndarray]:
         """float32 cos and sin tables, computed on the host, placed with array `like` (None: host)."""
         tables = ops.rotary_tables(inv_freq, n_positions, scaling)
-        return tuple(freeze(t if like is None else place_like(t, like)) for t in tables)
+        return tuple(freeze(t if like is None else share_like(t, like)) for t in tables)
 
     def _on_device(self, move) -> Rotary:
         """The device twin (`models.device.to_device`): tables moved in float32 (the rotary kernel reads float32

@@ -47,7 +47,10 @@ def to_device(model, device_index: int = 0, dtype: str = "float32"):
         return cupy.ascontiguousarray(cupy.asarray(a, dtype=as_type or DTYPES[dtype]))
 
     with cupy.cuda.Device(device_index):
-        return _twin(model, move, {})
+        twin = _twin(model, move, {})
+        # The copies ran on this thread's stream; the workers read them from their own streams.
+        cupy.cuda.runtime.deviceSynchronize()
+    return twin
 
 
 def _twin(obj, move, memo: dict[int, object]):
