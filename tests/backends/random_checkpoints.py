@@ -9,7 +9,8 @@ neither, and the GPU tests and `benchmarks/gpu_check.py` build their models here
 
 Weights are N(0, 1/fan_in) (norms near 1, biases small), so activations stay O(1) through the
 layers and the logits are spread: greedy decoding has no near-ties for float32 to break differently.
-Defaults are tiny; the benchmark passes the OPUS-MT shape.
+Defaults are tiny; the benchmark passes the OPUS-MT shape. `greedy(model, name)` decodes the
+parity inputs of the decoders (`SOURCES` for Marian, `PROMPTS` for GPT-2 and Llama).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
+
+from aiotranslate.decoding import DecodingOptions, decode
+from aiotranslate.decoding.search import pad
 
 
 class _Weights:
@@ -152,3 +156,27 @@ def bert(directory, *, d_model=24, layers=2, heads=3, ffn=48, vocab=61, max_posi
 
 
 BUILDERS = {"marian": marian, "gpt2": gpt2, "llama": llama}  # the decoders of the parity tests
+
+SOURCES = [[5, 6, 7, 8, 0], [9, 10, 0], [11, 12, 13, 14, 15, 16, 17, 0]]  # Marian: eos 0
+PROMPTS = [[1, 5, 6], [1, 7], [1, 8, 9, 10, 11, 12]]  # GPT-2, Llama: bos 1, eos 2
+END_IDS = {"marian": (0,), "gpt2": (2,), "llama": (2,)}
+MAX_LENGTH = 24
+
+
+def greedy(model, name: str) -> list[list[int]]:
+    options = DecodingOptions(max_length=MAX_LENGTH, end_ids=END_IDS[name])
+    if name == "marian":
+        ids, lengths = pad(SOURCES)
+        state = model.encode(ids, lengths)
+        start = [[model.decoder_start_token_id]] * len(SOURCES)
+    else:
+        state = model.new_state(len(PROMPTS))
+        start = PROMPTS
+    return [result.hypotheses[0] for result in decode(model, state, start, options)]
+
+
+def agreement(got: list[list[int]], want: list[list[int]]) -> float:
+    """Fraction of positions (over the longer of each pair) holding the same token."""
+    same = sum(a == b for g, w in zip(got, want) for a, b in zip(g, w))
+    return same / sum(max(len(g), len(w)) for g, w in zip(got, want))
+

@@ -12,45 +12,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gpu_support import cupy, requires_gpu
-from random_checkpoints import BUILDERS, bert
+from random_checkpoints import BUILDERS, MAX_LENGTH, PROMPTS, SOURCES, agreement, bert, greedy
 
 from aiotranslate import Encoder, Generator, Translator
 from aiotranslate.backends import is_cuda_array
-from aiotranslate.decoding import DecodingOptions, decode
-from aiotranslate.decoding.search import pad
 from aiotranslate.models import load_model
 from aiotranslate.models.device import to_device
 
 pytestmark = requires_gpu
-
-SOURCES = [[5, 6, 7, 8, 0], [9, 10, 0], [11, 12, 13, 14, 15, 16, 17, 0]]  # Marian: eos 0
-PROMPTS = [[1, 5, 6], [1, 7], [1, 8, 9, 10, 11, 12]]  # GPT-2, Llama: bos 1, eos 2
-END_IDS = {"marian": (0,), "gpt2": (2,), "llama": (2,)}
-MAX_LENGTH = 24
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("random-checkpoints")
     return {name: build(root / name) for name, build in {**BUILDERS, "bert": bert}.items()}
-
-
-def greedy(model, name: str) -> list[list[int]]:
-    options = DecodingOptions(max_length=MAX_LENGTH, end_ids=END_IDS[name])
-    if name == "marian":
-        ids, lengths = pad(SOURCES)
-        state = model.encode(ids, lengths)
-        start = [[model.decoder_start_token_id]] * len(SOURCES)
-    else:
-        state = model.new_state(len(PROMPTS))
-        start = PROMPTS
-    return [result.hypotheses[0] for result in decode(model, state, start, options)]
-
-
-def agreement(got: list[list[int]], want: list[list[int]]) -> float:
-    """Fraction of positions (over the longer of each pair) holding the same token."""
-    same = sum(a == b for g, w in zip(got, want) for a, b in zip(g, w))
-    return same / sum(max(len(g), len(w)) for g, w in zip(got, want))
 
 
 @pytest.mark.parametrize("dtype, bar", [("float32", 1.0), ("float16", 0.9)])
