@@ -29,10 +29,9 @@ def namespace(x, name: str):
     raise TypeError(f"{name} must be a numpy or cupy array, got {type(x).__name__}")
 
 
-def _same_namespace(xp, like, name: str) -> None:
-    if namespace(like, "x") is not xp:
-        where = "cupy (GPU)" if xp is not np else "numpy (CPU)"
-        raise TypeError(f"{name} is a {where} array but the op's input is not: move both to one device")
+def _mixed(name: str, host: bool) -> TypeError:
+    where = "numpy (CPU)" if host else "cupy (GPU)"
+    return TypeError(f"{name} is a {where} array but the op's input is not: move both to one device")
 
 
 def float_array(x, name: str, like=None, *, dtype=None, strided_rows: bool = False):
@@ -42,11 +41,14 @@ def float_array(x, name: str, like=None, *, dtype=None, strided_rows: bool = Fal
 
     strided_rows keeps a view whose last axis alone is contiguous, such as a KV-cache slice
     (G, T, D) of a (G, T_max, D) buffer: the kernel takes the outer strides as leading dimensions."""
-    xp = namespace(x, name)
+    host = isinstance(x, np.ndarray)  # the CPU path: plain isinstance checks, no lookups
+    if not host:
+        namespace(x, name)  # a cupy array, or a TypeError
     if like is not None:
-        _same_namespace(xp, like, name)
+        if isinstance(like, np.ndarray) is not host:
+            raise _mixed(name, host)
         dtype = like.dtype if dtype is None else dtype
-    floats = HOST_FLOATS if xp is np else DEVICE_FLOATS
+    floats = HOST_FLOATS if host else DEVICE_FLOATS
     if x.dtype.type not in floats:
         names = " or ".join(np.dtype(t).name for t in floats)
         raise TypeError(f"{name} must be {names}, got {x.dtype}")
@@ -54,7 +56,7 @@ def float_array(x, name: str, like=None, *, dtype=None, strided_rows: bool = Fal
         raise TypeError(f"{name} has dtype {x.dtype}, expected {np.dtype(dtype)} like the input")
     if strided_rows and x.ndim and x.strides[-1] == x.itemsize and min(x.strides) >= 0:
         return x
-    return xp.ascontiguousarray(x)
+    return np.ascontiguousarray(x) if host else get_array_module(x).ascontiguousarray(x)
 
 
 def host_array(x, name: str, op: str) -> None:
@@ -112,11 +114,14 @@ def writable_contiguous(x) -> bool:
 def output(out, name: str, expected: tuple[int, ...], dtype, like=None):
     """A caller-owned output (checked: namespace of `like`, shape, dtype, C-contiguous, writable) or
     a new one in that namespace (numpy when like is None)."""
-    xp = np if like is None else namespace(like, "x")
+    host = like is None or isinstance(like, np.ndarray)
     if out is None:
-        return xp.empty(expected, dtype=dtype)
-    if namespace(out, name) is not xp:
-        raise TypeError(f"{name} must be a {xp.__name__} array like the op's input, got {type(out).__name__}")
+        return np.empty(expected, dtype=dtype) if host else get_array_module(like).empty(expected, dtype=dtype)
+    out_host = isinstance(out, np.ndarray)
+    if not out_host:
+        namespace(out, name)  # a cupy array, or the TypeError that says what it is
+    if out_host is not host:
+        raise _mixed(name, out_host)
     if out.dtype != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
     if out.shape != expected:
