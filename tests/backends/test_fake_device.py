@@ -105,3 +105,19 @@ def test_unload_and_load_on_the_device(fake_gpu, checkpoints):
         assert translator._cpu_copy.replicas == {}
         translator.load_model()
         assert translator.submit_translate_batch(SOURCES, max_decoding_length=8).result() == want
+
+
+def test_ops_refuse_to_mix_host_and_device_arrays(fake_gpu):
+    from aiotranslate import ops
+
+    host = np.zeros((2, 4), dtype=np.float32)
+    device = fake_cupy.asarray(host)
+    with pytest.raises(TypeError, match="w is a numpy"):
+        ops.linear(device, np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(TypeError, match="out is a numpy"):
+        ops.softmax(device, out=np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(TypeError, match="mask is a cupy"):
+        ops.softmax(host, mask=device)
+    with pytest.raises(TypeError, match="lengths is a cupy"):
+        ops.softmax(host, lengths=fake_cupy.asarray(np.array([4, 4], dtype=np.int32)))
+    assert is_cuda_array(ops.softmax(device, lengths=[4, 2]))  # host lengths move to the device
