@@ -13,8 +13,7 @@ GPU share its copy, and `LoadedModel.release` frees those copies when the engine
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,8 @@ class LoadedModel:
     def to_devices(self) -> None:
         """Copy the host model once to each listed GPU (a no-op on the CPU or when copied)."""
         if self.device == "cuda" and not self.replicas:
-            self.replicas = {i: to_device(self.model, i, self.compute_type) for i in dict.fromkeys(self.device_indices)}
+            gpus = dict.fromkeys(self.device_indices)  # each GPU once, in order
+            self.replicas = {i: to_device(self.model, i, self.compute_type) for i in gpus}
 
     def release(self) -> None:
         """Drop the GPU copies and free the CuPy memory pools of their devices; the host model stays.
