@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import host_float32
 from ..decoding import decode, score_sequences
 from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
@@ -49,7 +50,7 @@ class Generator(ModelEngine):
 
     @property
     def num_generators(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     @property
     def end_token_ids(self) -> tuple[int, ...]:
@@ -229,7 +230,7 @@ class Generator(ModelEngine):
     # -- worker side ---------------------------------------------------------------------------
 
     def _run_batch(self, context, requests: list[Request]) -> None:
-        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        model, tokenizer = self._model(context), self._loaded.tokenizer
         prompts = [p for r in requests for p in r.examples]
         kind = requests[0].key[0]
         router = StepRouter(requests)
@@ -241,7 +242,7 @@ class Generator(ModelEngine):
         elif kind == "forward":
             state = model.new_state(len(prompts), context.n_threads)
             ids, lengths = pad(prompts)
-            logits = model.decode(state, ids, lengths, all_logits=True)
+            logits = host_float32(model.decode(state, ids, lengths, all_logits=True))
             outputs = [np.array(logits[b, : len(p)]) for b, p in enumerate(prompts)]
         else:
             options = replace(requests[0].options, n_threads=context.n_threads)

@@ -50,7 +50,7 @@ class Translator(ModelEngine):
 
     @property
     def num_translators(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     # -- request building (caller side) --------------------------------------------------------
 
@@ -238,7 +238,7 @@ class Translator(ModelEngine):
     # -- worker side ---------------------------------------------------------------------------
 
     def _run_batch(self, context, requests: list[Request]) -> None:
-        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        model, tokenizer = self._model(context), self._loaded.tokenizer
         examples = [ex for r in requests for ex in r.examples]
         src, lengths = pad([ex[0] for ex in examples])
         state = model.encode(src, lengths, n_threads=context.n_threads)

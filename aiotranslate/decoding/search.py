@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..backends import host_float32
 from ..models.base import DecoderModel, DecoderState
 from ..results import GenerationStepResult
 from .options import DecodingOptions
@@ -135,18 +136,23 @@ class Limits:
         return self.returned_prefix(row) + len(path.tokens) - 1
 
 
-def run_decoder(model, state, ids, lengths, with_attention: bool):
-    """model.decode, and (B, T, S) attention when asked for and the model can give it (else None)."""
+def run_decoder(model, state, ids, lengths, with_attention: bool, on_host: bool = True):
+    """model.decode, and (B, T, S) attention when asked for and the model can give it (else None).
+
+    The searches read float32 logits on the host: a model on a GPU hands over its (B, V) logits
+    here, once per step (the device-to-host copy of a step, with the attention if asked). With
+    on_host=False they stay where the model made them (greedy search picks the best token there)."""
     if with_attention and supports_attention(model):
         logits, attention = model.decode_with_attention(state, ids, lengths)
-        return np.asarray(logits, dtype=np.float32), attention
-    return np.asarray(model.decode(state, ids, lengths), dtype=np.float32), None
+    else:
+        logits, attention = model.decode(state, ids, lengths), None
+    return (host_float32(logits) if on_host else logits), attention
 
 
-def decode_step(model, state, tokens: Sequence[int], options: DecodingOptions):
+def decode_step(model, state, tokens: Sequence[int], options: DecodingOptions, on_host: bool = True):
     """Append one token to every row: next-token logits (R, V) and attention (R, S) or None."""
     ids = np.asarray(tokens, dtype=np.int32).reshape(-1, 1)
-    logits, attention = run_decoder(model, state, ids, None, wants_attention(options))
+    logits, attention = run_decoder(model, state, ids, None, wants_attention(options), on_host)
     return logits, None if attention is None else attention[:, 0]
 
 
