@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
 from ..runtime import BatchLimits, Request
 from . import inputs
-from .batching import StepRouter, complete, gather_in_order, token_names
+from .batching import StepRouter, complete, continuous, gather_in_order, run_continuous, token_names
 from .engine import Engine
 from .loading import open_model
 from .streaming import TokenStream
@@ -160,10 +161,12 @@ class Generator(Engine):
         return out[0] if single else out
 
     def generate_tokens(self, prompt, **options) -> TokenStream:
-        """Stream one prompt's continuation (greedy or sampling) token by token:
+        """Stream one prompt's continuation token by token:
         `async with generator.generate_tokens(p) as steps: async for step in steps`.
-        Leaving the block stops decoding at the next step. The last step of a sequence that
-        ended is its end token (one of `end_token_ids`, with empty text)."""
+        Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
+        soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
+        stops decoding at the next step. The last step of a sequence that ended is its end token
+        (one of `end_token_ids`, with empty text)."""
         return self._token_stream(prompt, options, nowait=False)
 
     def generate_tokens_nowait(self, prompt, **options) -> TokenStream:
@@ -172,8 +175,8 @@ class Generator(Engine):
         return self._token_stream(prompt, options, nowait=True)
 
     def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:
-        if "beam_size" in options or "num_hypotheses" in options:
-            raise TypeError("generate_tokens decodes one greedy or sampled sequence: no beam_size")
+        if "num_hypotheses" in options or "return_alternatives" in options:
+            raise TypeError("generate_tokens streams one sequence: no num_hypotheses or return_alternatives")
         options = {"return_scores": True, **options}
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
             "tokens", [prompt], on_step=push, **options
@@ -198,34 +201,48 @@ class Generator(Engine):
 
     def _run_batch(self, context, requests: list[Request]) -> None:
         model, tokenizer = self._loaded.model, self._loaded.tokenizer
-        prompts = [p for r in requests for p in r.examples]
         kind = requests[0].key[0]
-        router = StepRouter(requests)
+        if kind not in ("score", "forward"):
+            options = replace(requests[0].options, n_threads=context.n_threads)
+            start, outputs = partial(self._start_generation, options=options), partial(self._outputs, kind)
+            if continuous(options):
+                run_continuous(requests, model, options, start, outputs, self._pool.take_joiners)
+                return
+            state, prompts, options = start(requests)
+            router = StepRouter(requests)
+            results = decode(model, state, prompts, options, router.on_step, router.should_stop)
+            complete(requests, outputs(results), router)
+            return
+        prompts = [p for r in requests for p in r.examples]
+        state = model.new_state(len(prompts), context.n_threads)
         if kind == "score":
-            state = model.new_state(len(prompts), context.n_threads)
             log_probs = score_sequences(model, state, prompts, n_threads=context.n_threads)
             tokens = token_names(tokenizer, [p[1:] for p in prompts])
             outputs = [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)]
-        elif kind == "forward":
-            state = model.new_state(len(prompts), context.n_threads)
+        else:
             ids, lengths = pad(prompts)
             logits = model.decode(state, ids, lengths, all_logits=True)
             outputs = [np.array(logits[b, : len(p)]) for b, p in enumerate(prompts)]
-        else:
-            options = replace(requests[0].options, n_threads=context.n_threads)
-            longest = max(len(p) for p in prompts) + len(options.static_prompt)
-            if model.max_positions is not None:  # learned positions: stop at the table's end
-                # max_length counts the returned tokens, the prompt among them when it is returned.
-                used = len(options.static_prompt) if options.return_prefix else longest
-                options = replace(options, max_length=max(1, min(options.max_length, model.max_positions - used)))
-            capacity = longest + options.max_length
-            state = model.new_state(len(prompts), context.n_threads, capacity=capacity)
-            results = decode(model, state, prompts, options, router)
-            if kind == "text":
-                outputs = tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results])
-            else:
-                outputs = [
-                    GenerationResult(token_names(tokenizer, r.hypotheses), r.hypotheses, r.scores, r.logits)
-                    for r in results
-                ]
-        complete(requests, outputs, router)
+        complete(requests, outputs)
+
+    def _start_generation(self, requests: list[Request], options):
+        """A decoding start for these requests: an empty state sized for them, their prompts, and
+        the options with max_length held within a learned position table."""
+        model = self._loaded.model
+        prompts = [p for r in requests for p in r.examples]
+        longest = max(len(p) for p in prompts) + len(options.static_prompt)
+        if model.max_positions is not None:  # learned positions: stop at the table's end
+            # max_length counts the returned tokens, the prompt among them when it is returned.
+            used = len(options.static_prompt) if options.return_prefix else longest
+            options = replace(options, max_length=max(1, min(options.max_length, model.max_positions - used)))
+        state = model.new_state(len(prompts), options.n_threads, capacity=longest + options.max_length)
+        return state, prompts, options
+
+    def _outputs(self, kind: str, results) -> list:
+        tokenizer = self._loaded.tokenizer
+        if kind == "text":
+            return tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results])
+        return [
+            GenerationResult(token_names(tokenizer, r.hypotheses), r.hypotheses, r.scores, r.logits)
+            for r in results
+        ]

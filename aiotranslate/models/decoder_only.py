@@ -72,6 +72,15 @@ class DecoderOnlyState:
         self._lengths = self._lengths[rows]
         self.last_hidden = self.last_hidden[rows]
 
+    def extend(self, other: DecoderOnlyState) -> None:
+        """Append the rows of `other` (a state of the same model) after ours, in place: sequences
+        joining a running batch (continuous batching). `other` must not be used afterwards."""
+        used, other_used = int(self._lengths.max(initial=0)), int(other._lengths.max(initial=0))
+        for cache, theirs in zip(self.caches, other.caches, strict=True):
+            cache.extend(theirs, used, other_used)
+        self._lengths = np.concatenate([self._lengths, other._lengths])
+        self.last_hidden = np.concatenate([self.last_hidden, other.last_hidden])
+
 
 class DecoderOnlyModel:
     """Embeddings (+ learned positions), pre-norm blocks, final norm and LM head."""

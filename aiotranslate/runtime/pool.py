@@ -6,6 +6,11 @@ GPU its CUDA stream); the model weights behind the contexts are shared read-only
 the rest of the contract: cancelled or expired requests never reach `run_batch`; an exception
 fails only the request that caused it (a failed batch is re-run request by request to find it);
 a worker never dies of a bad request.
+
+Continuous batching: while `run_batch` decodes, it may call `take_joiners(requests, ...)` between
+steps; compatible requests waiting in the queue are started and appended to its `requests` list,
+so that the pool accounts for them (and re-runs them alone if the batch fails) like the others.
+`run_batch` completes each request as soon as it is done; the batch ends when none is left.
 """
 
 from __future__ import annotations
@@ -94,7 +99,22 @@ class WorkerPool:
                     self._batches_run += 1
                     self._examples_run += sum(len(r) for r in live)
                     self._batch_sizes.append(sum(len(r) for r in live))
-                    self._latencies.extend(now - r.submitted_at for r in live)
+                    self._latencies.extend((r.finished_at or now) - r.submitted_at for r in live)
+
+    def take_joiners(self, batch: list[Request], running: int) -> list[Request]:
+        """Start the queued requests that may join `batch` (same key, ahead of any other key) while
+        its `running` examples and theirs stay within the batch's max_examples (max_tokens bounds the
+        first batch only), append them to `batch` and return them."""
+        room = self._limits.max_examples - running
+        if self._limits.max_examples and room <= 0:
+            return []
+        taken = self._queue.take(batch[0].key, max(room, 0))
+        live = [r for r in taken if self._start(r)]
+        if live:
+            with self._lock:
+                self._active.update(live)
+            batch.extend(live)
+        return live
 
     @staticmethod
     def _start(request: Request) -> bool:
