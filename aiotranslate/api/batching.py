@@ -6,7 +6,9 @@ deadline); `complete` hands each request its slice of the outputs; `gather_in_or
 sub-batches of one call back in input order.
 
 Scheduler. The pool forms a first batch from the queue (the oldest request and every compatible
-one, i.e. same key: operation and decoding options, within `max_examples`). Beam search, scoring,
+one, i.e. same key, within `max_examples`). The key is the operation and the decoding options, but
+for continuous decoding only the options that choose tokens (`batch_key`): requests that differ in
+lengths, seed or what they return share a batch. Beam search, scoring,
 attention and alternatives run it as a static batch. Greedy and sampling decoding run it
 continuously (`run_continuous`), one loop per worker:
 
@@ -33,7 +35,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from ..decoding import DecodingOptions, DecodingResult, Finished, GreedySearch, begin, collect, wants_attention
+from ..decoding import (
+    DecodingOptions,
+    DecodingResult,
+    Finished,
+    GreedySearch,
+    begin,
+    collect,
+    shared_options,
+    wants_attention,
+)
 from ..results import GenerationStepResult
 from ..runtime import Request
 
@@ -77,8 +88,9 @@ def complete(requests: list[Request], outputs: list, router: StepRouter | None =
             r.set_result(part)
 
 
-# A cohort's model start: its requests -> (state holding one row per example, start tokens, options).
-Start = Callable[[list[Request]], tuple[Any, list[list[int]], DecodingOptions]]
+# A cohort's model start: (its requests, their options) -> (state holding one row per example, start
+# tokens, the options to decode them with).
+Start = Callable[[list[Request], DecodingOptions], tuple[Any, list[list[int]], DecodingOptions]]
 # The outputs of examples from their decoding results.
 Outputs = Callable[[list[DecodingResult]], list]
 
@@ -86,6 +98,12 @@ Outputs = Callable[[list[DecodingResult]], list]
 def continuous(options: DecodingOptions) -> bool:
     """Whether decoding with these options runs continuously (else as a static batch)."""
     return options.beam_size == 1 and not options.return_alternatives and not wants_attention(options)
+
+
+def batch_key(kind: str, options: DecodingOptions) -> tuple:
+    """The key of a decoding request: requests with equal keys may share a batch. Continuous
+    decoding lets requests that differ in per-row options only (max_length, seed, ...) share one."""
+    return (kind, shared_options(options) if continuous(options) else options)
 
 
 def run_continuous(
@@ -102,8 +120,8 @@ def run_continuous(
     search = GreedySearch(model, options)
     cohort = list(requests)
     while True:
-        if cohort:
-            _join(search, model, cohort, start, outputs)
+        for same in _by_options(cohort):
+            _join(search, model, same, replace(same[0].options, n_threads=options.n_threads), start, outputs)
         if not search.num_rows:
             return
         for finished in search.step():
@@ -141,11 +159,19 @@ class _Cohort:
         return collect(self.model, self.options, len(request), mine)
 
 
-def _join(search: GreedySearch, model, cohort: list[Request], start: Start, outputs: Outputs) -> None:
-    """Start the cohort's rows and add them to the search; a cohort that fails to start is retried
-    request by request, so that only the culprit fails."""
+def _by_options(requests: list[Request]) -> list[list[Request]]:
+    """The requests grouped by their options (first-seen order): a group starts in one call."""
+    groups: dict[DecodingOptions, list[Request]] = {}
+    for r in requests:
+        groups.setdefault(r.options, []).append(r)
+    return list(groups.values())
+
+
+def _join(search: GreedySearch, model, cohort: list[Request], options, start: Start, outputs: Outputs) -> None:
+    """Start the cohort's rows (equal options) and add them to the search; a cohort that fails to
+    start is retried request by request, so that only the culprit fails."""
     try:
-        state, start_tokens, options = start(cohort)
+        state, start_tokens, options = start(cohort, options)
         router = StepRouter(cohort)
         seed_ids = [i for r in cohort for i in range(len(r))]
         started = begin(model, state, start_tokens, options, router.on_step, router.should_stop, seed_ids)
@@ -158,7 +184,7 @@ def _join(search: GreedySearch, model, cohort: list[Request], start: Start, outp
             cohort[0].set_exception(exc)
             return
         for r in cohort:
-            _join(search, model, [r], start, outputs)
+            _join(search, model, [r], options, start, outputs)
         return
     for f in finished:
         _deliver(f, outputs)

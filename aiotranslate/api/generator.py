@@ -27,7 +27,7 @@ from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
 from ..runtime import BatchLimits, Request
 from . import inputs
-from .batching import StepRouter, complete, continuous, gather_in_order, run_continuous, token_names
+from .batching import StepRouter, batch_key, complete, continuous, gather_in_order, run_continuous, token_names
 from .engine import Engine
 from .loading import open_model
 from .streaming import TokenStream
@@ -115,7 +115,7 @@ class Generator(Engine):
         )
         batches = inputs.split_batches([len(p) for p in ids], max_batch_size, batch_type)
         requests = [
-            Request((kind, decoding), [ids[i] for i in idx], decoding,
+            Request(batch_key(kind, decoding), [ids[i] for i in idx], decoding,
                     num_tokens=sum(len(ids[i]) for i in idx), on_step=on_step, timeout=timeout)
             for idx in batches
         ]
@@ -204,11 +204,11 @@ class Generator(Engine):
         kind = requests[0].key[0]
         if kind not in ("score", "forward"):
             options = replace(requests[0].options, n_threads=context.n_threads)
-            start, outputs = partial(self._start_generation, options=options), partial(self._outputs, kind)
+            outputs = partial(self._outputs, kind)
             if continuous(options):
-                run_continuous(requests, model, options, start, outputs, self._pool.take_joiners)
+                run_continuous(requests, model, options, self._start_generation, outputs, self._pool.take_joiners)
                 return
-            state, prompts, options = start(requests)
+            state, prompts, options = self._start_generation(requests, options)
             router = StepRouter(requests)
             results = decode(model, state, prompts, options, router.on_step, router.should_stop)
             complete(requests, outputs(results), router)

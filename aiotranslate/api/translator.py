@@ -27,7 +27,7 @@ from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
 from ..runtime import BatchLimits, Request
 from . import inputs
-from .batching import StepRouter, complete, continuous, gather_in_order, run_continuous, token_names
+from .batching import StepRouter, batch_key, complete, continuous, gather_in_order, run_continuous, token_names
 from .engine import Engine
 from .loading import open_model
 from .streaming import TokenStream
@@ -115,7 +115,7 @@ class Translator(Engine):
         )
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
         requests = [
-            Request((kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
+            Request(batch_key(kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
                     num_tokens=sum(len(sources[i]) for i in idx), on_step=on_step, timeout=timeout)
             for idx in batches
         ]
@@ -212,28 +212,32 @@ class Translator(Engine):
     def _run_batch(self, context, requests: list[Request]) -> None:
         kind = requests[0].key[0]
         if kind == "score":
-            state, _, _ = self._encode(requests, None, context.n_threads)
-            sequences = [ex[1] for r in requests for ex in r.examples]
+            state, sequences = self._encode(requests, context.n_threads)
             log_probs = score_sequences(self._loaded.model, state, sequences, n_threads=context.n_threads)
             tokens = token_names(self._loaded.tokenizer, [s[1:] for s in sequences])
             complete(requests, [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)])
             return
         options = replace(requests[0].options, n_threads=context.n_threads)
-        start, outputs = partial(self._encode, options=options, n_threads=context.n_threads), partial(self._outputs, kind)
+        outputs = partial(self._outputs, kind)
         if continuous(options):
-            run_continuous(requests, self._loaded.model, options, start, outputs, self._pool.take_joiners)
+            run_continuous(requests, self._loaded.model, options, self._start_translation, outputs,
+                           self._pool.take_joiners)
             return
-        state, start_tokens, options = start(requests)
+        state, start_tokens, options = self._start_translation(requests, options)
         router = StepRouter(requests)
         results = decode(self._loaded.model, state, start_tokens, options, router.on_step, router.should_stop)
         complete(requests, outputs(results), router)
 
-    def _encode(self, requests: list[Request], options, n_threads: int):
-        """The encoder state of these requests' sources, their decoder start tokens, the options."""
+    def _encode(self, requests: list[Request], n_threads: int):
+        """The encoder state of these requests' sources, and their target sides."""
         examples = [ex for r in requests for ex in r.examples]
         src, lengths = pad([ex[0] for ex in examples])
-        state = self._loaded.model.encode(src, lengths, n_threads=n_threads)
-        return state, [ex[1] for ex in examples], options
+        return self._loaded.model.encode(src, lengths, n_threads=n_threads), [ex[1] for ex in examples]
+
+    def _start_translation(self, requests: list[Request], options):
+        """A decoding start for these requests: their encoder state and decoder start tokens."""
+        state, start_tokens = self._encode(requests, options.n_threads)
+        return state, start_tokens, options
 
     def _outputs(self, kind: str, results) -> list:
         tokenizer = self._loaded.tokenizer

@@ -21,7 +21,7 @@ which was chosen: `options` (lengths), `search` (scores), `beam` (finishing), `p
 """
 
 from .decode import begin, collect, decode
-from .greedy import Finished, GreedySearch
+from .greedy import Finished, GreedySearch, shared_options
 from .options import DecodingOptions, truncate_input
 from .scoring import score_sequences
 from .search import AttentionDecoderModel, DecodingResult, StepHook, StopCheck, wants_attention
@@ -38,6 +38,7 @@ __all__ = [
     "collect",
     "decode",
     "score_sequences",
+    "shared_options",
     "truncate_input",
     "wants_attention",
 ]

@@ -8,14 +8,16 @@ one, or a draw), reports it to the step hook, and drops the rows that finished f
 another prefilled state (`state.extend`) with their first logits, and `step` returns the rows that
 finished, so that a caller can deliver them at once. A row's tokens depend only on its own logits,
 generator and limits, never on the rows beside it: joining changes which rows share a decode call,
-not what they decode.
+not what they decode. Rows added together share their options; rows added apart may differ in the
+options that act on one row only (`ROW_OPTIONS`: lengths, start, seed, what is returned), not in how
+tokens are chosen (`shared_options` is what they must have in common).
 
 Not here: several hypotheses per example (the caller replicates rows), beam search, the queue.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,19 @@ from .search import (
     report,
     split_started,
 )
+
+
+ROW_OPTIONS = (
+    "max_length", "min_length", "return_prefix", "return_end_token", "static_prompt", "seed",
+    "return_logits_vocab", "length_penalty",
+)  # fmt: skip
+
+
+def shared_options(options: DecodingOptions) -> DecodingOptions:
+    """`options` with the ROW_OPTIONS at their defaults: rows whose options give equal shared
+    options may decode in one search."""
+    defaults = DecodingOptions()
+    return replace(options, **{name: getattr(defaults, name) for name in ROW_OPTIONS})
 
 
 @dataclass
@@ -91,8 +106,10 @@ class GreedySearch:
         options: DecodingOptions | None = None,
     ) -> list[Finished]:
         """Let the rows of `start` (`state` holds exactly them, prefilled) join at the next step;
-        returns those that need no decoding. `options`: these rows' own, when their lengths differ
-        from the search's (the searches' other options must be equal)."""
+        returns those that need no decoding. `options`: these rows' own, if they differ from the
+        search's in ROW_OPTIONS (and no others)."""
+        if options is not None and shared_options(options) != shared_options(self.options):
+            raise ValueError("rows added to a search may differ from it in ROW_OPTIONS only")
         limits = Limits(options or self.options)
         live, logits, attention, finished = split_started(state, start, limits)
         done = [Finished(tag, r, h) for r, h in finished.items()]
@@ -129,7 +146,7 @@ class GreedySearch:
             e.path = e.path.child(
                 token,
                 e.path.log_prob + (log_prob or 0.0),
-                logits[i] if options.return_logits_vocab else None,
+                logits[i] if e.limits.options.return_logits_vocab else None,
                 None if self._attention is None else self._attention[i],
                 log_prob,
             )
