@@ -5,28 +5,30 @@ back to its request (its stream) and answers the per-step stop question (cancell
 deadline); `complete` hands each request its slice of the outputs; `gather_in_order` puts the
 sub-batches of one call back in input order.
 
-Scheduler. The pool forms a first batch from the queue (the oldest request and every compatible
-one, i.e. same key, within `max_examples`). The key is the operation and the decoding options, but
-for continuous decoding only the options that choose tokens (`batch_key`): requests that differ in
-lengths, seed or what they return share a batch. Beam search, scoring,
-attention and alternatives run it as a static batch. Greedy and sampling decoding run it
-continuously (`run_continuous`), one loop per worker:
+Scheduler. The pool forms a first batch from the queue: the oldest request and every queued one
+with the same key, within `max_examples`. The key is the operation and the decoding options; for
+continuous decoding only the options that choose tokens (`batch_key`), so that requests differing
+in lengths, seed or what they return share a batch. Beam search, scoring, attention and
+alternatives run the batch as it is (static). Greedy and sampling decoding run it continuously
+(`run_continuous`), one loop per worker:
 
     cohort = first batch
-    loop:  start(cohort): encode sources / new state, prefill   -> rows join the GreedySearch
+    loop:  start(cohort): encode sources / new state, prefill   -> its rows join the GreedySearch
            search.step(): one token for every row               -> a request whose rows all ended
                                                                     is completed at once
            cohort = pool.take_joiners(...)                       -> compatible requests queued
-                                                                    meanwhile (none: empty)
+                                                                    meanwhile (or none)
     until no row is left
 
-so a short request queued behind a long one starts at the next step and leaves when it is done. A
-cohort's rows are appended to the running state (`state.extend`: KV caches, encoder memory); rows
-that end are dropped from it, so the batch is always exactly the live sequences, at most
+so a short request queued while a long one decodes starts at the next step and leaves when it is
+done. A cohort's rows are appended to the running state (`state.extend`: KV caches, encoder
+memory) and rows that end are dropped from it: the batch is always the live sequences, at most
 `max_examples` examples. Joining takes only the requests ahead of the first incompatible one in the
 queue, so that one is served next (the batch stops growing, drains, and the worker takes it). A
-request's tokens do not depend on its batch mates: rows keep their own limits (learned positions
-cap max_length per request) and sampling generators keyed by their index in their own request.
+request's tokens do not depend on its batch mates (up to float rounding of a differently shaped
+matrix product): rows keep their own limits (learned positions cap max_length per request) and
+sampling generators keyed by their index in their own request. A state that cannot take rows (no
+`extend`: tensor-parallel and Bergamot models) decodes its first batch alone.
 """
 
 from __future__ import annotations
@@ -112,11 +114,11 @@ def run_continuous(
     options: DecodingOptions,
     start: Start,
     outputs: Outputs,
-    take_joiners: Callable[[list[Request], int], list[Request]],
+    take_joiners: Callable[[list[Request]], list[Request]],
 ) -> None:
     """Decode `requests` (greedy or sampling, same key) and every request that joins them, as the
-    module docstring describes; each is completed as soon as its rows have ended. `take_joiners(
-    requests, running_examples)` appends the joiners to `requests` (the pool's list) and returns them."""
+    module docstring describes; each is completed as soon as its rows have ended.
+    `take_joiners(requests)` (the pool's) updates `requests` and returns the joiners."""
     search = GreedySearch(model, options)
     cohort = list(requests)
     while True:
@@ -126,9 +128,8 @@ def run_continuous(
             return
         for finished in search.step():
             _deliver(finished, outputs)
-        running = sum(len(r) for r in requests if not r.future.done())
         # A state that cannot take rows (a tensor-parallel or Bergamot model) decodes its batch alone.
-        cohort = take_joiners(requests, running) if callable(getattr(type(search.state), "extend", None)) else []
+        cohort = take_joiners(requests) if callable(getattr(type(search.state), "extend", None)) else []
 
 
 class _Cohort:
@@ -171,13 +172,13 @@ def _join(search: GreedySearch, model, cohort: list[Request], options, start: St
     """Start the cohort's rows (equal options) and add them to the search; a cohort that fails to
     start is retried request by request, so that only the culprit fails."""
     try:
-        state, start_tokens, options = start(cohort, options)
+        state, start_tokens, rows_options = start(cohort, options)
         router = StepRouter(cohort)
         seed_ids = [i for r in cohort for i in range(len(r))]
-        started = begin(model, state, start_tokens, options, router.on_step, router.should_stop, seed_ids)
-        tag = _Cohort(cohort, router, started.rows, options, model)
+        started = begin(model, state, start_tokens, rows_options, router.on_step, router.should_stop, seed_ids)
+        tag = _Cohort(cohort, router, started.rows, rows_options, model)
         finished = search.add(
-            state, started, on_step=router.on_step, should_stop=router.should_stop, tag=tag, options=options
+            state, started, on_step=router.on_step, should_stop=router.should_stop, tag=tag, options=rows_options
         )
     except Exception as exc:  # noqa: BLE001 - one bad request must not fail the batch
         if len(cohort) == 1:

@@ -47,7 +47,7 @@ def decode(
     else:
         per_row_hypotheses = 1 if options.return_alternatives else options.num_hypotheses
         per_row = beam_search(model, state, start, options, per_row_hypotheses, on_step, should_stop)
-    return collect(model, options, len(start_tokens), ((row.batch_id, found) for row, found in zip(start.rows, per_row)))
+    return collect(model, options, len(start_tokens), [(row.batch_id, h) for row, h in zip(start.rows, per_row)])
 
 
 def begin(

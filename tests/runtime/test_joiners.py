@@ -9,7 +9,8 @@ from aiotranslate.runtime import AdmissionQueue, BatchLimits, Request, WorkerPoo
 
 def test_take_stops_at_the_first_other_key_and_within_the_limit():
     queue = AdmissionQueue(0)
-    a1, a2, a3, b, a4 = Request("a", [1, 2]), Request("a", [3]), Request("a", [4, 5]), Request("b", [6]), Request("a", [7])
+    a1, a2, a3, b, a4 = (Request(key, examples) for key, examples in
+                         [("a", [1, 2]), ("a", [3]), ("a", [4, 5]), ("b", [6]), ("a", [7])])
     for r in (a1, a2, a3, b, a4):
         queue.put_nowait(r)
     assert queue.take("a", max_examples=3) == [a1, a2]  # a3 would make 5 examples
@@ -49,9 +50,9 @@ class SteppingModel:
         done: dict[int, int] = {}
         steps = []
         while True:
-            running = [r for r in requests if not r.future.done()]
-            self.pool.take_joiners(requests, sum(len(r) for r in running))
-            running = [r for r in requests if not r.future.done()]
+            self.pool.take_joiners(requests)  # drops the completed requests, appends the joiners
+            running = list(requests)
+            assert all(not r.future.done() for r in running)
             if not running:
                 break
             steps.append(tuple(r.id for r in running))
@@ -88,7 +89,8 @@ def test_joiners_run_in_the_running_batch_and_leave_when_done():
     (steps,) = model.steps_per_batch  # one batch, which the short request joined and left
     with_short = [s for s in steps if short.id in s]
     assert len(with_short) == 3 and steps.index(with_short[0]) == 1
-    assert pool.statistics()["num_examples_run"] == 2 and pool.num_active_batches == 0
+    stats = pool.statistics()
+    assert stats["num_examples_run"] == 2 and stats["num_batches_run"] == 1 and pool.num_active_batches == 0
 
 
 def test_the_batch_limit_bounds_the_joiners_and_cancelled_ones_never_start():
