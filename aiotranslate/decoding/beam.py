@@ -76,11 +76,11 @@ class _Beams:
         if self.best is None or hypothesis.score > self.best.score:
             self.best = hypothesis
 
-    def report_upto(self, path: Path, n: int, on_step, limits: Limits, options, is_last: bool = False) -> bool:
-        """Report tokens reported..n-1 of `path`; True when the hook asks to stop."""
+    def report_upto(self, path: Path, n: int, on_step: StepHook, limits: Limits, is_last: bool = False) -> bool:
+        """Report the tokens of `path` after those reported, up to its n-th; True when the hook asks to stop."""
         stop = False
         for i in range(self.reported + 1, n + 1):
-            log_prob = path.token_log_probs[i - 1] if options.return_scores else None
+            log_prob = path.token_log_probs[i - 1] if limits.options.return_scores else None
             stop = report(on_step, self.row, path.head(i), limits, log_prob, is_last and i == n) or stop
         self.reported = max(self.reported, n)
         return stop
@@ -167,7 +167,7 @@ def beam_search(
             if not done:
                 stop = should_stop is not None and should_stop(group.row.batch_id)
                 if not stop and on_step is not None:
-                    stop = group.report_upto(running[0][1], group.shared(running), on_step, limits, options)
+                    stop = group.report_upto(running[0][1], group.shared(running), on_step, limits)
                 if stop:  # from outside: the current beams become hypotheses, as at a last step
                     for _, child in running:
                         group.add_finished(finish(group.row, child, limits))
@@ -177,7 +177,7 @@ def beam_search(
                 del group.finished[num_hypotheses:]
                 if not stop and on_step is not None and group.finished:
                     best = group.finished[0].path
-                    group.report_upto(best, len(best.tokens), on_step, limits, options, is_last=True)
+                    group.report_upto(best, len(best.tokens), on_step, limits, is_last=True)
                 continue
             # Fewer than k candidates left (a heavily banned vocabulary): dead beams, -inf, fill in.
             dead = (running[0][0], replace(running[0][1], log_prob=-np.inf))
