@@ -157,3 +157,16 @@ def test_attention_rows_cannot_join(model):
                 search.add(state, started)
         else:
             search.add(state, started)
+
+
+def test_rows_that_choose_tokens_differently_cannot_join(model):
+    """Only options that act on a row alone may differ between the rows of one search."""
+    options = options_for(model)
+    search = GreedySearch(model, options)
+    state, tokens = start(model, [0])
+    search.add(state, begin(model, state, tokens, options))
+    state, tokens = start(model, [1])
+    other = replace(options, repetition_penalty=1.5)
+    with pytest.raises(ValueError, match="ROW_OPTIONS"):
+        search.add(state, begin(model, state, tokens, other), options=other)
+    assert search.num_rows == 1
