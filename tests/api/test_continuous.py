@@ -198,6 +198,27 @@ async def test_cancelling_a_joined_stream_leaves_the_batch_running(case, gate):
     await idle(case.engine)
 
 
+async def test_a_joined_request_past_its_deadline_stops_alone(case, gate):
+    options = case.options(60, 60)
+    long_alone = await case.alone(0, **options)
+    start = len(gate.rows)
+    held = gate.hold(start + 2)
+    long = case.nowait(0, **options)
+    await held.wait()
+    joined = gate.hold(start + 4)  # the first step with the joined row
+    late = case.nowait(1, timeout=0.5, **options)
+    held.release()
+    await joined.wait()
+    await asyncio.sleep(0.6)  # the worker is held: the deadline passes while the request runs
+    joined.release()
+    with pytest.raises(TimeoutError):
+        await late
+    assert case.ids((await long)[0]) == case.ids(long_alone)
+    rows = gate.rows[start:]
+    assert rows[:4] == [1, 1, 1, 2] and set(rows[4:]) == {1}, rows
+    await idle(case.engine)
+
+
 async def test_beam_stream_is_the_best_hypothesis(case):
     end_ids = case.engine._loaded.special.end
     for i in range(len(case.examples)):
