@@ -99,6 +99,20 @@ class KVCache:
         self._spare = (self.k, self.v) if self.k.base is None else (self.k.base, self.v.base)
         self.k, self.v = k, v
 
+    def extend(self, other: KVCache, used: int, other_used: int) -> None:
+        """Append the rows of `other` after ours (continuous batching: sequences joining a running
+        batch), keeping the first `used` tokens of our rows and `other_used` of its rows."""
+        b, n = self.k.shape[0], self.k.shape[0] + other.k.shape[0]
+        shape = (n,) + self.k.shape[1:2] + (max(self.capacity, other.capacity),) + self.k.shape[3:]
+        merged = []
+        for mine, theirs in ((self.k, other.k), (self.v, other.v)):
+            out = get_array_module(mine).zeros(shape, dtype=mine.dtype)
+            out[:b, :, :used] = mine[:, :, :used]
+            out[b:, :, :other_used] = theirs[:, :, :other_used]
+            merged.append(out)
+        self.k, self.v = merged
+        self._spare = None
+
     def write(self, k: np.ndarray, v: np.ndarray, batch: TokenBatch) -> None:
         """Store the T new keys and values of every row, k and v (B, T, H_kv, D), at positions
         offsets[b] + t (padded slots included: they land past the row's length)."""

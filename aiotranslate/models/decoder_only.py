@@ -83,6 +83,15 @@ class DecoderOnlyState:
             mask = place_like(appended, last)
             self.last_hidden[mask] = last[mask]
 
+    def extend(self, other: DecoderOnlyState) -> None:
+        """Append the rows of `other` (a state of the same model) after ours, in place: sequences
+        joining a running batch (continuous batching). `other` must not be used afterwards."""
+        used, other_used = int(self._lengths.max(initial=0)), int(other._lengths.max(initial=0))
+        for cache, theirs in zip(self.caches, other.caches, strict=True):
+            cache.extend(theirs, used, other_used)
+        self._lengths = np.concatenate([self._lengths, other._lengths])
+        self.last_hidden = get_array_module(self.last_hidden).concatenate([self.last_hidden, other.last_hidden])
+
 
 class DecoderOnlyModel:
     """Embeddings (+ learned positions), pre-norm blocks, final norm and LM head."""

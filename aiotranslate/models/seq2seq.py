@@ -98,6 +98,37 @@ class EncoderDecoderState(DecoderOnlyState):
             self.memory_lengths = self.memory_lengths[kept]
         self.group = group
 
+    def extend(self, other: EncoderDecoderState) -> None:
+        """Append the rows of `other` (another batch of sources of the same model) after ours, in
+        place, memory padded to the wider source (attention stops at each row's source length)."""
+        if self.group != other.group:  # one memory row per row on both sides
+            self._ungroup()
+            other._ungroup()
+        super().extend(other)
+        width = max(self.memory[0][0].shape[2], other.memory[0][0].shape[2]) if self.memory else 0
+        self.memory = [
+            tuple(get_array_module(a).concatenate([_pad_sources(a, width), _pad_sources(b, width)])
+                  for a, b in zip(mine, theirs))
+            for mine, theirs in zip(self.memory, other.memory, strict=True)
+        ]
+        self.memory_lengths = np.concatenate([self.memory_lengths, other.memory_lengths])
+
+    def _ungroup(self) -> None:
+        """Give every row its own memory row (group 1)."""
+        if self.group > 1:
+            self.memory = [(k.repeat(self.group, axis=0), v.repeat(self.group, axis=0)) for k, v in self.memory]
+            self.memory_lengths = np.repeat(self.memory_lengths, self.group)
+            self.group = 1
+
+
+def _pad_sources(a: np.ndarray, width: int) -> np.ndarray:
+    """Keys or values (B, H, S, D) zero-padded to S = width."""
+    if a.shape[2] == width:
+        return a
+    out = get_array_module(a).zeros(a.shape[:2] + (width,) + a.shape[3:], dtype=a.dtype)
+    out[:, :, : a.shape[2]] = a
+    return out
+
 
 class EncoderDecoderModel:
     def __init__(
