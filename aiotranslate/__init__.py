@@ -2,21 +2,24 @@
 
 from ._config import show_config
 from ._version import __version__
-from .api import Encoder, EncoderForwardOutput, Generator, Translator
+from .api import BulkResults, Encoder, EncoderForwardOutput, ExecutionStats, Generator, Translator
 from .api.compute_type import get_supported_compute_types
 from .backends.devices import get_cuda_device_count
-from .errors import EngineClosed, ModelLoadError, QueueFull
+from .errors import EngineClosed, ModelLoadError, ModelNotLoaded, QueueFull
 from .results import GenerationResult, GenerationStepResult, ScoringResult, TranslationResult
 from .runtime.mpi import MpiInfo
 
 __all__ = [
+    "BulkResults",
     "Encoder",
     "EncoderForwardOutput",
     "EngineClosed",
+    "ExecutionStats",
     "GenerationResult",
     "GenerationStepResult",
     "Generator",
     "ModelLoadError",
+    "ModelNotLoaded",
     "MpiInfo",
     "QueueFull",
     "ScoringResult",

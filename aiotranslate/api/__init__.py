@@ -4,7 +4,6 @@ from .bulk import BulkResults
 from .encoder import Encoder, EncoderForwardOutput
 from .files import ExecutionStats
 from .generator import Generator
-from .model_engine import ModelNotLoaded
 from .translator import Translator
 
 __all__ = [
@@ -13,6 +12,5 @@ __all__ = [
     "EncoderForwardOutput",
     "ExecutionStats",
     "Generator",
-    "ModelNotLoaded",
     "Translator",
 ]

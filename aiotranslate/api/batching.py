@@ -102,6 +102,19 @@ def continuous(options: DecodingOptions) -> bool:
     return options.beam_size == 1 and not options.return_alternatives and not wants_attention(options)
 
 
+def keep_apart(requests: list[Request], always: bool = False) -> list[Request]:
+    """The sub-batches of one call (split by max_batch_size), each under a key of its own so that the
+    scheduler does not merge them back into one batch: they run on several workers at once. A call
+    that is one batch keeps its key and may share a batch with other callers' requests, unless
+    `always` (the chunks of a bulk call, each already a batch of max_batch_size)."""
+    if always or len(requests) > 1:
+        for r in requests:
+            own = ("sub-batch", r.id)  # the worker reads key[0]: the id goes last
+            if r.key[-1] != own:
+                r.key = (*r.key, own)
+    return requests
+
+
 def batch_key(kind: str, options: DecodingOptions) -> tuple:
     """The key of a decoding request: requests with equal keys may share a batch. Continuous
     decoding lets requests that differ in per-row options only (max_length, seed, ...) share one."""

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from ..runtime import Request
-from .batching import gather_in_order
+from .batching import gather_in_order, keep_apart
 
 READ_CHUNKS = 16  # a chunk holds this many sub-batches (CTranslate2 reads max_batch_size * 16)
 
@@ -75,12 +75,7 @@ class _Chunk:
     __slots__ = ("requests", "batches", "task")
 
     def __init__(self, requests: list[Request], batches: list[list[int]]) -> None:
-        for r in requests:
-            # Each sub-batch is already a batch of max_batch_size: a key of its own keeps the
-            # scheduler from merging it with its siblings, so they run on several workers at once.
-            # (Keys are tuples whose first item the worker reads: the id goes last.)
-            r.key = (*r.key, ("bulk", r.id))
-        self.requests = requests
+        self.requests = keep_apart(requests, always=True)
         self.batches = batches
         self.task: asyncio.Task | None = None  # async path: the requests' results, gathered
 

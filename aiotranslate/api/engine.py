@@ -21,7 +21,7 @@ from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
 from ..runtime.device import CpuPlace, CudaPlace
 from ..runtime.mpi_driver import Group
-from .batching import gather_in_order, step_pusher
+from .batching import gather_in_order, keep_apart, step_pusher
 from .streaming import TokenStream
 
 
@@ -156,7 +156,7 @@ class Engine:
         if one fails or the caller is cancelled, the others are cancelled too."""
         if len(requests) == 1:
             return [await self._run(requests[0])]
-        tasks = [asyncio.ensure_future(self._run(r)) for r in requests]
+        tasks = [asyncio.ensure_future(self._run(r)) for r in keep_apart(requests)]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -184,7 +184,7 @@ class Engine:
     def _submit_all(self, requests: list[Request], batches: list[list[int]]) -> concurrent.futures.Future:
         """Admit every sub-batch from a plain thread; one Future of the outputs in input order."""
         combined: concurrent.futures.Future = concurrent.futures.Future()
-        futures = [self._submit(r) for r in requests]
+        futures = [self._submit(r) for r in keep_apart(requests)]
         remaining = [len(futures)]
 
         def done(_):
@@ -207,7 +207,7 @@ class Engine:
         """Admit every sub-batch at once or none (QueueFull); an awaitable of the ordered outputs."""
         admitted = []
         try:
-            for r in requests:
+            for r in keep_apart(requests):
                 self._submit(r, block=False)
                 admitted.append(r)
         except BaseException:

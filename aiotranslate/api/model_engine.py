@@ -17,13 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..runtime import BatchLimits, Request
+from ..errors import ModelNotLoaded
 from .bulk import BulkResults, read_size
 from .engine import Engine
 from .loading import LoadedModel, open_model
-
-
-class ModelNotLoaded(RuntimeError):
-    """The engine's model was unloaded (`unload_model()`): call `load_model()` first."""
 
 
 class ModelEngine(Engine):
@@ -72,8 +69,11 @@ class ModelEngine(Engine):
     def _loaded(self) -> LoadedModel:
         loaded = self._current
         if loaded is None:
-            raise ModelNotLoaded(f"the model of this {type(self).__name__} is unloaded: call load_model() first")
+            raise self._not_loaded()
         return loaded
+
+    def _not_loaded(self) -> ModelNotLoaded:
+        return ModelNotLoaded(f"the model of this {type(self).__name__} is unloaded: call load_model() first")
 
     def _model(self, context):
         """The model a worker runs: its device's copy (shared by that device's workers)."""
@@ -94,7 +94,7 @@ class ModelEngine(Engine):
         """Count the request until it finishes, or refuse it while the model is (being) unloaded."""
         with self._lifecycle:
             if not self._admitting:
-                raise ModelNotLoaded(f"the model of this {type(self).__name__} is unloaded: call load_model() first")
+                raise self._not_loaded()
             self._admitted += 1
         request.future.add_done_callback(self._finished)
 

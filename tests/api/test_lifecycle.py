@@ -12,7 +12,7 @@ import pytest
 
 from aiotranslate import Encoder, Generator, QueueFull, Translator
 from aiotranslate.api.engine import Engine
-from aiotranslate.api.model_engine import ModelNotLoaded
+from aiotranslate import ModelNotLoaded
 from aiotranslate.runtime import BatchLimits, Request
 
 sys.path.insert(0, str(Path(__file__).parents[1]))

@@ -91,6 +91,13 @@ async def test_max_batch_size_splits_and_keeps_input_order(translator):
         assert split == whole
 
 
+async def test_sub_batches_of_one_call_are_not_merged_back(model_dir):
+    async with Translator(model_dir, inter_threads=2, intra_threads=1) as translator:
+        for search in ({"beam_size": 1}, {"beam_size": 2}):
+            await translator.translate_batch(SENTENCES, max_decoding_length=6, max_batch_size=3, **search)
+        assert translator.statistics()["max_batch_size"] == 3
+
+
 async def test_scores_agree_with_score_batch(translator):
     results = await translator.translate_batch(
         SENTENCES[:3], beam_size=1, max_decoding_length=8, min_decoding_length=0, return_scores=True
