@@ -13,7 +13,7 @@
 # - int8_linear_static is intgemm's product for Marian's "8bit alpha" models: x quantized with a
 #   fixed multiplier (qgemm_static.h), scale 1 per row, and per-column offsets / scales / bias in
 #   place of the compensation terms, weight scales and bias (ops.quantized.IntgemmInput).
-# - matmul_s32, quantize_rows and quantize_rows_static expose the exact integer stages for the tests (int8 x int8 -> int32
+# - matmul_s32 and quantize_rows (either scheme) expose the exact integer stages for the tests (int8 x int8 -> int32
 #   against numpy), on whichever instruction set set_isa selected.
 
 from cython.parallel cimport prange
@@ -160,9 +160,10 @@ cdef int _quantize(const float *x, Py_ssize_t m, Py_ssize_t k, uint8_t *xu, floa
     return 0
 
 
-def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales):
-    """Test hook: the kernels' activation quantization, q = rint(x * 127 / max|x|) per row, into q
-    (M, K) int8 and scales (M,) = max|x| / 127."""
+def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales, float multiplier=0.0):
+    """Test hook: the kernels' activation quantization into q (M, K) int8 and scales (M,): per row,
+    q = rint(x * 127 / max|x|) and scales = max|x| / 127 (multiplier 0), or intgemm's PrepareA with a
+    fixed multiplier, q = clamp(rint(x * multiplier), -127, 127) and scales 1."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_q8_padded_k(x.shape[1]), i, p
     if q.shape[0] != m or q.shape[1] != k or scales.shape[0] != m:
         raise ValueError("q must be (M, K) and scales (M,) for x (M, K)")
@@ -172,26 +173,12 @@ def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales):
     if xu == NULL:
         raise MemoryError()
     with nogil:
-        aio_q8_quantize_rows(&x[0, 0] if k else NULL, k, m, k, xu, &scales[0])
-        for i in range(m):
-            for p in range(k):
-                q[i, p] = <int8_t> (<int> xu[i * kp + p] - 128)
-    free(xu)
-
-
-def quantize_rows_static(const float[:, ::1] x, float multiplier, int8_t[:, ::1] q):
-    """Test hook: intgemm's PrepareA with a fixed multiplier, q = clamp(rint(x * multiplier), -127, 127)
-    into q (M, K) int8."""
-    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_q8_padded_k(x.shape[1]), i, p
-    if q.shape[0] != m or q.shape[1] != k:
-        raise ValueError("q must be (M, K) for x (M, K)")
-    if m == 0:
-        return
-    cdef uint8_t *xu = <uint8_t *> malloc(m * kp + 1)
-    if xu == NULL:
-        raise MemoryError()
-    with nogil:
-        aio_q8_quantize_rows_static(&x[0, 0] if k else NULL, k, m, k, kp, multiplier, xu)
+        if multiplier > 0:
+            aio_q8_quantize_rows_static(&x[0, 0] if k else NULL, k, m, k, kp, multiplier, xu)
+            for i in range(m):
+                scales[i] = 1.0
+        else:
+            aio_q8_quantize_rows(&x[0, 0] if k else NULL, k, m, k, xu, &scales[0])
         for i in range(m):
             for p in range(k):
                 q[i, p] = <int8_t> (<int> xu[i * kp + p] - 128)

@@ -43,18 +43,22 @@ def _case(rng, m, k, n):
     return x, q, weight, IntgemmInput.prepare(weight, 13.7, b, bias), b, bias
 
 
+def _quantize(x, multiplier):
+    q, scales = np.empty(x.shape, np.int8), np.empty(len(x), np.float32)
+    native.quantize_rows(x, q, scales, multiplier)
+    assert (scales == 1).all()
+    return q
+
+
 @needs_native
 def test_fixed_multiplier_quantization_is_prepare_a():
     a = np.float32(4.0)
     x = np.array([[0.125, 0.375, -0.125, -0.375, 31.0, 40.0, -40.0, np.nan, np.inf, -np.inf, 6e8, 1.0]], np.float32)
     # x * a: 0.5 and 1.5 tie to even (0, 2), +-160 clamp to +-127, NaN / inf / 2.4e9 take -127.
     expected = np.array([[0, 2, 0, -2, 124, 127, -127, -127, -127, -127, -127, 4]], np.int8)
-    q = np.empty_like(expected)
-    native.quantize_rows_static(x, float(a), q)
-    np.testing.assert_array_equal(q, expected)
+    np.testing.assert_array_equal(_quantize(x, float(a)), expected)
     x = (np.random.default_rng(0).standard_normal((9, 77)) * 20).astype(np.float32)
-    native.quantize_rows_static(x, 3.3, q := np.empty(x.shape, np.int8))
-    np.testing.assert_array_equal(q, np.clip(np.rint(x * np.float32(3.3)), -127, 127))
+    np.testing.assert_array_equal(_quantize(x, 3.3), np.clip(np.rint(x * np.float32(3.3)), -127, 127))
 
 
 @pytest.mark.parametrize(("m", "k", "n"), SHAPES)
@@ -62,8 +66,7 @@ def test_shifted_products_are_exact(isa, m, k, n):
     """What the epilogue receives, acc - offsets, is (s + 127) @ q^T exactly."""
     rng = np.random.default_rng(1)
     x, q, weight, prep, _, _ = _case(rng, m, k, n)
-    s = np.empty((m, k), np.int8)
-    native.quantize_rows_static(x, prep.multiplier, s)
+    s = _quantize(x, prep.multiplier)
     acc = np.empty((m, n), np.int32)
     native.matmul_s32(s, weight.data[0], np.zeros_like(weight.data[1]), n, acc)  # (s + 128) @ q^T
     shifted = acc - prep.offsets[:n]
