@@ -35,6 +35,8 @@ cdef extern from "qgemm_kernels.h" nogil:
     int aio_q_isa()
     int aio_q_bf16_isa()
     int aio_q_set_isa(int isa)
+    int aio_q_amx()
+    int aio_q_set_amx(int on)
     void aio_q8_pack(const int8_t *q, long n, long k, int8_t *packed, int32_t *comp)
     void aio_q8_select(const int8_t *packed, long k, const int64_t *rows, long count, int8_t *out)
     void aio_q8_quantize_rows(const float *x, long ldx, long m, long k, uint8_t *xu, float *scales)
@@ -77,6 +79,17 @@ def set_isa(name):
     """Use `name` ('avx512', 'avx2', 'portable' or None: the best) where the CPU has it; returns the
     int8 set in effect. Process-wide: for tests and benchmarks, not while other threads compute."""
     return _NAMES[aio_q_set_isa(AIO_ISA_AUTO if name is None else ISAS[name])]
+
+
+def amx():
+    """Whether the int8 kernels run blocks of 32 rows on AMX tiles (AVX-512 set, CPU and OS allowing)."""
+    return bool(aio_q_amx())
+
+
+def set_amx(bint on):
+    """Turn AMX off or back on (where available; reset to on by set_isa); returns the state in effect.
+    Process-wide, as set_isa."""
+    return bool(aio_q_set_amx(on))
 
 
 def padded_rows(Py_ssize_t n):
