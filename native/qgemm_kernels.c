@@ -447,7 +447,7 @@ void aio_q8_linear_cols(const uint8_t *xu, const float *xs, long m, long k, cons
      * comes from memory once, and a block of rows stays in L1 while the panels pass from L2.
      * Measured, M = 800, K = 512, N = 2048: about 3x faster than every panel through all rows (AMX
      * and AVX-512 alike); 64-row blocks were as fast, 128 rows and more as slow as no blocks. */
-    long cols = (COL_BLOCK_BYTES / (kp * PANEL) + 1) * PANEL;
+    long cols = (COL_BLOCK_BYTES / (kp > 0 ? kp * PANEL : 1) + 1) * PANEL; /* k = 0: one block */
     for (long cb = c0; cb < c1; cb += cols) {
         long ce = c1 - cb < cols ? c1 : cb + cols;
         for (long r0 = 0; r0 < m; r0 += ROW_BLOCK) {
