@@ -239,8 +239,8 @@ def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=N
 
 
 def isa() -> dict[str, str]:
-    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'), or
-    'reference' for both without the extension."""
+    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'; int8 adds
+    '+amx' where 32-row blocks run on AMX tiles), or 'reference' for both without the extension."""
     if _kernels is None:
         return {"int8": "reference", "bfloat16": "reference"}
-    return {"int8": _kernels.isa(), "bfloat16": _kernels.bf16_isa()}
+    return {"int8": _kernels.isa() + ("+amx" if _kernels.amx() else ""), "bfloat16": _kernels.bf16_isa()}
