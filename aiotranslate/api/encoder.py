@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +16,10 @@ import numpy as np
 
 from ..convert.bergamot import resolve_model_path
 from ..decoding.search import pad
-from ..runtime import BatchLimits, Request
+from ..runtime import Request
 from . import inputs
 from .batching import complete
-from .engine import Engine
-from .loading import open_model
+from .model_engine import ModelEngine
 from .pooling import SentencePooling
 
 
@@ -33,42 +31,18 @@ class EncoderForwardOutput:
     pooler_output: np.ndarray | None
 
 
-class Encoder(Engine):
+class Encoder(ModelEngine):
     """Run an encoder-only model. See `Engine` for threads, queue and lifecycle."""
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        device: str = "cpu",
-        *,
-        device_index: int | Sequence[int] = 0,
-        compute_type: str = "default",
-        inter_threads: int = 1,
-        intra_threads: int = 0,
-        max_queued_batches: int = 0,
-        tensor_parallel: bool = False,
-        batch_window: float = 0.001,
-    ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
+    _thread_name = "encoder"
+
+    def __init__(self, model_path: str | Path, *args, **kwargs) -> None:
         self._pooling = SentencePooling.read(resolve_model_path(model_path))
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
-        self.model_path = str(model_path)
-        super().__init__(
-            inter_threads=inter_threads,
-            intra_threads=intra_threads,
-            max_queued_batches=max_queued_batches,
-            limits=BatchLimits(max_examples=64, batch_window=batch_window),
-            parallel=self._loaded.parallel,
-            name="aiotranslate-encoder",
-        )
+        super().__init__(model_path, *args, **kwargs)
 
     @property
     def num_encoders(self) -> int:
         return self.inter_threads
-
-    @property
-    def tokenizer(self):
-        return self._loaded.tokenizer
 
     def _request(self, batch, token_type_ids=None, timeout: float | None = None, kind: str = "forward") -> Request:
         loaded = self._loaded

@@ -78,13 +78,18 @@ class Engine:
         inter_threads: int = 1,
         intra_threads: int = 0,
         max_queued_batches: int = 0,
+        max_queued_tokens: int = 0,
         limits: BatchLimits = BatchLimits(),
         name: str = "aiotranslate",
         parallel: Group | None = None,
     ) -> None:
         self._parallel = parallel  # rank 0 of a tensor-parallel group: each worker takes an endpoint
         self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
-        self._queue = AdmissionQueue(resolve_queue_size(max_queued_batches, self.inter_threads, limits.max_examples))
+        if max_queued_tokens < 0:
+            raise ValueError(f"max_queued_tokens must be >= 0 (0: no limit), got {max_queued_tokens}")
+        self._queue = AdmissionQueue(
+            resolve_queue_size(max_queued_batches, self.inter_threads, limits.max_examples), max_queued_tokens
+        )
         contexts = [self._context_factory(i) for i in range(self.inter_threads)]
         self._pool = WorkerPool(self._queue, contexts, self._run_batch, limits, name=name)
         self._state = EngineState.OPEN
@@ -110,10 +115,19 @@ class Engine:
         if self._state is not EngineState.OPEN:
             raise EngineClosed(f"{type(self).__name__} is closed")
 
+    def _admit(self, request: Request) -> None:
+        """Called before a request is queued: may refuse it (an unloaded model) or track it until
+        its future is done; a request that then fails to enter the queue is cancelled."""
+
     async def _run(self, request: Request) -> Any:
         """Admit (waiting for room: backpressure) and await the result; cancellable throughout."""
         self._check_open()
-        await self._queue.aput(request)
+        self._admit(request)
+        try:
+            await self._queue.aput(request)
+        except BaseException:
+            request.cancel()
+            raise
         return await self._wait(request)
 
     async def _wait(self, request: Request) -> Any:
@@ -143,10 +157,15 @@ class Engine:
         """Admit from a plain thread (blocking while the queue is full, or raising QueueFull
         without block) and return the request's future."""
         self._check_open()
-        if block:
-            self._queue.put(request)
-        else:
-            self._queue.put_nowait(request)
+        self._admit(request)
+        try:
+            if block:
+                self._queue.put(request)
+            else:
+                self._queue.put_nowait(request)
+        except BaseException:
+            request.cancel()
+            raise
         return request.future
 
     def _submit_all(self, requests: list[Request], batches: list[list[int]]) -> concurrent.futures.Future:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +23,12 @@ import numpy as np
 from ..decoding import decode, score_sequences
 from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
-from ..runtime import BatchLimits, Request
-from . import inputs
+from ..runtime import Request
+from . import files, inputs
 from .batching import StepRouter, complete, gather_in_order, token_names
-from .engine import Engine
-from .loading import open_model
+from .bulk import BulkResults
+from .files import ExecutionStats
+from .model_engine import ModelEngine
 from .streaming import TokenStream
 
 # CTranslate2's Generator.generate_batch defaults, by their names.
@@ -42,41 +42,14 @@ GENERATE_DEFAULTS: dict[str, Any] = dict(
 )
 
 
-class Generator(Engine):
+class Generator(ModelEngine):
     """Generate with a decoder-only model. See `Engine` for threads, queue and lifecycle."""
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        device: str = "cpu",
-        *,
-        device_index: int | Sequence[int] = 0,
-        compute_type: str = "default",
-        inter_threads: int = 1,
-        intra_threads: int = 0,
-        max_queued_batches: int = 0,
-        tensor_parallel: bool = False,
-        batch_window: float = 0.001,
-    ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
-        self.model_path = str(model_path)
-        super().__init__(
-            inter_threads=inter_threads,
-            intra_threads=intra_threads,
-            max_queued_batches=max_queued_batches,
-            limits=BatchLimits(max_examples=64, batch_window=batch_window),
-            parallel=self._loaded.parallel,
-            name="aiotranslate-generator",
-        )
+    _thread_name = "generator"
 
     @property
     def num_generators(self) -> int:
         return self.inter_threads
-
-    @property
-    def tokenizer(self):
-        return self._loaded.tokenizer
 
     @property
     def end_token_ids(self) -> tuple[int, ...]:
@@ -159,6 +132,22 @@ class Generator(Engine):
         out = gather_in_order(await self._run_all(requests), batches)
         return out[0] if single else out
 
+    async def generate_chat(self, messages, **options) -> str | list[str]:
+        """The assistant's reply to a conversation (a list of {"role": ..., "content": ...} messages)
+        rendered with the model's chat template; a list of conversations gives a list of replies.
+        Options are generate_batch's. To stream a reply, pass
+        `generator.tokenizer.apply_chat_template(messages)` to `generate_tokens`."""
+        single = bool(messages) and isinstance(messages[0], Mapping)
+        conversations = [messages] if single else list(messages)
+        tokenizer = self._loaded.tokenizer
+        if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError("generate_chat needs a model that ships a chat template (its tokenizer has none)")
+        prompts = [tokenizer.apply_chat_template(c) for c in conversations]
+        options = {"include_prompt_in_result": False, **options}
+        requests, batches = self._generate_requests("text", prompts, **options)
+        out = gather_in_order(await self._run_all(requests), batches)
+        return out[0] if single else out
+
     def generate_tokens(self, prompt, **options) -> TokenStream:
         """Stream one prompt's continuation (greedy or sampling) token by token:
         `async with generator.generate_tokens(p) as steps: async for step in steps`.
@@ -193,6 +182,49 @@ class Generator(Engine):
         """Logits of every position: one float32 (T, V) array per sequence."""
         requests, batches = self._score_requests(tokens, kind="forward", **options)
         return gather_in_order(await self._run_all(requests), batches)
+
+    # -- bulk: iterables and files (bulk.py, files.py) -----------------------------------------
+
+    def generate_iterable(self, start_tokens, max_batch_size: int = 32, batch_type: str = "examples",
+                          **options) -> BulkResults:
+        """generate_batch over a stream of prompts (a sync iterable, or an async one under
+        `async for`): the results in input order while sub-batches run in parallel. Read with
+        `async for` in a coroutine or `for` in a script; leaving early cancels the work in flight."""
+
+        def build(prompts):
+            return self._generate_requests("tokens", prompts, max_batch_size=max_batch_size, batch_type=batch_type,
+                                           **options)  # fmt: skip
+
+        return self._bulk(build, [start_tokens], max_batch_size, batch_type)
+
+    def score_iterable(self, tokens, max_batch_size: int = 64, batch_type: str = "examples", **options) -> BulkResults:
+        """`score_batch` over a stream of sequences; see generate_iterable."""
+
+        def build(sequences):
+            return self._score_requests(sequences, max_batch_size=max_batch_size, batch_type=batch_type, **options)
+
+        return self._bulk(build, [tokens], max_batch_size, batch_type)
+
+    async def score_file(self, input_path, output_path, **options) -> ExecutionStats:
+        """Score each line of a text file: `mean log-prob ||| line` lines (the first token is not
+        scored). Keywords: max_batch_size=32, read_batch_size, batch_type, with_tokens_score,
+        tokenize_fn, detokenize_fn (default: the model's tokenizer, else whitespace), progress,
+        max_input_length."""
+        return await self._score_job(input_path, output_path, **options).run_async()
+
+    def submit_score_file(self, input_path, output_path, **options) -> concurrent.futures.Future:
+        return self._score_job(input_path, output_path, **options).start()
+
+    def _score_job(self, input_path, output_path, *, tokenize_fn=None, detokenize_fn=None, max_input_length: int = 0,
+                   timeout: float | None = None, **options):
+        codec = files.TextCodec(self.tokenizer, tokenize_fn, None, detokenize_fn)
+        max_batch_size, batch_type = options.get("max_batch_size", 32), options.get("batch_type", "examples")
+
+        def build(sequences):
+            return self._score_requests(sequences, max_batch_size=max_batch_size, batch_type=batch_type,
+                                        max_input_length=max_input_length, timeout=timeout)  # fmt: skip
+
+        return files.score_job(self, build, [input_path], codec, output_path, **options)
 
     # -- worker side ---------------------------------------------------------------------------
 

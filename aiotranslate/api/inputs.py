@@ -43,7 +43,9 @@ def to_ids(
     if not batch:
         return []
     if all(isinstance(x, str) for x in batch):
-        return _tokenizer(tokenizer, name, "text").encode(batch, target=target)
+        # Target-side texts (prefixes, scored targets, end tokens) are token sequences the engine
+        # completes itself: no special tokens (an end token would end a prefix).
+        return _tokenizer(tokenizer, name, "text").encode(batch, target=target, add_special_tokens=not target)
     rows = [list(x) if not isinstance(x, (str, bytes)) else None for x in batch]
     if any(r is None for r in rows):
         raise TypeError(f"{name} mixes texts and token lists; use one form per call")

@@ -18,17 +18,17 @@ import asyncio
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from ..decoding import decode, score_sequences
 from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
-from ..runtime import BatchLimits, Request
-from . import inputs
+from ..runtime import Request
+from . import files, inputs
 from .batching import StepRouter, complete, gather_in_order, token_names
-from .engine import Engine
-from .loading import open_model
+from .bulk import BulkResults
+from .files import ExecutionStats
+from .model_engine import ModelEngine
 from .streaming import TokenStream
 
 # CTranslate2's Translator.translate_batch defaults, by their names.
@@ -42,42 +42,15 @@ TRANSLATE_DEFAULTS: dict[str, Any] = dict(
 )
 
 
-class Translator(Engine):
+class Translator(ModelEngine):
     """Translate with an encoder-decoder model: Marian/OPUS-MT, BART, mBART, M2M100/NLLB, or the
     bundled Bergamot models ("en-pt", "pt-en"). See `Engine` for threads, queue and lifecycle."""
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        device: str = "cpu",
-        *,
-        device_index: int | Sequence[int] = 0,
-        compute_type: str = "default",
-        inter_threads: int = 1,
-        intra_threads: int = 0,
-        max_queued_batches: int = 0,
-        tensor_parallel: bool = False,
-        batch_window: float = 0.001,
-    ) -> None:
-        self._loaded = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._loaded.compute_type
-        self.model_path = str(model_path)
-        super().__init__(
-            inter_threads=inter_threads,
-            intra_threads=intra_threads,
-            max_queued_batches=max_queued_batches,
-            limits=BatchLimits(max_examples=64, batch_window=batch_window),
-            parallel=self._loaded.parallel,
-            name="aiotranslate-translator",
-        )
+    _thread_name = "translator"
 
     @property
     def num_translators(self) -> int:
         return self.inter_threads
-
-    @property
-    def tokenizer(self):
-        return self._loaded.tokenizer
 
     # -- request building (caller side) --------------------------------------------------------
 
@@ -203,6 +176,64 @@ class Translator(Engine):
                     num_tokens=sum(len(sources[i]) for i in idx), timeout=timeout)
             for idx in batches
         ], batches
+
+    # -- bulk: iterables and files (bulk.py, files.py) -----------------------------------------
+
+    def translate_iterable(self, source, target_prefix=None, max_batch_size: int = 32, batch_type: str = "examples",
+                           **options) -> BulkResults:
+        """Translate a stream of examples (a sync iterable, or an async one under `async for`), in
+        any form translate_batch takes, with translate_batch's options: the results, in input
+        order, while sub-batches run in parallel. Read with `async for` in a coroutine or `for`
+        in a script; leaving early cancels the work in flight."""
+
+        def build(src, prefix=None):
+            return self._translate_requests("tokens", src, prefix, max_batch_size=max_batch_size,
+                                            batch_type=batch_type, **options)  # fmt: skip
+
+        sources = [source] if target_prefix is None else [source, target_prefix]
+        return self._bulk(build, sources, max_batch_size, batch_type)
+
+    def score_iterable(self, source, target, max_batch_size: int = 64, batch_type: str = "examples",
+                       **options) -> BulkResults:
+        """`score_batch` over two streams of examples; see translate_iterable."""
+
+        def build(src, tgt):
+            return self._score_requests(src, tgt, max_batch_size=max_batch_size, batch_type=batch_type, **options)
+
+        return self._bulk(build, [source, target], max_batch_size, batch_type)
+
+    async def translate_file(self, input_path, output_path, **options) -> ExecutionStats:
+        """Translate a text file line by line into output_path (constant memory, lines in order,
+        an empty line gives an empty line). Keywords: max_batch_size=32, read_batch_size=0
+        (max_batch_size x 16), batch_type, with_scores (`score ||| text` lines),
+        source_tokenize_fn, target_tokenize_fn, target_detokenize_fn (default: the model's
+        tokenizer, else whitespace), target_path (a file of target prefixes), progress (a tqdm bar
+        on stderr; None: when it is a terminal), and translate_batch's options."""
+        return await files.translate_job(self, input_path, output_path, **options).run_async()
+
+    def submit_translate_file(self, input_path, output_path, **options) -> concurrent.futures.Future:
+        """`translate_file` on a thread of its own: a Future of its ExecutionStats."""
+        return files.translate_job(self, input_path, output_path, **options).start()
+
+    async def score_file(self, source_path, target_path, output_path, **options) -> ExecutionStats:
+        """Score each target line given its source line: `mean log-prob ||| target` lines.
+        Keywords: max_batch_size, read_batch_size, batch_type, with_tokens_score,
+        source_tokenize_fn, target_tokenize_fn, target_detokenize_fn, progress, max_input_length."""
+        return await self._score_job(source_path, target_path, output_path, **options).run_async()
+
+    def submit_score_file(self, source_path, target_path, output_path, **options) -> concurrent.futures.Future:
+        return self._score_job(source_path, target_path, output_path, **options).start()
+
+    def _score_job(self, source_path, target_path, output_path, *, source_tokenize_fn=None, target_tokenize_fn=None,
+                   target_detokenize_fn=None, max_input_length: int = 1024, timeout: float | None = None, **options):
+        codec = files.TextCodec(self.tokenizer, source_tokenize_fn, target_tokenize_fn, target_detokenize_fn)
+        max_batch_size, batch_type = options.get("max_batch_size", 32), options.get("batch_type", "examples")
+
+        def build(source, target):
+            return self._score_requests(source, target, max_batch_size=max_batch_size, batch_type=batch_type,
+                                        max_input_length=max_input_length, timeout=timeout)  # fmt: skip
+
+        return files.score_job(self, build, [source_path, target_path], codec, output_path, **options)
 
     # -- worker side ---------------------------------------------------------------------------
 

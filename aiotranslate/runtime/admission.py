@@ -1,5 +1,8 @@
 """The bounded admission queue between callers and workers, and the batch former.
 
+The queue is bounded by a number of requests (`maxsize`) and optionally by the tokens they hold
+(`max_tokens`, CTranslate2's "optional admission limit by queued tokens"); a request larger than
+`max_tokens` on its own is still admitted into an empty queue, or it could never run.
 Callers put `Request`s in three ways: `put_nowait` (raises QueueFull at once), `put` (a plain
 thread blocks until there is room) and `aput` (a coroutine waits without blocking the event loop).
 Workers take batches with `get_batch`: the oldest request plus every queued request with the same
@@ -20,11 +23,14 @@ from .request import Request
 
 
 class AdmissionQueue:
-    """FIFO of requests holding at most `maxsize` of them (`maxsize <= 0`: unbounded)."""
+    """FIFO of requests holding at most `maxsize` of them and `max_tokens` of their tokens
+    (each `<= 0`: unbounded)."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_tokens: int = 0) -> None:
         self.maxsize = maxsize
+        self.max_tokens = max_tokens
         self._items: collections.deque[Request] = collections.deque()
+        self._tokens = 0  # sum of num_tokens over _items
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)  # workers wait here
         self._not_full = threading.Condition(self._lock)  # blocking producers wait here
@@ -35,26 +41,36 @@ class AdmissionQueue:
 
     # -- producers --------------------------------------------------------------------------
 
-    def _full(self) -> bool:
-        return 0 < self.maxsize <= len(self._items)
+    def _full(self, request: Request) -> bool:
+        """No room for `request` (lock held)."""
+        if 0 < self.maxsize <= len(self._items):
+            return True
+        return 0 < self.max_tokens < self._tokens + request.num_tokens and bool(self._items)
 
     def _append(self, request: Request) -> None:
         self._items.append(request)
+        self._tokens += request.num_tokens
         self._not_empty.notify()
+        if 0 < self.max_tokens and self._tokens < self.max_tokens and not 0 < self.maxsize <= len(self._items):
+            self._wake_one()  # tokens left: the next waiter may fit too (one removal can free room for many)
 
     def put_nowait(self, request: Request) -> None:
         with self._lock:
             if self._closed:
                 raise EngineClosed("the engine is closed")
-            if self._full():
+            if 0 < self.maxsize <= len(self._items):
                 raise QueueFull(f"the queue holds {len(self._items)} batches (max_queued_batches)")
+            if self._full(request):
+                raise QueueFull(
+                    f"the queue holds {self._tokens} tokens; {request.num_tokens} more exceed max_queued_tokens"
+                )
             self._append(request)
 
     def put(self, request: Request, timeout: float | None = None) -> None:
         """Block the calling (non-loop) thread until there is room."""
         with self._lock:
             end = None if timeout is None else time.monotonic() + timeout
-            while not self._closed and self._full():
+            while not self._closed and self._full(request):
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
                     raise QueueFull("timed out waiting for room in the queue")
@@ -70,7 +86,7 @@ class AdmissionQueue:
             with self._lock:
                 if self._closed:
                     raise EngineClosed("the engine is closed")
-                if not self._full():
+                if not self._full(request):
                     self._append(request)
                     return
                 waiter = loop.create_future()
@@ -112,7 +128,7 @@ class AdmissionQueue:
                 if self._closed:
                     return None
                 self._not_empty.wait()
-            batch = [self._items.popleft()]
+            batch = [self._pop()]
             deadline = time.monotonic() + batch_window
             while True:
                 self._take_compatible(batch, max_examples, max_tokens)
@@ -123,6 +139,11 @@ class AdmissionQueue:
             for _ in batch:
                 self._wake_one()
             return batch
+
+    def _pop(self) -> Request:
+        request = self._items.popleft()
+        self._tokens -= request.num_tokens
+        return request
 
     def _take_compatible(self, batch: list[Request], max_examples: int, max_tokens: int) -> None:
         key = batch[0].key
@@ -138,6 +159,7 @@ class AdmissionQueue:
                 batch.append(r)
                 examples += len(r)
                 tokens += r.num_tokens
+                self._tokens -= r.num_tokens
             else:
                 kept.append(r)
         self._items = kept
@@ -149,6 +171,7 @@ class AdmissionQueue:
                 self._items.remove(request)
             except ValueError:
                 return False
+            self._tokens -= request.num_tokens
             self._wake_one()
             return True
 
@@ -162,6 +185,7 @@ class AdmissionQueue:
             left = [] if drain else list(self._items)
             if not drain:
                 self._items.clear()
+                self._tokens = 0
             self._not_empty.notify_all()
             self._not_full.notify_all()
             while self._async_waiters:
@@ -181,7 +205,7 @@ class AdmissionQueue:
             return (
                 len(self._items),
                 sum(len(r) for r in self._items),
-                sum(r.num_tokens for r in self._items),
+                self._tokens,
             )
 
 
