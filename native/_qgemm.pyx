@@ -6,10 +6,12 @@
 # - The arithmetic, the packed weight layouts and the VNNI compensation are in qgemm_kernels.c.
 #   Weights are packed once (pack_int8 / pack_bf16) into caller-owned arrays; a call quantizes (or
 #   rounds to bf16) the rows of x into a scratch buffer, then computes panels of 64 output columns.
-# - Threads: prange(schedule='static') over panels, so each thread streams a contiguous run of the
-#   weight once for all rows. Every output element is computed the same way in any split: results are
-#   bitwise identical for every n_threads. Fewer than GRAIN multiply-adds per thread run on fewer
-#   threads, down to serial. Large inputs are quantized by the same team, one row block each.
+# - Threads: each member of the team gets one contiguous run of panels (int8: one kernel call, which
+#   blocks rows and columns for the caches inside it; bf16: prange(schedule='static') over panels), so
+#   each thread streams its part of the weight from memory once for all rows. Every output element
+#   is computed the same way in any split: results are bitwise identical for every n_threads. Fewer
+#   than GRAIN multiply-adds per thread run on fewer threads, down to serial. Large inputs are
+#   quantized by the same team, one row block each.
 # - int8_linear_static is intgemm's product for Marian's "8bit alpha" models: x quantized with a
 #   fixed multiplier (qgemm_static.h), scale 1 per row, and per-column offsets / scales / bias in
 #   place of the compensation terms, weight scales and bias (ops.quantized.IntgemmInput).
@@ -247,7 +249,7 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
     """Both int8 linears: x quantized per row (multiplier 0) or with the fixed multiplier (scale 1 per
     row), then the panels over a team."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = scales.shape[0], kp = aio_q8_padded_k(x.shape[1])
-    cdef Py_ssize_t panels, p, i
+    cdef Py_ssize_t panels, chunk, p, i
     cdef const float *bp = NULL
     cdef const float *rp = NULL
     cdef int team
@@ -277,9 +279,12 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
         else:
             _quantize(&x[0, 0] if k else NULL, m, k, xu, xs, n_threads)
         if team > 1:
-            for p in prange(panels, num_threads=team, schedule='static'):
-                aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
-                                   &out[0, 0], n, p * AIO_Q_PANEL, min(n, (p + 1) * AIO_Q_PANEL))
+            # one contiguous run of panels per thread: the kernel blocks rows and columns inside it
+            chunk = (panels + team - 1) // team
+            for p in prange(team, num_threads=team, schedule='static'):
+                if p * chunk < panels:
+                    aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
+                                       &out[0, 0], n, p * chunk * AIO_Q_PANEL, min(n, (p + 1) * chunk * AIO_Q_PANEL))
         else:
             aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
                                &out[0, 0], n, 0, n)

@@ -329,7 +329,8 @@ AIO_TAMX static long q8_cols_amx(const uint8_t *xu, const float *xs, long m, lon
             __m512i acc[MR512][4];
             for (int q = 0; q < mr; q++)
                 for (int v = 0; v < 4; v++) acc[q][v] = _mm512_load_si512(buf + (r + q) * PANEL + 16 * v);
-            q8_store_512(acc, mr, xs + i + r, comp + c, ws + c, bias ? bias + c : NULL, out + (i + r) * ldo + c, ldo, w);
+            q8_store_512(acc, mr, xs + i + r, comp + c, ws + c, bias ? bias + c : NULL, out + (i + r) * ldo + c,
+                         ldo, w);
         }
     }
     return i;
@@ -417,7 +418,8 @@ static void q8_rows_cols(int isa, int amx, const uint8_t *xu, const float *xs, l
             if (amx) done = q8_cols_amx(xu, xs, m, kp, packed, comp, ws, bias, out, ldo, c, w);
 #endif
             if (done < m)
-                q8_cols_512(xu + done * kp, xs + done, m - done, kp, packed, comp, ws, bias, out + done * ldo, ldo, c, w);
+                q8_cols_512(xu + done * kp, xs + done, m - done, kp, packed, comp, ws, bias, out + done * ldo, ldo,
+                            c, w);
             finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
             continue;
         }
