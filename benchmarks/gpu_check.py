@@ -1,30 +1,46 @@
-"""One-shot check of the CUDA backend on a GPU machine: device report, kernel compilation, the
-`gpu` tests, then timings of a few ops against numpy on the CPU at transformer shapes.
+"""One-shot check of the CUDA backend on a GPU machine, in stages that each report and never stop
+the others: device and package report, the CPU extension (built with plain meson when missing),
+kernel compilation, the `gpu` tests (every op against the numpy reference; greedy parity of tiny
+Marian, GPT-2 and Llama with the CPU path; the engines with device="cuda"), op timings against
+numpy, then decoding throughput of an OPUS-MT-shaped model (6+6 layers, d 512, FFN 2048, vocabulary
+58101, random weights): tokens/s at batch 1 and 32 for 1 and 2 workers on one GPU, float32 and
+float16, and ctranslate2 on CUDA in the same shape when it is importable there.
 
     PYTHONPATH=. python3 benchmarks/gpu_check.py
 
-Needs cupy, numpy and pytest only: the GPU ops and their tests are pure Python (the compiled CPU
-extension is not needed). If $OUT is set, the full pytest log is also written to $OUT/gpu_pytest.log.
-Ends with a compact summary; exits 0 only when the GPU tests ran and all passed.
-Budget: under 4 minutes (pytest is stopped after PYTEST_TIMEOUT_S).
+Needs cupy, numpy, pytest and aiotranslate's runtime dependencies (safetensors, tokenizers, ...):
+the package report says which are missing. The CPU extension only speeds up the CPU side (the
+parity references and the search's host work); without it the numpy reference runs. If $OUT is set,
+the full pytest log is also written to $OUT/gpu_pytest.log. Ends with a compact summary; exits 0 only
+when the GPU tests ran and all passed. Budget: under 6 minutes on an H100 (the build and pytest
+have their own time limits).
 """
 
 from __future__ import annotations
 
+import glob
+import importlib
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "backends"))  # random_checkpoints: models without torch
 
-PYTEST_TIMEOUT_S = 170
+PYTEST_TIMEOUT_S = 200
+BUILD_TIMEOUT_S = 150
+PACKAGES = ("cupy", "numpy", "scipy", "threadpoolctl", "safetensors", "ml_dtypes", "tokenizers",
+            "sentencepiece", "pytest", "pytest_asyncio", "mesonbuild", "cython", "ctranslate2")  # fmt: skip
 # The machine may lack pytest-asyncio: the ini's asyncio_* keys are then unknown, and the ini's
 # filterwarnings=error turns that config warning into an INTERNALERROR, hence the -W. The root
 # conftest only sets hypothesis profiles, which the GPU tests do not use, hence --noconftest.
@@ -60,6 +76,43 @@ def device_report() -> str:
     print(f"CUPY_TF32={os.environ.get('CUPY_TF32', '(unset: full fp32 GEMMs)')}, "
           f"NVIDIA_TF32_OVERRIDE={os.environ.get('NVIDIA_TF32_OVERRIDE', '(unset)')}")
     return f"{name} (cc {cc[0]}.{cc[1:]}), cupy {cupy.__version__}"
+
+
+def package_report() -> str:
+    found, missing = [], []
+    for name in PACKAGES:
+        try:
+            module = importlib.import_module(name)
+            found.append(f"{name} {getattr(module, '__version__', '')}".strip())
+        except Exception:  # ImportError, or a package broken on this machine
+            missing.append(name)
+    print("found: " + ", ".join(found))
+    print("missing: " + (", ".join(missing) or "none"))
+    return "missing: " + (", ".join(missing) or "none")
+
+
+def build_native() -> str:
+    """The CPU extension (`native/`), built with plain meson into a temporary folder and copied into
+    aiotranslate/_native when it does not load (meson-python may be absent here)."""
+    from aiotranslate import _native
+
+    if _native.load("_gemm") is not None:
+        return "already built"
+    build = Path(tempfile.mkdtemp(prefix="aiotranslate-build-"))
+    steps = [["meson", "setup", str(build), "--buildtype=release", "-Dopenmp=auto"],
+             ["meson", "compile", "-C", str(build), "--ninja-args=-k0"]]  # fmt: skip
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    for cmd in steps:
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                           timeout=max(1.0, deadline - time.monotonic()))
+        if p.returncode:
+            print((p.stdout + p.stderr)[-2500:])
+    built = glob.glob(str(build / "native" / "*.so"))
+    for path in built:
+        shutil.copy(path, ROOT / "aiotranslate" / "_native")
+    names = sorted(Path(b).name.split(".")[0] for b in built)
+    print(f"built {len(built)} modules: {', '.join(names) or 'none'}")
+    return f"built {', '.join(names) or 'nothing (numpy reference on the CPU side)'}"
 
 
 def compile_kernels() -> str:
@@ -143,7 +196,7 @@ def cases(rng):
     read + written once (memory-bound ops) or the FLOP (GEMMs)."""
     import cupy
 
-    from aiotranslate.backends.cuda import ops as gpu
+    from aiotranslate import ops as gpu
 
     def f32(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -193,21 +246,134 @@ def run_timings() -> list[str]:
     return rows
 
 
+# ---------------------------------------------------------------- decoding throughput
+
+OPUS = dict(d_model=512, layers=6, heads=8, ffn=2048, vocab=58101, max_positions=512)
+SOURCE_TOKENS, NEW_TOKENS = 25, 32
+
+
+def opus_sources(batch: int, seed: int = 0) -> list[list[int]]:
+    """Random source ids (no eos 0, no pad V-1), each ending with eos."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, OPUS["vocab"] - 1, size=(batch, SOURCE_TOKENS - 1))
+    return [row.tolist() + [0] for row in ids]
+
+
+def tokens_per_s(run, batch: int, workers: int, repeats: int = 3) -> float:
+    """Target tokens/s of `workers` concurrent calls of `batch` examples (each exactly NEW_TOKENS
+    long), median of `repeats` after a warm-up."""
+    run(opus_sources(batch), workers)
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        run(opus_sources(batch, seed=r + 1), workers)
+        times.append(time.perf_counter() - t0)
+    return workers * batch * NEW_TOKENS / sorted(times)[len(times) // 2]
+
+
+def ours(path: Path, compute_type: str):
+    from aiotranslate import Translator
+
+    engines = {}
+
+    def run(sources, workers):
+        if workers not in engines:
+            engines[workers] = Translator(path, device="cuda", compute_type=compute_type,
+                                          inter_threads=workers, intra_threads=1)  # fmt: skip
+        t = engines[workers]
+        options = dict(beam_size=1, max_decoding_length=NEW_TOKENS, min_decoding_length=NEW_TOKENS)
+        futures = [t.submit_translate_batch(sources, **options) for _ in range(workers)]
+        for f in futures:
+            assert len(f.result()[0].hypotheses[0]) == NEW_TOKENS
+
+    return run, lambda: [e.close() for e in engines.values()]
+
+
+def ctranslate2_engine(path: Path, compute_type: str):
+    """ctranslate2 on CUDA over the same checkpoint (converted with its TransformersConverter)."""
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+
+    if ctranslate2.get_cuda_device_count() == 0:
+        raise RuntimeError("ctranslate2 sees no CUDA device")
+    out = path.parent / "opus-ct2"
+    if not out.exists():
+        TransformersConverter(str(path)).convert(str(out), quantization=None)
+    engines = {}
+
+    def run(sources, workers):
+        if workers not in engines:
+            engines[workers] = ctranslate2.Translator(str(out), device="cuda", compute_type=compute_type,
+                                                      inter_threads=workers)  # fmt: skip
+        t = engines[workers]
+        tokens = [[f"t{i}" for i in s] for s in sources]  # token names are only looked up in the vocab
+        options = dict(beam_size=1, max_decoding_length=NEW_TOKENS, min_decoding_length=NEW_TOKENS)
+        jobs = [t.translate_batch(tokens, asynchronous=True, **options) for _ in range(workers)]
+        for job in jobs:
+            for result in job:
+                result.result()
+
+    return run, lambda: engines.clear()
+
+
+def run_throughput() -> list[str]:
+    from random_checkpoints import marian
+
+    path = marian(Path(tempfile.mkdtemp(prefix="aiotranslate-opus-")) / "opus", **OPUS)
+    rows = [f"OPUS-MT shape {OPUS}, {SOURCE_TOKENS} source -> {NEW_TOKENS} target tokens, greedy"]
+    print(rows[0])
+    engines = [(f"aiotranslate {c}", ours, c) for c in ("float32", "float16")]
+    engines += [(f"ctranslate2 {c}", ctranslate2_engine, c) for c in ("float32", "float16")]
+    for label, make, compute_type in engines:
+        try:
+            run, close = make(path, compute_type)
+        except Exception as e:  # ctranslate2 missing, or without CUDA here: skip its rows
+            rows.append(f"{label:<24} skipped: {type(e).__name__}: {str(e)[:160]}")
+            print(rows[-1], flush=True)
+            continue
+        try:
+            for workers in (1, 2):
+                for batch in (1, 32):
+                    try:
+                        rate = f"{tokens_per_s(run, batch, workers):9.1f} tokens/s"
+                    except Exception as e:
+                        rate = f"FAILED: {type(e).__name__}: {str(e)[:200]}"
+                    rows.append(f"{label:<24} workers {workers} batch {batch:>2}: {rate}")
+                    print(rows[-1], flush=True)
+        finally:
+            close()
+    return rows
+
+
+def stage(title: str, fn, default):
+    """Run one stage; a failure prints its traceback and gives `default`, so the next stages run."""
+    section(title)
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    except Exception:
+        print("".join(traceback.format_exc()[-3000:]))
+        result = default
+    print(f"[{title}: {time.perf_counter() - t0:.0f} s]", flush=True)
+    return result
+
+
 def main() -> int:
     t0 = time.perf_counter()
-    section("device")
-    device = device_report()
-    section("kernel compilation")
-    compiled = compile_kernels()
-    section("gpu tests")
-    tests_ok, tests_line = run_tests()
-    section("timings: GPU (cupy events, 50 calls) vs numpy float32 on the CPU")
-    timings = run_timings()
+    device = stage("device", device_report, "FAILED (see above)")
+    packages = stage("packages", package_report, "FAILED")
+    native = stage("CPU extension", build_native, "FAILED (numpy reference on the CPU side)")
+    compiled = stage("kernel compilation", compile_kernels, "FAILED")
+    tests_ok, tests_line = stage("gpu tests", run_tests, (False, "FAILED to run"))
+    timings = stage("timings: GPU (cupy events, 50 calls) vs numpy float32 on the CPU", run_timings, [])
+    throughput = stage("decoding throughput", run_throughput, ["FAILED (see above)"])
     section("summary")
     print(f"device: {device}")
+    print(f"packages: {packages}")
+    print(f"CPU extension: {native}")
     print(f"kernels: {compiled}")
     print(f"gpu tests: {tests_line}  [{'OK' if tests_ok else 'NOT OK'}]")
-    for row in timings:
+    for row in timings + throughput:
         print("  " + row)
     print(f"gpu_check finished in {time.perf_counter() - t0:.0f} s")
     return 0 if tests_ok else 1

@@ -8,6 +8,12 @@ Effective types on the CPU:
     bfloat16       linear layers bfloat16 (AVX512_BF16), products summed in float32
 Embedding tables, norms and attention stay float32 in every type.
 
+On a CUDA GPU the effective types are float32 and float16 (weights and activations in float16,
+products and reductions accumulated in float32: cuBLAS and the raw kernels). There are no int8 GPU
+kernels and CuPy has no bfloat16 dtype, so the other requests fall back as CTranslate2 falls back on
+a GPU without them (`CUDA_REQUESTS`): int8, int16 and int8_float16 -> float16; int8_float32 ->
+float32; bfloat16 and int8_bfloat16 -> float32. "auto" is float16 there.
+
 Requests resolve as CTranslate2 documents for x86-64 CPUs (docs/quantization.md, "Implicit type
 conversion on load"): "int8" keeps the model's float type (float32 here: int8_float32);
 int8_float16 and int16 -> int8_float32; float16 -> float32; bfloat16 types without AVX512_BF16 ->
@@ -23,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import _native
+from ..backends.devices import resolve_device
 from ..layers.quantized import quantize_model
 
 NAMES = (
@@ -41,6 +48,18 @@ REQUESTS = {
     "int8_bfloat16": "int8_bfloat16",
     "bfloat16": "bfloat16",
 }
+# The same for a CUDA GPU: what our float32/float16 GPU kernels run instead.
+CUDA_REQUESTS = {
+    "float32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "int8": "float16",
+    "int16": "float16",
+    "int8_float16": "float16",
+    "int8_float32": "float32",
+    "int8_bfloat16": "float32",
+    "bfloat16": "float32",
+}
 # Effective type -> (weight type of the linear layers, of the output projection) for quantize_model.
 WEIGHTS = {
     "float32": ("float32", "float32"),
@@ -53,9 +72,10 @@ WEIGHTS = {
 def get_supported_compute_types(device: str = "cpu", device_index: int = 0) -> set[str]:
     """The compute types this build runs efficiently on `device` (CTranslate2's function of the same
     name): float32 always; int8 and int8_float32 with the int8 kernels; bfloat16 and int8_bfloat16
-    where the CPU has AVX512_BF16."""
-    if device not in ("cpu", "auto"):
-        raise ValueError(f"device {device!r} is not supported by the engines yet; use device='cpu'")
+    where the CPU has AVX512_BF16; on a CUDA GPU, float32 and float16."""
+    device, _ = resolve_device(device, device_index)
+    if device == "cuda":
+        return {"float32", "float16"}
     supported = {"float32"}
     if _native.load("_qgemm") is not None:
         supported |= {"int8", "int8_float32"}
@@ -66,11 +86,17 @@ def get_supported_compute_types(device: str = "cpu", device_index: int = 0) -> s
 
 
 def resolve(compute_type: str | Mapping[str, str], device: str = "cpu", stored: str = "float32") -> str:
-    """The effective compute type of a request on `device` for a model stored as `stored`."""
+    """The effective compute type of a request on `device` ("cpu", "cuda" or "auto") for a model
+    stored as `stored`."""
+    device, _ = resolve_device(device)
     if isinstance(compute_type, Mapping):
-        compute_type = compute_type.get("cpu" if device == "auto" else device, "default")
+        compute_type = compute_type.get(device, "default")
     if compute_type not in NAMES:
         raise ValueError(f"compute_type {compute_type!r} is not one of {', '.join(NAMES)}")
+    if device == "cuda":
+        if compute_type in ("default", "auto"):
+            compute_type = stored if compute_type == "default" else "float16"
+        return CUDA_REQUESTS[compute_type]
     supported = get_supported_compute_types(device)
     if compute_type == "default":
         compute_type = stored

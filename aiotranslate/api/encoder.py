@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import host_float32
 from ..convert.bergamot import resolve_model_path
 from ..decoding.search import pad
 from ..runtime import Request
@@ -42,7 +43,7 @@ class Encoder(ModelEngine):
 
     @property
     def num_encoders(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     def _request(self, batch, token_type_ids=None, timeout: float | None = None, kind: str = "forward") -> Request:
         loaded = self._loaded
@@ -87,7 +88,8 @@ class Encoder(ModelEngine):
             ids, types = r.examples[0]
             padded, lengths = pad(ids)
             type_ids = None if types is None else pad(types)[0]
-            hidden, pooled = self._loaded.model.forward(padded, lengths, type_ids, n_threads=context.n_threads)
+            hidden, pooled = self._model(context).forward(padded, lengths, type_ids, n_threads=context.n_threads)
+            hidden, pooled = host_float32(hidden), None if pooled is None else host_float32(pooled)
             if r.key[0] == "embed":
                 outputs.append(self._pooling(hidden, lengths, pooled))
             else:

@@ -14,11 +14,12 @@ import concurrent.futures
 import enum
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
+from ..runtime.device import CpuPlace, CudaPlace
 from ..runtime.mpi_driver import Group
 from .batching import gather_in_order, step_pusher
 from .streaming import TokenStream
@@ -65,16 +66,20 @@ def resolve_queue_size(max_queued_batches: int, num_workers: int, max_examples: 
 
 
 class Engine:
-    """The threaded engine behind one public class: one copy of the weights, `inter_threads`
-    workers each running kernels with `intra_threads` threads, one bounded admission queue.
+    """The threaded engine behind one public class: one copy of the weights per device, `inter_threads`
+    workers per device (each running kernels with `intra_threads` threads, or on its own CUDA
+    stream), one bounded admission queue.
 
     Subclasses provide `_run_batch(context, requests)` (completing every request) and build
-    requests; `context` is the worker's `WorkerContext`.
+    requests; `context` is the worker's `WorkerContext`, whose `place` says which device (and so which
+    copy of the model) the worker runs on. `device_indices`: the GPUs, `inter_threads` workers for
+    each entry (an index may repeat); empty: the workers run on the CPU.
     """
 
     def __init__(
         self,
         *,
+        device_indices: Sequence[int] = (),
         inter_threads: int = 1,
         intra_threads: int = 0,
         max_queued_batches: int = 0,
@@ -87,24 +92,32 @@ class Engine:
         self.inter_threads, self.intra_threads = resolve_threads(inter_threads, intra_threads)
         if max_queued_tokens < 0:
             raise ValueError(f"max_queued_tokens must be >= 0 (0: no limit), got {max_queued_tokens}")
+        devices = [index for index in (device_indices or [None]) for _ in range(self.inter_threads)]
         self._queue = AdmissionQueue(
-            resolve_queue_size(max_queued_batches, self.inter_threads, limits.max_examples), max_queued_tokens
+            resolve_queue_size(max_queued_batches, len(devices), limits.max_examples), max_queued_tokens
         )
-        contexts = [self._context_factory(i) for i in range(self.inter_threads)]
-        self._pool = WorkerPool(self._queue, contexts, self._run_batch, limits, name=name)
+        contexts = [self._context_factory(i, device) for i, device in enumerate(devices)]
+        self._pool = WorkerPool(self._queue, contexts, self._run_in_place, limits, name=name)
         self._state = EngineState.OPEN
         if parallel is not None:
             atexit.register(self.close, True)  # a script ending without close still releases the other ranks
 
-    def _context_factory(self, index: int) -> Callable[[], Any]:
-        """What each worker builds on its own thread; subclasses may extend (device, stream)."""
+    def _context_factory(self, index: int, device_index: int | None) -> Callable[[], Any]:
+        """What each worker builds on its own thread: its place (the CPU, or GPU `device_index` and
+        the worker's own stream)."""
 
         def make() -> WorkerContext:
             if self._parallel is not None:
                 self._parallel.bind(index)  # this worker's communicators, for the model's collectives
-            return WorkerContext(index, self.intra_threads)
+            place = CpuPlace() if device_index is None else CudaPlace(device_index)
+            return WorkerContext(index, self.intra_threads, place)
 
         return make
+
+    def _run_in_place(self, context: WorkerContext, requests: list[Request]) -> None:
+        """A batch on the worker's device and stream, synchronised before the worker moves on."""
+        with context.place.active():
+            self._run_batch(context, requests)
 
     def _run_batch(self, context: WorkerContext, requests: list[Request]) -> None:
         raise NotImplementedError
@@ -249,9 +262,13 @@ class Engine:
             return
         self._state = EngineState.CLOSED
         self._pool.close(cancel=cancel)
+        self._release_model()
         if self._parallel is not None:
             self._parallel.close()  # the workers are joined: the other ranks may stop
             atexit.unregister(self.close)
+
+    def _release_model(self) -> None:
+        """Called by `close` once the workers are joined: free what the model holds (GPU copies)."""
 
     async def aclose(self, cancel: bool = False) -> None:
         """`close` without blocking the event loop (the join runs in a helper thread)."""
@@ -297,10 +314,12 @@ class Engine:
 
 
 class WorkerContext:
-    """What one worker owns: its index and intra-op thread count (later: scratch, CUDA stream)."""
+    """What one worker owns: its index, intra-op thread count and place (the CPU, or a GPU and the
+    worker's stream; `place.device_index` picks that device's copy of the model)."""
 
-    __slots__ = ("index", "n_threads")
+    __slots__ = ("index", "n_threads", "place")
 
-    def __init__(self, index: int, n_threads: int) -> None:
+    def __init__(self, index: int, n_threads: int, place: CpuPlace | CudaPlace) -> None:
         self.index = index
         self.n_threads = n_threads
+        self.place = place

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from .bulk import BulkResults
 
 Tokenize = Callable[[str], Sequence[str]]
@@ -135,8 +137,6 @@ class FileJob:
             raise
 
     def run(self) -> ExecutionStats:
-        from tqdm import tqdm
-
         start = time.perf_counter()
         pending: collections.deque[tuple[int, tuple]] = collections.deque()  # (empty lines before, row) read
         trailing = [0]  # empty lines after the last row

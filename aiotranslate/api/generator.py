@@ -16,16 +16,18 @@ import asyncio
 import concurrent.futures
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from ..backends import host_float32
 from ..decoding import decode, score_sequences
 from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
 from ..runtime import Request
 from . import files, inputs
-from .batching import StepRouter, complete, gather_in_order, token_names
+from .batching import StepRouter, batch_key, complete, continuous, gather_in_order, run_continuous, token_names
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
@@ -49,7 +51,7 @@ class Generator(ModelEngine):
 
     @property
     def num_generators(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     @property
     def end_token_ids(self) -> tuple[int, ...]:
@@ -87,7 +89,7 @@ class Generator(ModelEngine):
         )
         batches = inputs.split_batches([len(p) for p in ids], max_batch_size, batch_type)
         requests = [
-            Request((kind, decoding), [ids[i] for i in idx], decoding,
+            Request(batch_key(kind, decoding), [ids[i] for i in idx], decoding,
                     num_tokens=sum(len(ids[i]) for i in idx), on_step=on_step, timeout=timeout)
             for idx in batches
         ]
@@ -149,10 +151,12 @@ class Generator(ModelEngine):
         return out[0] if single else out
 
     def generate_tokens(self, prompt, **options) -> TokenStream:
-        """Stream one prompt's continuation (greedy or sampling) token by token:
+        """Stream one prompt's continuation token by token:
         `async with generator.generate_tokens(p) as steps: async for step in steps`.
-        Leaving the block stops decoding at the next step. The last step of a sequence that
-        ended is its end token (one of `end_token_ids`, with empty text)."""
+        Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
+        soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
+        stops decoding at the next step. The last step of a sequence that ended is its end token
+        (one of `end_token_ids`, with empty text)."""
         return self._token_stream(prompt, options, nowait=False)
 
     def generate_tokens_nowait(self, prompt, **options) -> TokenStream:
@@ -161,8 +165,8 @@ class Generator(ModelEngine):
         return self._token_stream(prompt, options, nowait=True)
 
     def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:
-        if "beam_size" in options or "num_hypotheses" in options:
-            raise TypeError("generate_tokens decodes one greedy or sampled sequence: no beam_size")
+        if "num_hypotheses" in options or "return_alternatives" in options:
+            raise TypeError("generate_tokens streams one sequence: no num_hypotheses or return_alternatives")
         options = {"return_scores": True, **options}
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
             "tokens", [prompt], on_step=push, **options
@@ -229,35 +233,50 @@ class Generator(ModelEngine):
     # -- worker side ---------------------------------------------------------------------------
 
     def _run_batch(self, context, requests: list[Request]) -> None:
-        model, tokenizer = self._loaded.model, self._loaded.tokenizer
-        prompts = [p for r in requests for p in r.examples]
+        model, tokenizer = self._model(context), self._loaded.tokenizer
         kind = requests[0].key[0]
-        router = StepRouter(requests)
+        if kind not in ("score", "forward"):
+            options = replace(requests[0].options, n_threads=context.n_threads)
+            outputs = partial(self._outputs, kind)
+            if continuous(options):
+                start = partial(self._start_generation, model)
+                run_continuous(requests, model, options, start, outputs, self._pool.take_joiners)
+                return
+            state, prompts, options = self._start_generation(model, requests, options)
+            router = StepRouter(requests)
+            results = decode(model, state, prompts, options, router.on_step, router.should_stop)
+            complete(requests, outputs(results), router)
+            return
+        prompts = [p for r in requests for p in r.examples]
+        state = model.new_state(len(prompts), context.n_threads)
         if kind == "score":
-            state = model.new_state(len(prompts), context.n_threads)
             log_probs = score_sequences(model, state, prompts, n_threads=context.n_threads)
             tokens = token_names(tokenizer, [p[1:] for p in prompts])
             outputs = [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)]
-        elif kind == "forward":
-            state = model.new_state(len(prompts), context.n_threads)
-            ids, lengths = pad(prompts)
-            logits = model.decode(state, ids, lengths, all_logits=True)
-            outputs = [np.array(logits[b, : len(p)]) for b, p in enumerate(prompts)]
         else:
-            options = replace(requests[0].options, n_threads=context.n_threads)
-            longest = max(len(p) for p in prompts) + len(options.static_prompt)
-            if model.max_positions is not None:  # learned positions: stop at the table's end
-                # max_length counts the returned tokens, the prompt among them when it is returned.
-                used = len(options.static_prompt) if options.return_prefix else longest
-                options = replace(options, max_length=max(1, min(options.max_length, model.max_positions - used)))
-            capacity = longest + options.max_length
-            state = model.new_state(len(prompts), context.n_threads, capacity=capacity)
-            results = decode(model, state, prompts, options, router)
-            if kind == "text":
-                outputs = tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results])
-            else:
-                outputs = [
-                    GenerationResult(token_names(tokenizer, r.hypotheses), r.hypotheses, r.scores, r.logits)
-                    for r in results
-                ]
-        complete(requests, outputs, router)
+            ids, lengths = pad(prompts)
+            logits = host_float32(model.decode(state, ids, lengths, all_logits=True))
+            outputs = [np.array(logits[b, : len(p)]) for b, p in enumerate(prompts)]
+        complete(requests, outputs)
+
+    def _start_generation(self, model, requests: list[Request], options):
+        """A decoding start for these requests: an empty state sized for them, their prompts, and
+        the options with max_length held within a learned position table."""
+        prompts = [p for r in requests for p in r.examples]
+        longest = max(len(p) for p in prompts) + len(options.static_prompt)
+        if model.max_positions is not None:  # learned positions: stop at the table's end
+            # max_length counts the returned tokens, the prompt among them when it is returned.
+            used = len(options.static_prompt) if options.return_prefix else longest
+            options = replace(options, max_length=max(1, min(options.max_length, model.max_positions - used)))
+        state = model.new_state(len(prompts), options.n_threads, capacity=longest + options.max_length)
+        return state, prompts, options
+
+    def _outputs(self, kind: str, results) -> list:
+        tokenizer = self._loaded.tokenizer
+        if kind == "text":
+            return tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results])
+        return [
+            GenerationResult(token_names(tokenizer, r.hypotheses), r.hypotheses, r.scores, r.logits)
+            for r in results
+        ]
+

@@ -6,6 +6,8 @@ still run), then drops this engine's references to the weights so their memory c
 `to_cpu=True` keeps them aside instead (on a CPU engine that is RAM already) for a fast
 `load_model()`. While unloaded, a request fails with `ModelNotLoaded` before it is queued, and the
 workers stay up. `load_model()` reads the model again with the constructor's arguments.
+On a GPU, unloading frees the weights' GPU copies and the CuPy memory pools either way (to_cpu keeps
+the host model, which `load_model()` copies back to the GPUs); so does closing the engine.
 """
 
 from __future__ import annotations
@@ -44,15 +46,19 @@ class ModelEngine(Engine):
         tensor_parallel: bool = False,
         batch_window: float = 0.001,
     ) -> None:
-        self._current: LoadedModel | None = open_model(model_path, device, compute_type, tensor_parallel, inter_threads)
-        self._reload_args = (model_path, device, compute_type)
+        self._current: LoadedModel | None = open_model(
+            model_path, device, compute_type, tensor_parallel, inter_threads, device_index
+        )
+        self._reload_args = (model_path, device, compute_type, device_index)
         self._cpu_copy: LoadedModel | None = None
         self._lifecycle = threading.Condition()  # guards _current, _admitting and _admitted
         self._admitting = True
         self._admitted = 0  # requests admitted and not yet finished: what unload_model waits for
-        self.device, self.device_index, self.compute_type = "cpu", device_index, self._current.compute_type
+        self.device, self.device_index = self._current.device, device_index
+        self.compute_type = self._current.compute_type
         self.model_path = str(model_path)
         super().__init__(
+            device_indices=self._current.device_indices if self.device == "cuda" else (),
             inter_threads=inter_threads,
             intra_threads=intra_threads,
             max_queued_batches=max_queued_batches,
@@ -68,6 +74,10 @@ class ModelEngine(Engine):
         if loaded is None:
             raise ModelNotLoaded(f"the model of this {type(self).__name__} is unloaded: call load_model() first")
         return loaded
+
+    def _model(self, context):
+        """The model a worker runs: its device's copy (shared by that device's workers)."""
+        return self._loaded.replica(context.place.device_index)
 
     @property
     def tokenizer(self):
@@ -113,6 +123,7 @@ class ModelEngine(Engine):
             while self._admitted:
                 self._lifecycle.wait()
             self._cpu_copy = self._current if to_cpu else None
+            self._current.release()  # the GPU copies and the CuPy pools (nothing on a CPU engine)
             self._current = None
 
     def load_model(self, keep_cache: bool = False) -> None:
@@ -123,8 +134,15 @@ class ModelEngine(Engine):
                 return
             loaded = self._cpu_copy
             if loaded is None:
-                model_path, device, compute_type = self._reload_args
-                loaded = open_model(model_path, device, compute_type, False, self.inter_threads)
+                model_path, device, compute_type, device_index = self._reload_args
+                loaded = open_model(model_path, device, compute_type, False, self.inter_threads, device_index)
+            loaded.to_devices()  # back to the GPUs after unload_model(to_cpu=True)
             self._cpu_copy = loaded if keep_cache else None
             self._current = loaded
             self._admitting = True
+
+    def _release_model(self) -> None:
+        with self._lifecycle:
+            for loaded in (self._current, self._cpu_copy):
+                if loaded is not None:
+                    loaded.release()

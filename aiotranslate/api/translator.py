@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ..decoding import decode, score_sequences
@@ -25,7 +26,7 @@ from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
 from ..runtime import Request
 from . import files, inputs
-from .batching import StepRouter, complete, gather_in_order, token_names
+from .batching import StepRouter, batch_key, complete, continuous, gather_in_order, run_continuous, token_names
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
@@ -50,7 +51,7 @@ class Translator(ModelEngine):
 
     @property
     def num_translators(self) -> int:
-        return self.inter_threads
+        return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
     # -- request building (caller side) --------------------------------------------------------
 
@@ -87,7 +88,7 @@ class Translator(ModelEngine):
         )
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
         requests = [
-            Request((kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
+            Request(batch_key(kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
                     num_tokens=sum(len(sources[i]) for i in idx), on_step=on_step, timeout=timeout)
             for idx in batches
         ]
@@ -149,11 +150,13 @@ class Translator(ModelEngine):
         return self._submit_all(requests, batches)
 
     def generate_tokens(self, source, target_prefix=None, **options) -> TokenStream:
-        """Stream the translation of one source step by step (greedy or sampling):
+        """Stream the translation of one source step by step:
         `async with translator.generate_tokens(src) as steps: async for step in steps`.
-        Leaving the block stops decoding at the next step."""
-        if "beam_size" in options or "num_hypotheses" in options:
-            raise TypeError("generate_tokens decodes one greedy or sampled hypothesis: no beam_size")
+        Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
+        soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
+        stops decoding at the next step."""
+        if "num_hypotheses" in options or "return_alternatives" in options:
+            raise TypeError("generate_tokens streams one hypothesis: no num_hypotheses or return_alternatives")
         options = {"beam_size": 1, "return_scores": True, **options}
         return self._stream(self._loaded.tokenizer, lambda push: self._translate_requests(
             "tokens", [source], None if target_prefix is None else [target_prefix], on_step=push, **options
@@ -238,25 +241,41 @@ class Translator(ModelEngine):
     # -- worker side ---------------------------------------------------------------------------
 
     def _run_batch(self, context, requests: list[Request]) -> None:
-        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        model, kind = self._model(context), requests[0].key[0]
+        if kind == "score":
+            state, sequences = self._encode(model, requests, context.n_threads)
+            log_probs = score_sequences(model, state, sequences, n_threads=context.n_threads)
+            tokens = token_names(self._loaded.tokenizer, [s[1:] for s in sequences])
+            complete(requests, [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)])
+            return
+        options = replace(requests[0].options, n_threads=context.n_threads)
+        outputs = partial(self._outputs, kind)
+        if continuous(options):
+            start = partial(self._start_translation, model)
+            run_continuous(requests, model, options, start, outputs, self._pool.take_joiners)
+            return
+        state, start_tokens, options = self._start_translation(model, requests, options)
+        router = StepRouter(requests)
+        results = decode(model, state, start_tokens, options, router.on_step, router.should_stop)
+        complete(requests, outputs(results), router)
+
+    def _encode(self, model, requests: list[Request], n_threads: int):
+        """The encoder state of these requests' sources, and their target sides."""
         examples = [ex for r in requests for ex in r.examples]
         src, lengths = pad([ex[0] for ex in examples])
-        state = model.encode(src, lengths, n_threads=context.n_threads)
-        kind = requests[0].key[0]
-        router = StepRouter(requests)
-        if kind == "score":
-            log_probs = score_sequences(model, state, [ex[1] for ex in examples], n_threads=context.n_threads)
-            tokens = token_names(tokenizer, [ex[1][1:] for ex in examples])
-            outputs = [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)]
-        else:
-            options = replace(requests[0].options, n_threads=context.n_threads)
-            results = decode(model, state, [ex[1] for ex in examples], options, router)
-            if kind == "text":
-                outputs = tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results], target=True)
-            else:
-                outputs = [
-                    TranslationResult(token_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
-                    for r in results
-                ]
-        complete(requests, outputs, router)
+        return model.encode(src, lengths, n_threads=n_threads), [ex[1] for ex in examples]
+
+    def _start_translation(self, model, requests: list[Request], options):
+        """A decoding start for these requests: their encoder state and decoder start tokens."""
+        state, start_tokens = self._encode(model, requests, options.n_threads)
+        return state, start_tokens, options
+
+    def _outputs(self, kind: str, results) -> list:
+        tokenizer = self._loaded.tokenizer
+        if kind == "text":
+            return tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results], target=True)
+        return [
+            TranslationResult(token_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
+            for r in results
+        ]
 

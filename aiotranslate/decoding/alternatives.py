@@ -16,11 +16,16 @@ import numpy as np
 from .. import ops
 from .options import DecodingOptions
 from .processors import LogitsProcessors
-from .search import Limits, Started, StepHook, report, run_decoder, wants_attention
+from .search import Limits, Started, StepHook, StopCheck, report, run_decoder, wants_attention
 
 
 def expand_alternatives(
-    model, state, start: Started, options: DecodingOptions, on_step: StepHook | None = None
+    model,
+    state,
+    start: Started,
+    options: DecodingOptions,
+    on_step: StepHook | None = None,
+    should_stop: StopCheck | None = None,
 ) -> Started:
     """Rows of `start` (one per example, state rows alike) -> one row per kept alternative."""
     limits = Limits(options)
@@ -47,10 +52,12 @@ def expand_alternatives(
                 float(values[b, j]),
                 logits[b] if options.return_logits_vocab else None,
                 None if start.attention is None else start.attention[b],
+                float(values[b, j]),
             )
             is_last = limits.is_complete(alternative, path)
             log_prob = float(values[b, j]) if options.return_scores else None
             stop = report(on_step, alternative, path, limits, log_prob, is_last)
+            stop = stop or (not is_last and should_stop is not None and should_stop(row.batch_id))
             parents.append(b)
             rows.append(alternative)
             paths.append(path)

@@ -23,9 +23,14 @@ Mapping from transformers' `generate` (same length_penalty; both return the best
   early_stopping=True  <-> patience=1;  early_stopping=False <-> patience=inf (identical results);
   length_penalty=0 with early_stopping=False <-> length_penalty=0 (same hypotheses, found sooner).
   early_stopping="never", and early_stopping=True with length_penalty=0, have no equivalent.
-The step hook sees, each step and row, the best candidate (hypothesis_id 0): a provisional token,
-since beams are revised (CTranslate2 refuses streaming with beam search). Returning True finishes the
-row at once with its current beams as hypotheses: cancellation and deadlines.
+Streaming. Beams are revised, so the step hook sees only tokens that can no longer change (CTranslate2
+refuses streaming with beam search): the prefix that every live beam and the best finished hypothesis
+share, as soon as they share it (the final best descends from a live beam or is that hypothesis, and
+finished hypotheses below the best can never win), then the rest of the best hypothesis when the row
+is done, its last token with is_last. The tokens reported for a row are thus exactly the best
+hypothesis's path (hypothesis_id 0). `should_stop` is asked every step, since a step may report
+nothing; it, or the hook returning True, finishes the row at once with its current beams as
+hypotheses (cancellation and deadlines), and nothing more is reported for it.
 CTranslate2's extra penalty on end tokens proposed by secondary beams right after a forced prefix
 is not applied (transformers has none; here the prefix is prefilled, so all beams start from one path).
 """
@@ -47,6 +52,7 @@ from .search import (
     Row,
     Started,
     StepHook,
+    StopCheck,
     decode_step,
     finish,
     normalized_score,
@@ -56,12 +62,39 @@ from .search import (
 
 
 class _Beams:
-    """The beams and finished hypotheses of one row."""
+    """The beams and finished hypotheses of one row, and how many tokens of it were reported."""
 
     def __init__(self, row: Row, path: Path) -> None:
         self.row = row
         self.paths = [path]
         self.finished: list[Hypothesis] = []
+        self.best: Hypothesis | None = None  # the best of `finished`
+        self.reported = len(path.tokens)  # tokens of the path before the search were reported already
+
+    def add_finished(self, hypothesis: Hypothesis) -> None:
+        self.finished.append(hypothesis)
+        if self.best is None or hypothesis.score > self.best.score:
+            self.best = hypothesis
+
+    def report_upto(self, path: Path, n: int, on_step: StepHook, limits: Limits, is_last: bool = False) -> bool:
+        """Report the tokens of `path` after those reported, up to its n-th; True when the hook asks to stop."""
+        stop = False
+        for i in range(self.reported + 1, n + 1):
+            log_prob = path.token_log_probs[i - 1] if limits.options.return_scores else None
+            stop = report(on_step, self.row, path.head(i), limits, log_prob, is_last and i == n) or stop
+        self.reported = max(self.reported, n)
+        return stop
+
+    def shared(self, running: list[tuple[int, Path]]) -> int:
+        """Length of the prefix that the running beams and the best finished hypothesis share."""
+        paths = [child.tokens for _, child in running]
+        if self.best is not None:
+            paths.append(self.best.path.tokens)
+        n, first = self.reported, paths[0]
+        end = min(len(p) for p in paths)
+        while n < end and all(p[n] == first[n] for p in paths):
+            n += 1
+        return n
 
 
 def beam_search(
@@ -71,6 +104,7 @@ def beam_search(
     options: DecodingOptions,
     num_hypotheses: int,
     on_step: StepHook | None = None,
+    should_stop: StopCheck | None = None,
 ) -> list[list[Hypothesis]]:
     """The best `num_hypotheses` hypotheses of each row of `start`, best first."""
     limits = Limits(options)
@@ -83,7 +117,7 @@ def beam_search(
     groups = [_Beams(row, path) for row, path in zip(start.rows, start.paths)]
     live, logits, attention, finished = split_started(state, start, limits)
     for g, hypothesis in finished.items():
-        groups[g].finished.append(hypothesis)
+        groups[g].add_finished(hypothesis)
     cumulative = np.array([groups[g].paths[0].log_prob for g in live], dtype=np.float32)
     width = 1
 
@@ -108,7 +142,6 @@ def beam_search(
             length = len(group.paths[0].tokens) + 1
             last_step = length >= limits.max_new(group.row)
             running: list[tuple[int, Path]] = []  # (parent beam, child path)
-            best = None  # the first candidate and its step log-prob, for the hook
             for c in range(n):
                 score = float(scores[i, c])
                 if not np.isfinite(score):
@@ -123,23 +156,28 @@ def beam_search(
                     score,
                     logits[beam] if options.return_logits_vocab else None,
                     None if attention is None else attention[beam],
+                    float(log_probs[beam, token]),
                 )
                 if ends:
-                    group.finished.append(finish(group.row, child, limits))
+                    group.add_finished(finish(group.row, child, limits))
                 else:
                     running.append((beam, child))
-                if best is None:
-                    best = child, float(log_probs[beam, token])
             done = last_step or not running or is_done(group, running, length)
-            if best is not None:
-                step_log_prob = best[1] if options.return_scores else None
-                if report(on_step, group.row, best[0], limits, step_log_prob, done) and not done:
-                    # Stopped from outside: the current beams become hypotheses, as at a last step.
-                    group.finished.extend(finish(group.row, child, limits) for _, child in running)
+            stop = False
+            if not done:
+                stop = should_stop is not None and should_stop(group.row.batch_id)
+                if not stop and on_step is not None:
+                    stop = group.report_upto(running[0][1], group.shared(running), on_step, limits)
+                if stop:  # from outside: the current beams become hypotheses, as at a last step
+                    for _, child in running:
+                        group.add_finished(finish(group.row, child, limits))
                     done = True
             if done:
                 group.finished.sort(key=lambda h: h.score, reverse=True)
                 del group.finished[num_hypotheses:]
+                if not stop and on_step is not None and group.finished:
+                    best = group.finished[0].path
+                    group.report_upto(best, len(best.tokens), on_step, limits, is_last=True)
                 continue
             # Fewer than k candidates left (a heavily banned vocabulary): dead beams, -inf, fill in.
             dead = (running[0][0], replace(running[0][1], log_prob=-np.inf))

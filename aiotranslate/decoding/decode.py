@@ -1,6 +1,6 @@
 """The decoding entry point: prefill, pick a search, run it, gather the hypotheses per example.
 
-    decode(model, state, start_tokens, options, on_step=None) -> list[DecodingResult]
+    decode(model, state, start_tokens, options, on_step=None, should_stop=None) -> list[DecodingResult]
 
 `state` is started (the encoder ran, or an empty decoder-only state) and holds one row per example;
 `start_tokens[b]` is what example b's decoder reads before the first decoded token: the decoder
@@ -10,11 +10,14 @@ first token is never returned; the rest is returned when `options.return_prefix`
 Several hypotheses per example come from beam search, from sampling (the example's row is
 replicated, each copy samples its own path), or from `return_alternatives`. The state is left with
 whatever rows were still live when decoding ended; callers discard it.
+
+`begin` and `collect` are decode's first and last parts, for callers that run the greedy search
+themselves (continuous batching: `greedy.GreedySearch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -24,7 +27,7 @@ from .beam import beam_search
 from .greedy import greedy_search
 from .options import DecodingOptions
 from .sampling import row_generators
-from .search import DecodingResult, Hypothesis, Started, StepHook, prefill, supports_attention
+from .search import DecodingResult, Hypothesis, Started, StepHook, StopCheck, prefill, supports_attention
 
 
 def decode(
@@ -33,33 +36,58 @@ def decode(
     start_tokens: Sequence[Sequence[int]],
     options: DecodingOptions,
     on_step: StepHook | None = None,
+    should_stop: StopCheck | None = None,
 ) -> list[DecodingResult]:
     """Decode every example of the batch; see the module docstring."""
-    if options.coverage_penalty != 0 and not supports_attention(model):
-        raise ValueError("coverage_penalty needs attention weights, which this model does not return")
     if len(start_tokens) == 0:
         return []
+    start = begin(model, state, start_tokens, options, on_step, should_stop)
+    if options.beam_size == 1:
+        per_row = [[h] for h in greedy_search(model, state, start, options, on_step, should_stop)]
+    else:
+        per_row_hypotheses = 1 if options.return_alternatives else options.num_hypotheses
+        per_row = beam_search(model, state, start, options, per_row_hypotheses, on_step, should_stop)
+    return collect(model, options, len(start_tokens), [(row.batch_id, h) for row, h in zip(start.rows, per_row)])
+
+
+def begin(
+    model,
+    state,
+    start_tokens: Sequence[Sequence[int]],
+    options: DecodingOptions,
+    on_step: StepHook | None = None,
+    should_stop: StopCheck | None = None,
+    seed_ids: Sequence[int] | None = None,
+) -> Started:
+    """The rows a search starts from: prefilled, expanded into alternatives or replicated into
+    hypotheses, each with its random generator when sampling. A row draws from a generator keyed
+    by (seed_ids[batch_id] (default: batch_id), hypothesis_id): give each example its index in its
+    own request and it samples the same whatever batch it is decoded in."""
+    if options.coverage_penalty != 0 and not supports_attention(model):
+        raise ValueError("coverage_penalty needs attention weights, which this model does not return")
     start = prefill(model, state, start_tokens, options)
     if options.return_alternatives:
-        start = expand_alternatives(model, state, start, options, on_step)
+        start = expand_alternatives(model, state, start, options, on_step, should_stop)
     elif options.beam_size == 1 and options.num_hypotheses > 1:
         start = _replicate(state, start, options.num_hypotheses)
     if options.is_sampling:
-        keys = [(row.batch_id, row.hypothesis_id) for row in start.rows]
+        ids = range(len(start_tokens)) if seed_ids is None else seed_ids
+        keys = [(ids[row.batch_id], row.hypothesis_id) for row in start.rows]
         for row, rng in zip(start.rows, row_generators(options.seed, keys)):
             row.rng = rng
+    return start
 
-    if options.beam_size == 1:
-        per_row = [[h] for h in greedy_search(model, state, start, options, on_step)]
-    else:
-        per_row_hypotheses = 1 if options.return_alternatives else options.num_hypotheses
-        per_row = beam_search(model, state, start, options, per_row_hypotheses, on_step)
 
-    hypotheses: list[list[Hypothesis]] = [[] for _ in start_tokens]
-    for row, found in zip(start.rows, per_row):
-        hypotheses[row.batch_id].extend(found)
+def collect(
+    model, options: DecodingOptions, num_examples: int, found: Iterable[tuple[int, list[Hypothesis]]]
+) -> list[DecodingResult]:
+    """The results of examples 0..num_examples-1 from (example, hypotheses of a row) pairs, the
+    rows in their order (a row's hypothesis_id order: ties in score keep it)."""
+    hypotheses: list[list[Hypothesis]] = [[] for _ in range(num_examples)]
+    for b, found_here in found:
+        hypotheses[b].extend(found_here)
     with_attention = options.return_attention and supports_attention(model)
-    return [_result(found, options, with_attention) for found in hypotheses]
+    return [_result(h, options, with_attention) for h in hypotheses]
 
 
 def _replicate(state, start: Started, n: int) -> Started:

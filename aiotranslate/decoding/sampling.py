@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import ops
+from ..backends import get_array_module
 from .options import DecodingOptions
 
 
@@ -42,6 +43,9 @@ class BestSampler:
     """The k best scores of each row, in descending order (ties: lowest index first)."""
 
     def __call__(self, scores: np.ndarray, k: int, rngs=None, *, n_threads: int = 1):
+        if k == 1:  # a greedy step: one pass over each row, no partial sort (same tie rule)
+            ids = ops.argmax(scores, n_threads=n_threads)[:, None]
+            return ids, get_array_module(scores).take_along_axis(scores, ids, axis=1)
         values, ids = ops.topk(scores, k, n_threads=n_threads)
         return ids, values
 

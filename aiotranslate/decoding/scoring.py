@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import ops
+from ..backends import to_host
 from .search import pad
 
 
@@ -24,7 +25,7 @@ def score_sequences(model, state, sequences: Sequence[Sequence[int]], *, n_threa
     if ids.shape[1] == 0:
         return [np.zeros(0, dtype=np.float32) for _ in sequences]
     logits = model.decode(state, ids, lengths, all_logits=True)  # (B, T, V)
-    log_probs = ops.log_softmax(np.asarray(logits, dtype=np.float32), n_threads=n_threads)
+    log_probs = to_host(ops.log_softmax(logits.astype(np.float32, copy=False), n_threads=n_threads))
     return [
         log_probs[b, np.arange(len(s) - 1), np.asarray(s[1:], dtype=np.int64)] if len(s) > 1 else log_probs[b, :0, 0]
         for b, s in enumerate(sequences)

@@ -22,12 +22,17 @@ from typing import Protocol
 
 import numpy as np
 
+from ..backends import host_float32
 from ..models.base import DecoderModel, DecoderState
 from ..results import GenerationStepResult
 from .options import DecodingOptions
 
 StepHook = Callable[[GenerationStepResult], "bool | None"]
-"""Called for each decoded token; returning True stops that sequence (streaming and cancellation)."""
+"""Called for each emitted token; returning True stops that sequence (streaming and cancellation)."""
+
+StopCheck = Callable[[int], bool]
+"""Asked once per decoding step for each live row's batch_id: True stops that example's sequences
+(cancellation, deadlines), also in steps where beam search emits nothing."""
 
 
 class AttentionDecoderModel(DecoderModel, Protocol):
@@ -71,21 +76,28 @@ class Row:
 
 @dataclass(frozen=True)
 class Path:
-    """Tokens decoded after a row's context; `log_prob` is their summed log-probability."""
+    """Tokens decoded after a row's context; `log_prob` is their summed log-probability and
+    `token_log_probs` each token's own (None where the search did not compute it)."""
 
     tokens: tuple[int, ...] = ()
     log_prob: float = 0.0
     logits: tuple[np.ndarray, ...] = ()
     attention: tuple[np.ndarray, ...] = ()
+    token_log_probs: tuple[float | None, ...] = ()
 
-    def child(self, token: int, log_prob: float, logits=None, attention=None) -> Path:
+    def child(self, token: int, log_prob: float, logits=None, attention=None, token_log_prob=None) -> Path:
         """This path plus `token`; log_prob is the child's *cumulative* log-probability."""
         return Path(
             self.tokens + (int(token),),
             float(log_prob),
             self.logits if logits is None else self.logits + (logits,),
             self.attention if attention is None else self.attention + (attention,),
+            self.token_log_probs + (None if token_log_prob is None else float(token_log_prob),),
         )
+
+    def head(self, n: int) -> Path:
+        """The path of the first n tokens (for reporting a token of it; logits and attention dropped)."""
+        return Path(self.tokens[:n], 0.0, (), (), self.token_log_probs[:n])
 
 
 @dataclass
@@ -105,6 +117,7 @@ class Hypothesis:
     score: float
     attention: list[np.ndarray]
     logits: list[np.ndarray]
+    path: Path = field(default_factory=Path)  # what was decoded (end token included), for the hook
 
 
 class Limits:
@@ -135,18 +148,23 @@ class Limits:
         return self.returned_prefix(row) + len(path.tokens) - 1
 
 
-def run_decoder(model, state, ids, lengths, with_attention: bool):
-    """model.decode, and (B, T, S) attention when asked for and the model can give it (else None)."""
+def run_decoder(model, state, ids, lengths, with_attention: bool, on_host: bool = True):
+    """model.decode, and (B, T, S) attention when asked for and the model can give it (else None).
+
+    The searches read float32 logits on the host: a model on a GPU hands over its (B, V) logits
+    here, once per step (the device-to-host copy of a step, with the attention if asked). With
+    on_host=False they stay where the model made them (greedy search picks the best token there)."""
     if with_attention and supports_attention(model):
         logits, attention = model.decode_with_attention(state, ids, lengths)
-        return np.asarray(logits, dtype=np.float32), attention
-    return np.asarray(model.decode(state, ids, lengths), dtype=np.float32), None
+    else:
+        logits, attention = model.decode(state, ids, lengths), None
+    return (host_float32(logits) if on_host else logits), attention
 
 
-def decode_step(model, state, tokens: Sequence[int], options: DecodingOptions):
+def decode_step(model, state, tokens: Sequence[int], options: DecodingOptions, on_host: bool = True):
     """Append one token to every row: next-token logits (R, V) and attention (R, S) or None."""
     ids = np.asarray(tokens, dtype=np.int32).reshape(-1, 1)
-    logits, attention = run_decoder(model, state, ids, None, wants_attention(options))
+    logits, attention = run_decoder(model, state, ids, None, wants_attention(options), on_host)
     return logits, None if attention is None else attention[:, 0]
 
 
@@ -230,7 +248,7 @@ def finish(row: Row, path: Path, limits: Limits) -> Hypothesis:
     score = normalized_score(path.log_prob, len(path.tokens), options)
     if options.coverage_penalty:
         score += coverage_penalty(attention, options.coverage_penalty)
-    return Hypothesis(tokens, score, attention, list(path.logits))
+    return Hypothesis(tokens, score, attention, list(path.logits), path)
 
 
 def report(on_step: StepHook | None, row: Row, path: Path, limits: Limits, log_prob, is_last: bool) -> bool:

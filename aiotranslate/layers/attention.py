@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..backends import get_array_module, place_like
 from .kv_cache import KVCache, TokenBatch
 from .linear import Linear
 from .norms import RMSNorm
@@ -34,14 +35,14 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
     offsets: None for bidirectional attention (encoder, cross-attention); else causal, int32 (B,):
       query t of row b sits at key position offsets[b] + t and sees keys up to it.
     window: causal sliding window: a query at position p sees keys > p - window.
-    probs_out: bidirectional only: zeroed float32 (B, H_kv, r, T, max(key_lengths)) that receives the
+    probs_out: bidirectional only: zeroed (B, H_kv, r, T, max(key_lengths)) that receives the
       attention probabilities (alignments of cross-attention).
     Returns the context (B*T, H*D); query slots past a row's valid ones hold zeros or finite junk.
     """
     b, h_kv, r, t, d = q.shape
     if probs_out is not None and offsets is not None:
         raise ValueError("probs_out is only available for bidirectional attention")
-    out = np.zeros((b, h_kv, r, t, d), dtype=np.float32)
+    out = get_array_module(q).zeros((b, h_kv, r, t, d), dtype=q.dtype)
     # A window only cuts keys once some row holds more than `window` of them.
     windowed = offsets is not None and window is not None and int(key_lengths.max(initial=0)) > window
     # Every row's queries at the same key offset (or a single query): one causal mask fits all rows.
@@ -70,7 +71,7 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
             if windowed:
                 # Query j sits at start + j and sees keys > start + j - window.
                 qpos = start + np.arange(c)[:, None]
-                mask = np.where(np.arange(n)[None, :] > qpos - window, 0.0, -np.inf).astype(np.float32)
+                mask = place_like(np.where(np.arange(n)[None, :] > qpos - window, 0.0, -np.inf).astype(q.dtype), q)
             ctx = _attend_block(
                 q[i, :, :, :c].reshape(h_kv, r * c, d),
                 k[i, :, :n],
@@ -132,8 +133,9 @@ class SelfAttention:
     def n_kv_heads(self) -> int:
         return self.qkv.out_features // ((self.group + 2) * self.head_dim)
 
-    def new_cache(self, batch_size: int, capacity: int = 0) -> KVCache:
-        return KVCache(batch_size, self.n_kv_heads, self.head_dim, capacity)
+    def new_cache(self, batch_size: int, capacity: int = 0, like=None) -> KVCache:
+        """An empty cache in the namespace and dtype of array `like` (None: float32 numpy)."""
+        return KVCache(batch_size, self.n_kv_heads, self.head_dim, capacity, like=like)
 
     def __call__(
         self, x: np.ndarray, batch: TokenBatch, cache: KVCache | None = None, *, residual=None, n_threads=1
@@ -144,8 +146,9 @@ class SelfAttention:
         h_kv = self.n_kv_heads
         h = h_kv * r
         y = self.qkv(x, n_threads=n_threads)  # (B*T, (H + 2*H_kv) * D)
-        q = np.ascontiguousarray(y[:, : h * d]).reshape(bsz * t, h, d)
-        k = np.ascontiguousarray(y[:, h * d : (h + h_kv) * d]).reshape(bsz * t, h_kv, d)
+        xp = get_array_module(y)
+        q = xp.ascontiguousarray(y[:, : h * d]).reshape(bsz * t, h, d)
+        k = xp.ascontiguousarray(y[:, h * d : (h + h_kv) * d]).reshape(bsz * t, h_kv, d)
         v = y[:, (h + h_kv) * d :].reshape(bsz, t, h_kv, d)
         if self.q_norm is not None:
             q = self.q_norm(q, n_threads=n_threads)
@@ -153,14 +156,14 @@ class SelfAttention:
         if self.rotary is not None:
             self.rotary(q, batch, n_threads=n_threads)
             self.rotary(k, batch, n_threads=n_threads)
-        q = np.ascontiguousarray(q.reshape(bsz, t, h_kv, r, d).transpose(0, 2, 3, 1, 4))  # (B, H_kv, r, T, D)
+        q = xp.ascontiguousarray(q.reshape(bsz, t, h_kv, r, d).transpose(0, 2, 3, 1, 4))  # (B, H_kv, r, T, D)
         k = k.reshape(bsz, t, h_kv, d)
         if cache is not None:
             cache.write(k, v, batch)
             keys, values, lengths, offsets = cache.k, cache.v, batch.key_lengths, batch.offsets
         else:
-            keys = np.ascontiguousarray(k.transpose(0, 2, 1, 3))  # (B, H_kv, T, D)
-            values = np.ascontiguousarray(v.transpose(0, 2, 1, 3))
+            keys = xp.ascontiguousarray(k.transpose(0, 2, 1, 3))  # (B, H_kv, T, D)
+            values = xp.ascontiguousarray(v.transpose(0, 2, 1, 3))
             lengths, offsets = batch.counts, np.zeros_like(batch.counts)
         ctx = attend(
             q,
@@ -198,7 +201,8 @@ class CrossAttention:
         y = self.kv(memory, n_threads=n_threads)  # (B*S, 2*H_kv*D)
         h_kv = y.shape[1] // (2 * d)
         y = y.reshape(batch_size, -1, 2, h_kv, d)  # (B, S, 2, H_kv, D)
-        k, v = (np.ascontiguousarray(y[:, :, i].transpose(0, 2, 1, 3)) for i in (0, 1))
+        xp = get_array_module(y)
+        k, v = (xp.ascontiguousarray(y[:, :, i].transpose(0, 2, 1, 3)) for i in (0, 1))
         return k, v
 
     def __call__(
@@ -214,19 +218,20 @@ class CrossAttention:
     ) -> np.ndarray:
         """x (B*T, C) queries; memory from `project`, (B / group, H_kv, S, D) keys and values, and
         memory_lengths int32 (B / group,): row b reads memory row b // group -> (B*T, C).
-        probs: a zeroed float32 (B, H, T, max(memory_lengths)) array that receives the attention
+        probs: a zeroed (B, H, T, max(memory_lengths)) array that receives the attention
         probabilities (alignments), or None.
 
         The `group` rows sharing a memory row (the beams of one source) are one block of group*T
         queries against its keys: one product per source and head instead of one per row."""
         k, v = memory
         if probs is not None and group > 1:  # probs are laid out per row: give each row its own memory
-            k, v = np.repeat(k, group, axis=0), np.repeat(v, group, axis=0)
+            xp = get_array_module(k)
+            k, v = xp.repeat(k, group, axis=0), xp.repeat(v, group, axis=0)
             memory_lengths = np.repeat(memory_lengths, group)
         bsz, h_kv, _, d = k.shape
         t = x.shape[0] // bsz  # query slots per memory row: (group, T) flattened, the rows' own order
         y = self.q(x, n_threads=n_threads)  # (B*T, H*D)
-        q = np.ascontiguousarray(y.reshape(bsz, t, h_kv, self.group, d).transpose(0, 2, 3, 1, 4))
+        q = get_array_module(y).ascontiguousarray(y.reshape(bsz, t, h_kv, self.group, d).transpose(0, 2, 3, 1, 4))
         lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)
         grouped = None if probs is None else probs.reshape(bsz, h_kv, self.group, t, -1)  # (B, H_kv, r, T, S)
         ctx = attend(q, k, v, lengths, scale=self.scale, probs_out=grouped, n_threads=n_threads)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import get_array_module, place_like
+
 
 class TokenBatch:
     """The geometry of one forward call over B rows of T token slots."""
@@ -53,16 +55,19 @@ class TokenBatch:
 
 
 class KVCache:
-    """Keys and values of one attention layer: k and v (B, H_kv, capacity, D), float32.
+    """Keys and values of one attention layer: k and v (B, H_kv, capacity, D), in the namespace
+    and dtype of `like` (the model's weights: numpy or cupy), float32 numpy when like is None.
 
     Row b's keys are k[b, :, :length_b]; lengths live with the state that owns the cache.
     Slots past a row's length hold zeros or stale keys of earlier rows: always finite values, which
     attention multiplies by probability 0 (garbage such as NaN there would poison the product)."""
 
-    def __init__(self, batch_size: int, n_kv_heads: int, head_dim: int, capacity: int = 0):
+    def __init__(self, batch_size: int, n_kv_heads: int, head_dim: int, capacity: int = 0, *, like=None):
         shape = (batch_size, n_kv_heads, capacity, head_dim)
-        self.k = np.zeros(shape, dtype=np.float32)
-        self.v = np.zeros(shape, dtype=np.float32)
+        self._xp = np if like is None else get_array_module(like)
+        self._dtype = np.float32 if like is None else like.dtype
+        self.k = self._xp.zeros(shape, dtype=self._dtype)
+        self.v = self._xp.zeros(shape, dtype=self._dtype)
         # Second pair of buffers for `select`, which gathers into it and swaps (beam search selects
         # every step): allocated once instead of every step. May hold more rows than k and v.
         self._spare: tuple[np.ndarray, np.ndarray] | None = None
@@ -86,13 +91,27 @@ class KVCache:
         spare = self._spare
         if spare is None or spare[0].shape[0] < n:
             shape = (n,) + self.k.shape[1:]
-            spare = (np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32))
+            spare = (self._xp.zeros(shape, dtype=self._dtype), self._xp.zeros(shape, dtype=self._dtype))
         # Leading-axis slices of the buffers stay C-contiguous, so fewer rows need no new buffer.
         k, v = spare[0][:n], spare[1][:n]
         _gather_rows(self.k, rows, used, k)
         _gather_rows(self.v, rows, used, v)
         self._spare = (self.k, self.v) if self.k.base is None else (self.k.base, self.v.base)
         self.k, self.v = k, v
+
+    def extend(self, other: KVCache, used: int, other_used: int) -> None:
+        """Append the rows of `other` after ours (continuous batching: sequences joining a running
+        batch), keeping the first `used` tokens of our rows and `other_used` of its rows."""
+        b, n = self.k.shape[0], self.k.shape[0] + other.k.shape[0]
+        shape = (n,) + self.k.shape[1:2] + (max(self.capacity, other.capacity),) + self.k.shape[3:]
+        merged = []
+        for mine, theirs in ((self.k, other.k), (self.v, other.v)):
+            out = get_array_module(mine).zeros(shape, dtype=mine.dtype)
+            out[:b, :, :used] = mine[:, :, :used]
+            out[b:, :, :other_used] = theirs[:, :, :other_used]
+            merged.append(out)
+        self.k, self.v = merged
+        self._spare = None
 
     def write(self, k: np.ndarray, v: np.ndarray, batch: TokenBatch) -> None:
         """Store the T new keys and values of every row, k and v (B, T, H_kv, D), at positions
@@ -104,15 +123,15 @@ class KVCache:
             self.k[:, :, start : start + t] = k.transpose(0, 2, 1, 3)  # (B, H_kv, T, D)
             self.v[:, :, start : start + t] = v.transpose(0, 2, 1, 3)
             return
-        rows = np.arange(b)[:, None]  # (B, 1)
-        slots = offsets[:, None] + np.arange(t)[None, :]  # (B, T)
+        rows = place_like(np.arange(b)[:, None], k)  # (B, 1)
+        slots = place_like(offsets[:, None] + np.arange(t)[None, :], k)  # (B, T)
         # Advanced indices on axes 0 and 2 put their (B, T) shape first: the target is (B, T, H_kv, D).
         self.k[rows, :, slots] = k
         self.v[rows, :, slots] = v
 
     @staticmethod
     def _moved(a: np.ndarray, used: int, capacity: int) -> np.ndarray:
-        out = np.zeros(a.shape[:2] + (capacity, a.shape[3]), dtype=a.dtype)
+        out = get_array_module(a).zeros(a.shape[:2] + (capacity, a.shape[3]), dtype=a.dtype)
         out[:, :, :used] = a[:, :, :used]
         return out
 
@@ -120,8 +139,11 @@ class KVCache:
 def _gather_rows(src: np.ndarray, rows: np.ndarray, used: int, dst: np.ndarray) -> None:
     """dst[i, :, :used] = src[rows[i], :, :used]: whole contiguous rows when most of each row is in
     use (one block copy per row inside numpy), else a copy of the used part per row (numpy's
-    fancy-indexing gather of a strided slice is several times slower than either)."""
-    if 2 * used >= src.shape[2]:
+    fancy-indexing gather of a strided slice is several times slower than either). On the device,
+    one whole-row gather (a kernel; the per-row loop would be a launch per row)."""
+    if not isinstance(src, np.ndarray):
+        get_array_module(src).take(src, place_like(rows, src), axis=0, out=dst)
+    elif 2 * used >= src.shape[2]:
         np.take(src, rows, axis=0, out=dst, mode="clip")  # rows are checked by the state
     else:
         for i, r in enumerate(rows.tolist()):

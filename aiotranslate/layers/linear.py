@@ -24,7 +24,8 @@ from .. import ops
 
 
 def freeze(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False  # weights are shared by every worker thread: never written
+    if isinstance(a, np.ndarray):  # device arrays have no read-only flag
+        a.flags.writeable = False  # weights are shared by every worker thread: never written
     return a
 
 

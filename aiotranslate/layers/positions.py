@@ -10,9 +10,12 @@ tables are built and swapped in whole, never written in place.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .. import ops
+from ..backends import share_like
 from .kv_cache import TokenBatch
 from .linear import freeze
 from .rope import rope_frequencies
@@ -49,7 +52,7 @@ class Rotary:
         self.head_dim = head_dim
         self.max_positions = max_positions
         self.inv_freq, self.attention_scaling = rope_frequencies(self.params, head_dim, max_positions)
-        self._tables = self._build(self.inv_freq, self.attention_scaling, max_positions)
+        self._tables = self._build(self.inv_freq, self.attention_scaling, max_positions, like=None)
         self._dynamic: tuple[int, np.ndarray, np.ndarray] | None = None  # (length, cos, sin), last used
 
     def __call__(self, x: np.ndarray, batch: TokenBatch, *, n_threads: int = 1) -> np.ndarray:
@@ -78,16 +81,26 @@ class Rotary:
         if tables[0].shape[0] < n_positions:
             # Past the configured length (allowed for rotary, as in transformers): grow by doubling.
             size = max(n_positions, 2 * tables[0].shape[0])
-            tables = self._tables = self._build(self.inv_freq, self.attention_scaling, size)
+            tables = self._tables = self._build(self.inv_freq, self.attention_scaling, size, like=tables[0])
         return tables
 
     def _dynamic_tables(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         last = self._dynamic  # one read: another thread may swap it meanwhile
         if last is None or last[0] != length:
             inv_freq, scaling = rope_frequencies(self.params, self.head_dim, self.max_positions, length)
-            last = self._dynamic = (length, *self._build(inv_freq, scaling, length))
+            last = self._dynamic = (length, *self._build(inv_freq, scaling, length, like=self._tables[0]))
         return last[1], last[2]
 
     @staticmethod
-    def _build(inv_freq: np.ndarray, scaling: float, n_positions: int) -> tuple[np.ndarray, np.ndarray]:
-        return tuple(freeze(t) for t in ops.rotary_tables(inv_freq, n_positions, scaling))
+    def _build(inv_freq: np.ndarray, scaling: float, n_positions: int, like) -> tuple[np.ndarray, np.ndarray]:
+        """float32 cos and sin tables, computed on the host, placed with array `like` (None: host)."""
+        tables = ops.rotary_tables(inv_freq, n_positions, scaling)
+        return tuple(freeze(t if like is None else share_like(t, like)) for t in tables)
+
+    def _on_device(self, move) -> Rotary:
+        """The device twin (`models.device.to_device`): tables moved in float32 (the rotary kernel reads float32
+        angles whatever the activations' dtype); inv_freq stays on the host, where tables are built."""
+        twin = copy.copy(self)
+        twin._tables = tuple(move(t, np.float32) for t in self._tables)
+        twin._dynamic = None
+        return twin

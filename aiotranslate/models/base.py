@@ -5,6 +5,8 @@ A search (greedy, beam, sampling) drives a `DecoderModel` through a `DecoderStat
     state = model.start(...)                       # encoder pass / empty KV cache, B rows
     logits = model.decode(state, ids, lengths)     # append lengths[i] tokens to row i -> (B, V)
     state.select(rows)                             # reorder / duplicate / drop rows (beams, finished)
+    state.extend(other)                            # optional: append another state's rows, which
+                                                   # then decode as they would alone (continuous batching)
 
 Rows are independent sequences; each row of the state owns its KV cache and its position, so a
 ragged batch decodes exactly like its rows one by one. Models know nothing of search, threads or

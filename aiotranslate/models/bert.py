@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import get_array_module
 from ..convert import Checkpoint, HFConfig
 from ..layers import Embedding, FeedForward, LayerNorm, Linear, PositionEmbedding, SelfAttention
 from .encoder import Embeddings, EncoderLayer, TransformerEncoder
@@ -97,8 +98,9 @@ class EncoderModel:
         hidden = self.encoder(ids, lengths, token_type_ids, n_threads=n_threads)
         if self.pooler is None:
             return hidden, None
-        first = np.ascontiguousarray(hidden[:, 0])  # (B, C)
-        return hidden, np.tanh(self.pooler(first, n_threads=n_threads))  # (B, C): too small for a kernel
+        xp = get_array_module(hidden)
+        first = xp.ascontiguousarray(hidden[:, 0])  # (B, C)
+        return hidden, xp.tanh(self.pooler(first, n_threads=n_threads))  # (B, C): too small for a kernel
 
 
 def load(directory: Path, config: HFConfig) -> EncoderModel:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import get_array_module, place_like
 from ..convert import GenerationConfig, HFConfig
 from ..layers import Embedding, KVCache, Linear, PositionEmbedding, SelfAttention, TokenBatch
 
@@ -38,11 +39,13 @@ class DecoderLayer:
 class DecoderOnlyState:
     """KV caches and per-row progress of B sequences decoded together."""
 
-    def __init__(self, caches: list[KVCache], batch_size: int, hidden_size: int, n_threads: int = 1):
+    def __init__(self, caches: list[KVCache], batch_size: int, hidden_size: int, n_threads: int = 1, like=None):
+        """like: an array of the model (its namespace and dtype: the device's); None: float32 numpy."""
         self.caches = caches
         self.n_threads = int(n_threads)
-        self._lengths = np.zeros(batch_size, dtype=np.int32)
-        self.last_hidden = np.zeros((batch_size, hidden_size), dtype=np.float32)  # after the final norm
+        self._lengths = np.zeros(batch_size, dtype=np.int32)  # host: the search reads it every step
+        xp, dtype = (np, np.float32) if like is None else (get_array_module(like), like.dtype)
+        self.last_hidden = xp.zeros((batch_size, hidden_size), dtype=dtype)  # after the final norm
 
     @property
     def batch_size(self) -> int:
@@ -70,7 +73,24 @@ class DecoderOnlyState:
         for cache in self.caches:
             cache.select(rows, used)
         self._lengths = self._lengths[rows]
-        self.last_hidden = self.last_hidden[rows]
+        self.last_hidden = self.last_hidden[place_like(rows, self.last_hidden)]
+
+    def keep_last(self, last, appended: np.ndarray) -> None:
+        """Store last (B, C), the final hidden vector of this call, for the rows that appended tokens."""
+        if appended.all():
+            self.last_hidden[...] = last
+        else:
+            mask = place_like(appended, last)
+            self.last_hidden[mask] = last[mask]
+
+    def extend(self, other: DecoderOnlyState) -> None:
+        """Append the rows of `other` (a state of the same model) after ours, in place: sequences
+        joining a running batch (continuous batching). `other` must not be used afterwards."""
+        used, other_used = int(self._lengths.max(initial=0)), int(other._lengths.max(initial=0))
+        for cache, theirs in zip(self.caches, other.caches, strict=True):
+            cache.extend(theirs, used, other_used)
+        self._lengths = np.concatenate([self._lengths, other._lengths])
+        self.last_hidden = get_array_module(self.last_hidden).concatenate([self.last_hidden, other.last_hidden])
 
 
 class DecoderOnlyModel:
@@ -106,8 +126,9 @@ class DecoderOnlyModel:
         (a prompt plus the expected generation length saves regrowing)."""
         if batch_size < 0 or n_threads < 1:
             raise ValueError(f"need batch_size >= 0 and n_threads >= 1, got {batch_size}, {n_threads}")
-        caches = [layer.attention.new_cache(batch_size, capacity) for layer in self.layers]
-        return DecoderOnlyState(caches, batch_size, self.embedding.dim, n_threads)
+        like = self.embedding.table  # the device and dtype of the weights
+        caches = [layer.attention.new_cache(batch_size, capacity, like) for layer in self.layers]
+        return DecoderOnlyState(caches, batch_size, self.embedding.dim, n_threads, like)
 
     def decode(self, state: DecoderOnlyState, ids, lengths=None, *, all_logits: bool = False) -> np.ndarray:
         """Append lengths[b] tokens of ids (B, T) to row b; logits (B, V), or (B, T, V) with all_logits.
@@ -129,13 +150,13 @@ class DecoderOnlyModel:
         for layer, cache in zip(self.layers, state.caches):
             h = layer(h, batch, cache, n_threads)
 
+        last_slots = place_like(batch.last_slots, h)
         if all_logits:
             x = self.final_norm(h, n_threads=n_threads)  # (B*T, C)
-            last = x[batch.last_slots]
+            last = x[last_slots]
         else:
-            x = last = self.final_norm(h[batch.last_slots], n_threads=n_threads)  # (B, C)
-        appended = counts > 0
-        state.last_hidden[appended] = last[appended]
+            x = last = self.final_norm(h[last_slots], n_threads=n_threads)  # (B, C)
+        state.keep_last(last, counts > 0)
         state._lengths = batch.key_lengths
         if all_logits:
             return self.lm_head(x, n_threads=n_threads).reshape(bsz, t, -1)

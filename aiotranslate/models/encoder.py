@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import place_like
 from ..layers import Embedding, FeedForward, LayerNorm, PositionEmbedding, SelfAttention, TokenBatch
 
 
@@ -98,7 +99,8 @@ class TransformerEncoder:
         if self.final_norm is not None:
             h = self.final_norm(h, n_threads=n_threads)
         h = h.reshape(bsz, s, -1)  # (B, S, C)
-        h[~valid] = 0.0
+        if not valid.all():
+            h[place_like(~valid, h)] = 0.0
         return h
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import get_array_module, place_like, to_host
 from ..convert import GenerationConfig, HFConfig
 from ..layers import CrossAttention, FeedForward, KVCache, LayerNorm, Linear, SelfAttention, TokenBatch
 from .decoder_only import DecoderOnlyState
@@ -76,8 +77,10 @@ class EncoderDecoderState(DecoderOnlyState):
     beams of one source, or its replicated hypotheses, share one copy of its keys and values, which
     cross-attention reads once for all of them; `select` gathers memory only when that grouping breaks."""
 
-    def __init__(self, caches, memory: list[tuple[np.ndarray, np.ndarray]], memory_lengths, hidden_size, n_threads):
-        super().__init__(caches, len(memory_lengths), hidden_size, n_threads)
+    def __init__(
+        self, caches, memory: list[tuple[np.ndarray, np.ndarray]], memory_lengths, hidden_size, n_threads, like=None
+    ):
+        super().__init__(caches, len(memory_lengths), hidden_size, n_threads, like)
         self.memory = memory  # per layer (keys, values), each (B / group, H, S, D)
         self.memory_lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)  # (B / group,)
         self.group = 1
@@ -90,9 +93,41 @@ class EncoderDecoderState(DecoderOnlyState):
         if not np.array_equal(sources, np.repeat(kept, group)):
             kept, group = sources, 1  # not in equal consecutive groups: one memory row per row
         if not np.array_equal(kept, np.arange(len(self.memory_lengths))):
-            self.memory = [(k[kept], v[kept]) for k, v in self.memory]
+            index = place_like(kept, self.last_hidden)
+            self.memory = [(k[index], v[index]) for k, v in self.memory]
             self.memory_lengths = self.memory_lengths[kept]
         self.group = group
+
+    def extend(self, other: EncoderDecoderState) -> None:
+        """Append the rows of `other` (another batch of sources of the same model) after ours, in
+        place, memory padded to the wider source (attention stops at each row's source length)."""
+        if self.group != other.group:  # one memory row per row on both sides
+            self._ungroup()
+            other._ungroup()
+        super().extend(other)
+        width = max(self.memory[0][0].shape[2], other.memory[0][0].shape[2]) if self.memory else 0
+        self.memory = [
+            tuple(get_array_module(a).concatenate([_pad_sources(a, width), _pad_sources(b, width)])
+                  for a, b in zip(mine, theirs))
+            for mine, theirs in zip(self.memory, other.memory, strict=True)
+        ]
+        self.memory_lengths = np.concatenate([self.memory_lengths, other.memory_lengths])
+
+    def _ungroup(self) -> None:
+        """Give every row its own memory row (group 1)."""
+        if self.group > 1:
+            self.memory = [(k.repeat(self.group, axis=0), v.repeat(self.group, axis=0)) for k, v in self.memory]
+            self.memory_lengths = np.repeat(self.memory_lengths, self.group)
+            self.group = 1
+
+
+def _pad_sources(a: np.ndarray, width: int) -> np.ndarray:
+    """Keys or values (B, H, S, D) zero-padded to S = width."""
+    if a.shape[2] == width:
+        return a
+    out = get_array_module(a).zeros(a.shape[:2] + (width,) + a.shape[3:], dtype=a.dtype)
+    out[:, :, : a.shape[2]] = a
+    return out
 
 
 class EncoderDecoderModel:
@@ -143,8 +178,8 @@ class EncoderDecoderModel:
         bsz, s, c = memory.shape
         flat = memory.reshape(bsz * s, c)
         projected = [layer.cross_attention.project(flat, bsz, n_threads=n_threads) for layer in self.decoder_layers]
-        caches = [layer.self_attention.new_cache(bsz, capacity) for layer in self.decoder_layers]
-        return EncoderDecoderState(caches, projected, src_lengths, c, n_threads)
+        caches = [layer.self_attention.new_cache(bsz, capacity, memory) for layer in self.decoder_layers]
+        return EncoderDecoderState(caches, projected, src_lengths, c, n_threads, memory)
 
     def decode(self, state: EncoderDecoderState, ids, lengths=None, *, all_logits: bool = False) -> np.ndarray:
         """Append lengths[b] tokens of ids (B, T) to row b; logits (B, V), or (B, T, V) with all_logits.
@@ -155,16 +190,18 @@ class EncoderDecoderModel:
         """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
         (B, T, S) attention over the source, the last layer's cross-attention averaged over its heads
         (S the state's padded source width; zeros past a row's source and for unused slots)."""
-        _, h_kv, s, _ = state.memory[-1][0].shape  # keys (B / group, H_kv, S, D)
+        keys = state.memory[-1][0]
+        _, h_kv, s, _ = keys.shape  # keys (B / group, H_kv, S, D)
         bsz = state.batch_size
         n_heads = h_kv * self.decoder_layers[-1].cross_attention.group
         ids = np.asarray(ids)
         t = ids.shape[1] if ids.ndim == 2 else 0
-        probs = np.zeros((bsz, n_heads, t, int(state.memory_lengths.max(initial=0))), dtype=np.float32)
+        probs_shape = (bsz, n_heads, t, int(state.memory_lengths.max(initial=0)))
+        probs = get_array_module(keys).zeros(probs_shape, dtype=keys.dtype)
         logits = self._forward(state, ids, lengths, False, probs)
         counts = np.full(bsz, t) if lengths is None else np.asarray(lengths)
-        attention = np.zeros((bsz, t, s), dtype=np.float32)
-        attention[:, :, : probs.shape[3]] = probs.mean(axis=1)
+        attention = np.zeros((bsz, t, s), dtype=np.float32)  # on the host: the search reads it
+        attention[:, :, : probs.shape[3]] = to_host(probs.mean(axis=1))
         attention[np.arange(t)[None, :] >= counts[:, None]] = 0.0  # slots past a row's tokens
         return logits, attention
 
@@ -193,12 +230,12 @@ class EncoderDecoderModel:
             layer_probs = probs if i == last_layer else None
             h = layer(h, batch, cache, memory, state.memory_lengths, n_threads, group=state.group, probs=layer_probs)
 
-        x = h if all_logits else h[batch.last_slots]  # (B*T, C) or (B, C)
+        last_slots = place_like(batch.last_slots, h)
+        x = h if all_logits else h[last_slots]  # (B*T, C) or (B, C)
         if self.decoder_final_norm is not None:
             x = self.decoder_final_norm(x, n_threads=n_threads)
-        last = x[batch.last_slots] if all_logits else x
-        appended = counts > 0
-        state.last_hidden[appended] = last[appended]
+        last = x[last_slots] if all_logits else x
+        state.keep_last(last, counts > 0)
         state._lengths = batch.key_lengths
         if all_logits:
             return self.lm_head(x, n_threads=n_threads).reshape(bsz, t, -1)

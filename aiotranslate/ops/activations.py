@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _native
-from . import _checks, reference
+from . import _checks, _dispatch, reference
 from .gemm import activation_code
 
 _kernels = _native.load("_activations")
@@ -19,15 +17,16 @@ def activation(x, activation, *, bias=None, out=None, n_threads=1):
     x = _checks.float_array(x, "x")
     x2 = _checks.rows(x, "x")
     if bias is not None:
-        bias = _checks.float_array(bias, "bias", x.dtype)
+        bias = _checks.float_array(bias, "bias", x)
         _checks.shape(bias, "bias", (x2.shape[1],))
     act = activation_code(activation)
-    out = _checks.output(out, "out", x.shape, x.dtype)
-    if _kernels is None:
+    out = _checks.output(out, "out", x.shape, x.dtype, x)
+    kernels = _dispatch.kernels(x, _kernels)
+    if kernels is None:
         z = x2 if bias is None else (x2 + bias).astype(x.dtype)
         out[...] = reference.activation(z, act).reshape(out.shape)
     else:
-        _kernels.bias_activation(x2, bias, act, _checks.rows(out, "out"), n_threads)
+        kernels.bias_activation(x2, bias, act, _checks.rows(out, "out"), n_threads)
     return out
 
 
@@ -38,9 +37,10 @@ def swiglu(x, *, out=None, n_threads=1):
     if x2.shape[1] % 2:
         raise ValueError(f"swiglu needs an even last dimension (gate and up halves), got {x.shape}")
     f = x2.shape[1] // 2
-    out = _checks.output(out, "out", x.shape[:-1] + (f,), x.dtype)
-    if _kernels is None:
+    out = _checks.output(out, "out", x.shape[:-1] + (f,), x.dtype, x)
+    kernels = _dispatch.kernels(x, _kernels)
+    if kernels is None:
         out[...] = reference.swiglu(x2).reshape(out.shape)
     else:
-        _kernels.swiglu(x2, _checks.rows(out, "out"), n_threads)
+        kernels.swiglu(x2, _checks.rows(out, "out"), n_threads)
     return out

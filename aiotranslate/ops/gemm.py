@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from .. import _native
-from . import _checks, reference
+from . import _checks, _dispatch, reference
 
 
 def _single_thread_scipy_blas() -> None:
@@ -59,25 +59,26 @@ def activation_code(activation) -> int:
 def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
     """act(x @ w.T + bias) + residual for x (..., K), w (N, K) -> (..., N)."""
     x = _checks.float_array(x, "x")
-    w = _checks.float_array(w, "w", x.dtype)
+    w = _checks.float_array(w, "w", x)
     _checks.ndim(w, "w", 2)
     x2 = _checks.rows(x, "x")
     n, k = w.shape
     if x2.shape[1] != k:
         raise ValueError(f"x has {x2.shape[1]} features but w has shape {w.shape} (N, K={k} expected)")
     if bias is not None:
-        bias = _checks.float_array(bias, "bias", x.dtype)
+        bias = _checks.float_array(bias, "bias", x)
         _checks.shape(bias, "bias", (n,))
     if residual is not None:
-        residual = _checks.rows(_checks.float_array(residual, "residual", x.dtype), "residual")
+        residual = _checks.rows(_checks.float_array(residual, "residual", x), "residual")
         _checks.shape(residual, "residual", (x2.shape[0], n))
     act = activation_code(activation)
-    out = _checks.output(out, "out", x.shape[:-1] + (n,), x.dtype)
+    out = _checks.output(out, "out", x.shape[:-1] + (n,), x.dtype, x)
     out2 = _checks.rows(out, "out")
-    if _kernels is None:
+    kernels = _dispatch.kernels(x, _kernels)
+    if kernels is None:
         out2[...] = reference.linear(x2, w, bias, act, residual)
     else:
-        _kernels.linear(x2, w, bias, act, residual, out2, n_threads)
+        kernels.linear(x2, w, bias, act, residual, out2, n_threads)
     return out
 
 
@@ -86,7 +87,7 @@ def batched_matmul(a, b, *, trans_b=False, alpha=1.0, out=None, n_threads=1):
 
     a and b may be strided views whose last axis is contiguous (KV-cache slices): no copy is made."""
     a = _checks.float_array(a, "a", strided_rows=True)
-    b = _checks.float_array(b, "b", a.dtype, strided_rows=True)
+    b = _checks.float_array(b, "b", a, strided_rows=True)
     _checks.ndim(a, "a", 3)
     _checks.ndim(b, "b", 3)
     g, m, k = a.shape
@@ -95,9 +96,10 @@ def batched_matmul(a, b, *, trans_b=False, alpha=1.0, out=None, n_threads=1):
     if b.shape[0] != g or kb != k:
         layout = "(G, N, K)" if trans_b else "(G, K, N)"
         raise ValueError(f"b has shape {b.shape}, expected {layout} with G={g}, K={k}")
-    out = _checks.output(out, "out", (g, m, n), a.dtype)
-    if _kernels is None:
+    out = _checks.output(out, "out", (g, m, n), a.dtype, a)
+    kernels = _dispatch.kernels(a, _kernels)
+    if kernels is None:
         out[...] = reference.batched_matmul(a, b, trans_b, alpha)
     else:
-        _kernels.batched_matmul(a, b, out, trans_b, alpha, n_threads)
+        kernels.batched_matmul(a, b, out, trans_b, alpha, n_threads)
     return out

@@ -187,16 +187,17 @@ class BF16Weight:
 
 def _prepare(x, shape, bias, residual, out, activation):
     """Checked 2-D views of the arguments of a quantized linear, and the activation code."""
-    x = _checks.float_array(x, "x", np.float32)
+    _checks.host_array(x, "x", "a quantized linear (int8, bfloat16)")
+    x = _checks.float_array(x, "x", dtype=np.float32)
     x2 = _checks.rows(x, "x")
     n, k = shape
     if x2.shape[1] != k:
         raise ValueError(f"x has {x2.shape[1]} features but the weight has shape {shape} (N, K={k} expected)")
     if bias is not None:
-        bias = _checks.float_array(bias, "bias", np.float32)
+        bias = _checks.float_array(bias, "bias", x)
         _checks.shape(bias, "bias", (n,))
     if residual is not None:
-        residual = _checks.rows(_checks.float_array(residual, "residual", np.float32), "residual")
+        residual = _checks.rows(_checks.float_array(residual, "residual", x), "residual")
         _checks.shape(residual, "residual", (x2.shape[0], n))
     out = _checks.output(out, "out", x.shape[:-1] + (n,), np.float32)
     return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)

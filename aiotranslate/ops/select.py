@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _native
-from . import _checks, reference
+from . import _checks, _dispatch, reference
 
 _kernels = _native.load("_select")
 
@@ -17,11 +17,12 @@ def argmax(x, *, n_threads=1):
     x2 = _checks.rows(x, "x")
     if x2.shape[1] == 0:
         raise ValueError("argmax of an empty row is undefined")
-    out = np.empty(x2.shape[0], dtype=np.int32)
-    if _kernels is None:
+    out = _checks.output(None, "out", (x2.shape[0],), np.int32, x)
+    kernels = _dispatch.kernels(x, _kernels)
+    if kernels is None:
         out[...] = reference.argmax(x2)
     else:
-        _kernels.argmax(x2, out, n_threads)
+        kernels.argmax(x2, out, n_threads)
     return out.reshape(x.shape[:-1])
 
 
@@ -31,11 +32,12 @@ def topk(x, k, *, n_threads=1):
     x2 = _checks.rows(x, "x")
     if not 0 <= k <= x2.shape[1]:
         raise ValueError(f"k={k} must lie in [0, {x2.shape[1]}]")
-    values = np.empty((x2.shape[0], k), dtype=x.dtype)
-    indices = np.empty((x2.shape[0], k), dtype=np.int32)
-    if _kernels is None:
+    values = _checks.output(None, "values", (x2.shape[0], k), x.dtype, x)
+    indices = _checks.output(None, "indices", (x2.shape[0], k), np.int32, x)
+    kernels = _dispatch.kernels(x, _kernels)
+    if kernels is None:
         values[...], indices[...] = reference.topk(x2, k)
     else:
-        _kernels.topk(x2, k, values, indices, n_threads)
+        kernels.topk(x2, k, values, indices, n_threads)
     shape = x.shape[:-1] + (k,)
     return values.reshape(shape), indices.reshape(shape)

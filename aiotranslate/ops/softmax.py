@@ -5,10 +5,8 @@ The masking contract is `reference.softmax`'s; the kernel is `native/_softmax.py
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _native
-from . import _checks, reference
+from . import _checks, _dispatch, reference
 
 _kernels = _native.load("_softmax")
 
@@ -19,21 +17,22 @@ def softmax(x, *, scale=1.0, mask=None, lengths=None, causal_q=0, out=None, n_th
     x2 = _checks.rows(x, "x")
     r, n = x2.shape
     if mask is not None:
-        mask = _checks.rows(_checks.float_array(mask, "mask", x.dtype), "mask")
+        mask = _checks.rows(_checks.float_array(mask, "mask", x), "mask")
         if mask.shape[1] != n or mask.shape[0] == 0 or r % mask.shape[0]:
             raise ValueError(f"mask of shape {mask.shape} does not tile rows of shape ({r}, {n})")
     if lengths is not None:
-        lengths = _checks.int_array(lengths, "lengths")
+        lengths = _checks.int_array(lengths, "lengths", x)
         _checks.ndim(lengths, "lengths", 1)
         if len(lengths) == 0 or r % len(lengths):
             raise ValueError(f"{len(lengths)} lengths do not divide {r} rows")
     if causal_q < 0 or (causal_q and (r % causal_q or causal_q > n)):
         raise ValueError(f"causal_q={causal_q} must divide the {r} rows and be <= {n} columns")
-    out = _checks.output(out, "out", x.shape, x.dtype)
-    if _kernels is None:
+    out = _checks.output(out, "out", x.shape, x.dtype, x)
+    kernels = _dispatch.kernels(x, _kernels)
+    if kernels is None:
         out[...] = reference.softmax(x2, scale, mask, lengths, causal_q, log).reshape(x.shape)
     else:
-        _kernels.softmax(x2, _checks.rows(out, "out"), scale, mask, lengths, causal_q, log, n_threads)
+        kernels.softmax(x2, _checks.rows(out, "out"), scale, mask, lengths, causal_q, log, n_threads)
     return out
 
 

@@ -164,6 +164,21 @@ class AdmissionQueue:
                 kept.append(r)
         self._items = kept
 
+    def take(self, key, max_examples: int = 0) -> list[Request]:
+        """Without waiting, take the queued requests with `key` that stand before any request with
+        another key, within max_examples (0 = no limit): those that may join a running batch.
+        Stopping at another key keeps the queue fair: that request is served next."""
+        with self._lock:
+            taken: list[Request] = []
+            examples = 0
+            while self._items and self._items[0].key == key:
+                if max_examples and examples + len(self._items[0]) > max_examples:
+                    break
+                taken.append(self._pop())
+                examples += len(taken[-1])
+                self._wake_one()
+            return taken
+
     def remove(self, request: Request) -> bool:
         """Take a still-queued request out (cancellation); False if a worker already has it."""
         with self._lock:

@@ -6,6 +6,12 @@ GPU its CUDA stream); the model weights behind the contexts are shared read-only
 the rest of the contract: cancelled or expired requests never reach `run_batch`; an exception
 fails only the request that caused it (a failed batch is re-run request by request to find it);
 a worker never dies of a bad request.
+
+Continuous batching: while `run_batch` decodes, it may call `take_joiners(requests)` between
+steps: the requests it has completed leave its `requests` list (accounted for at once), and
+compatible requests waiting in the queue are started and appended to it, so that the pool accounts
+for them (and re-runs them alone if the batch fails) like the others. A batch that keeps taking
+joiners may run indefinitely; it holds only its live requests.
 """
 
 from __future__ import annotations
@@ -84,17 +90,40 @@ class WorkerPool:
             with self._lock:
                 self._active_batches += 1
                 self._active.update(live)
+                self._batch_sizes.append(sum(len(r) for r in live))  # as formed from the queue
             try:
                 self._run_isolated(context, live)
             finally:
-                now = time.monotonic()
                 with self._lock:
                     self._active_batches -= 1
-                    self._active.difference_update(live)
                     self._batches_run += 1
-                    self._examples_run += sum(len(r) for r in live)
-                    self._batch_sizes.append(sum(len(r) for r in live))
-                    self._latencies.extend(now - r.submitted_at for r in live)
+
+    def take_joiners(self, batch: list[Request]) -> list[Request]:
+        """Between two decoding steps of `batch`: drop its completed requests from it, then start the
+        queued requests that may join it (same key, ahead of any other key) within max_examples
+        running examples (max_tokens bounds the first batch only), append them and return them."""
+        with self._lock:
+            self._retire([r for r in batch if r.future.done()])
+        batch[:] = [r for r in batch if not r.future.done()]  # only this worker completes them
+        room = self._limits.max_examples - sum(len(r) for r in batch)
+        if self._limits.max_examples and room <= 0:
+            return []
+        taken = self._queue.take(batch[0].key, max(room, 0)) if batch else []
+        live = [r for r in taken if self._start(r)]
+        if live:
+            with self._lock:
+                self._active.update(live)
+            batch.extend(live)
+        return live
+
+    def _retire(self, requests: list[Request]) -> None:
+        """Account for completed requests (lock held); each once, however often it is passed."""
+        now = time.monotonic()
+        for r in requests:
+            if r in self._active:
+                self._active.discard(r)
+                self._examples_run += len(r)
+                self._latencies.append((r.finished_at or now) - r.submitted_at)
 
     @staticmethod
     def _start(request: Request) -> bool:
@@ -123,6 +152,8 @@ class WorkerPool:
         for r in requests:
             if not r.future.done():
                 r.set_exception(RuntimeError("internal error: the batch left this request without a result"))
+        with self._lock:
+            self._retire(requests)
 
     # -- lifecycle and introspection --------------------------------------------------------
 

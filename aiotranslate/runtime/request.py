@@ -30,7 +30,7 @@ class Request:
 
     __slots__ = (
         "id", "key", "examples", "options", "num_tokens", "on_step", "deadline",
-        "future", "submitted_at", "started_at", "_cancelled",
+        "future", "submitted_at", "started_at", "finished_at", "_cancelled",
     )
 
     def __init__(
@@ -54,6 +54,7 @@ class Request:
         self.submitted_at = time.monotonic()
         self.deadline = None if timeout is None else self.submitted_at + timeout
         self.started_at: float | None = None
+        self.finished_at: float | None = None  # when a worker completed it
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self._cancelled = threading.Event()
 
@@ -78,12 +79,14 @@ class Request:
 
     def set_result(self, result: Any) -> None:
         """Complete the request; a no-op if it was already completed or cancelled."""
+        self.finished_at = time.monotonic()
         try:
             self.future.set_result(result)
         except concurrent.futures.InvalidStateError:
             pass
 
     def set_exception(self, exc: BaseException) -> None:
+        self.finished_at = time.monotonic()
         try:
             self.future.set_exception(exc)
         except concurrent.futures.InvalidStateError:

@@ -4,6 +4,7 @@ larger than the read-ahead, CTranslate2's output formats and ExecutionStats, the
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,21 @@ async def test_generator_score_file(models, tmp_path):
     assert out[1] == ""
     assert_scored_lines(out[:1] + out[2:], [(np.mean(s.log_probs), p) for s, p in zip(scored, prompts)])
 
+
+
+async def test_cancelling_translate_file_stops_its_batches(translator, tmp_path):
+    source = write_lines(tmp_path / "in.txt", make_sentences(40, seed=9))
+    before = translator.statistics()["num_examples_run"]
+    task = asyncio.ensure_future(translator.translate_file(
+        source, tmp_path / "out.txt", max_batch_size=1, beam_size=1, max_decoding_length=200, min_decoding_length=200))
+    while translator.num_active_batches == 0:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    end = time.monotonic() + 10
+    while translator.num_active_batches or translator.num_queued_batches:
+        assert time.monotonic() < end, "the file's batches did not stop"
+        await asyncio.sleep(0.001)
+    assert translator.statistics()["num_examples_run"] - before < 40
+    assert len(await translator.translate_batch(["a"], **GREEDY)) == 1

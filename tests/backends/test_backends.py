@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 
 import numpy as np
 import pytest
@@ -13,14 +12,6 @@ from aiotranslate.backends import get_array_module, is_cuda_array
 # Stand-ins for cupy.ndarray: detection reads the type's name and module, never imports cupy.
 FakeCupyArray = type("ndarray", (), {"__module__": "cupy"})
 FakeCupySubclass = type("Parameter", (FakeCupyArray,), {"__module__": "somelib.nn"})
-
-
-@pytest.fixture
-def without_cupy(monkeypatch):
-    """`import cupy` fails, and aiotranslate is imported afresh (restored after the test)."""
-    monkeypatch.setitem(sys.modules, "cupy", None)
-    for name in [m for m in sys.modules if m == "aiotranslate" or m.startswith("aiotranslate.")]:
-        monkeypatch.delitem(sys.modules, name)
 
 
 def test_cupy_arrays_are_recognised_by_type():

@@ -10,32 +10,19 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import threading
-import warnings
 
 import numpy as np
 import pytest
 
+from gpu_support import HAVE_GPU, cupy, requires_gpu
+
+from aiotranslate import ops
 from aiotranslate.ops import reference
 
-try:
-    with warnings.catch_warnings():
-        # cupy's import-time notes about CUDA paths are environment reports, not test failures
-        # (and the project's filterwarnings=error would turn them into a silent skip below).
-        warnings.simplefilter("ignore")
-        import cupy
-
-    HAVE_GPU, WHY_NOT = cupy.cuda.runtime.getDeviceCount() > 0, "no CUDA device"
-except Exception as e:  # ImportError, or CUDARuntimeError without a driver or a device
-    HAVE_GPU, WHY_NOT = False, f"{type(e).__name__}: {e}"
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not HAVE_GPU, reason=f"needs cupy and a CUDA GPU ({WHY_NOT})"),
-]
+pytestmark = requires_gpu
 
 if HAVE_GPU:
     from aiotranslate.backends import get_array_module, is_cuda_array
-    from aiotranslate.backends.cuda import ops as gpu
 
 DTYPES = [np.float32, np.float64, np.float16]
 TOL = {
@@ -65,7 +52,7 @@ def check(got, want, dtype, **override):
 def test_softmax_matches_reference(dtype, shape, log):
     rng = np.random.default_rng(0)
     x = rand(rng, shape, dtype, scale=3.0)
-    got = gpu.softmax(cupy.asarray(x), scale=0.7, log=log)
+    got = ops.softmax(cupy.asarray(x), scale=0.7, log=log)
     want = reference.softmax(x.reshape(-1, shape[-1]), 0.7, log=log).reshape(shape)
     check(got, want, dtype, **({"atol": 1e-8} if dtype == np.float32 and not log else {}))
 
@@ -80,7 +67,7 @@ def test_softmax_masks_lengths_and_causal(dtype, log):
     mask = np.where(rng.random((8, n)) < 0.2, -np.inf, rng.standard_normal((8, n))).astype(dtype)
     mask[3] = -np.inf  # every 8th row from row 3 on sees nothing
     lengths = np.array([n, 0, 5, n + 9, 30, 1], dtype=np.int32)
-    got = gpu.softmax(
+    got = ops.softmax(
         cupy.asarray(x), scale=0.5, mask=cupy.asarray(mask), lengths=lengths, causal_q=q, log=log
     )
     want = reference.softmax(x, 0.5, mask, lengths, q, log)
@@ -93,7 +80,7 @@ def test_softmax_causal_decoding_and_device_lengths(causal_q):
     rng = np.random.default_rng(2)
     x = rand(rng, (6, 50), scale=2.0)
     lengths = cupy.asarray(np.array([50, 20], dtype=np.int64))  # any integer dtype, on the device
-    got = gpu.softmax(cupy.asarray(x), lengths=lengths, causal_q=causal_q)
+    got = ops.softmax(cupy.asarray(x), lengths=lengths, causal_q=causal_q)
     check(got, reference.softmax(x, 1.0, None, np.array([50, 20]), causal_q), np.float32, atol=1e-8)
 
 
@@ -101,25 +88,25 @@ def test_softmax_in_place_and_log_softmax_alias():
     rng = np.random.default_rng(3)
     x = rand(rng, (5, 300))
     xd = cupy.asarray(x)
-    assert gpu.softmax(xd, out=xd) is xd
+    assert ops.softmax(xd, out=xd) is xd
     check(xd, reference.softmax(x), np.float32, atol=1e-8)
-    check(gpu.log_softmax(cupy.asarray(x), scale=2.0), reference.softmax(x, 2.0, log=True), np.float32)
+    check(ops.log_softmax(cupy.asarray(x), scale=2.0), reference.softmax(x, 2.0, log=True), np.float32)
 
 
 def test_softmax_rejects_bad_arguments():
     x = cupy.zeros((4, 6), dtype=cupy.float32)
+    with pytest.raises(TypeError, match="mask"):
+        ops.softmax(x, mask=np.zeros((4, 6), dtype=np.float32))  # a host mask for a device input
     with pytest.raises(TypeError):
-        gpu.softmax(np.zeros((4, 6), dtype=np.float32))
-    with pytest.raises(TypeError):
-        gpu.softmax(x, mask=cupy.zeros((4, 6), dtype=cupy.float64))
+        ops.softmax(x, mask=cupy.zeros((4, 6), dtype=cupy.float64))
     with pytest.raises(ValueError):
-        gpu.softmax(x, mask=cupy.zeros((3, 6), dtype=cupy.float32))
+        ops.softmax(x, mask=cupy.zeros((3, 6), dtype=cupy.float32))
     with pytest.raises(ValueError):
-        gpu.softmax(x, lengths=[1, 2, 3])
+        ops.softmax(x, lengths=[1, 2, 3])
     with pytest.raises(ValueError):
-        gpu.softmax(x, causal_q=3)
+        ops.softmax(x, causal_q=3)
     with pytest.raises(ValueError):
-        gpu.softmax(x, out=cupy.zeros((4, 5), dtype=cupy.float32))
+        ops.softmax(x, out=cupy.zeros((4, 5), dtype=cupy.float32))
 
 
 # ---------------------------------------------------------------- norms
@@ -135,7 +122,7 @@ def test_layer_norm_matches_reference(dtype, shape, with_beta, with_residual):
     x, gamma, beta = rand(rng, shape, dtype, 2.0), rand(rng, (c,), dtype), rand(rng, (c,), dtype)
     res = rand(rng, shape, dtype) + dtype(3.0)  # an offset mean: tests the variance formula
     res_d = cupy.asarray(res) if with_residual else None
-    got = gpu.layer_norm(
+    got = ops.layer_norm(
         cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta) if with_beta else None,
         eps=1e-5, residual=res_d,
     )
@@ -156,7 +143,7 @@ def test_rms_norm_matches_reference(dtype, shape, with_residual):
     c = shape[-1]
     x, gamma, res = rand(rng, shape, dtype, 2.0), rand(rng, (c,), dtype), rand(rng, shape, dtype)
     res_d = cupy.asarray(res) if with_residual else None
-    got = gpu.rms_norm(cupy.asarray(x), cupy.asarray(gamma), eps=1e-6, residual=res_d)
+    got = ops.rms_norm(cupy.asarray(x), cupy.asarray(gamma), eps=1e-6, residual=res_d)
     want, s = reference.rms_norm(
         x.reshape(-1, c), gamma, 1e-6, res.reshape(-1, c) if with_residual else None
     )
@@ -169,12 +156,12 @@ def test_norm_in_place_and_checks():
     rng = np.random.default_rng(6)
     x, gamma = rand(rng, (4, 64)), rand(rng, (64,))
     xd = cupy.asarray(x)
-    gpu.rms_norm(xd, cupy.asarray(gamma), out=xd)
+    ops.rms_norm(xd, cupy.asarray(gamma), out=xd)
     check(xd, reference.rms_norm(x, gamma)[0], np.float32)
     with pytest.raises(ValueError):
-        gpu.layer_norm(xd, cupy.zeros(63, dtype=cupy.float32))
+        ops.layer_norm(xd, cupy.zeros(63, dtype=cupy.float32))
     with pytest.raises(ValueError):  # a strided residual would be updated in a silent copy
-        gpu.layer_norm(xd, cupy.asarray(gamma), residual=cupy.zeros((64, 4), dtype=cupy.float32).T)
+        ops.layer_norm(xd, cupy.asarray(gamma), residual=cupy.zeros((64, 4), dtype=cupy.float32).T)
 
 
 # ---------------------------------------------------------------- activations
@@ -186,7 +173,7 @@ def test_norm_in_place_and_checks():
 def test_activation_matches_reference(dtype, name, with_bias):
     rng = np.random.default_rng(7)
     x, bias = rand(rng, (3, 5, 129), dtype, 3.0), rand(rng, (129,), dtype)
-    got = gpu.activation(cupy.asarray(x), name, bias=cupy.asarray(bias) if with_bias else None)
+    got = ops.activation(cupy.asarray(x), name, bias=cupy.asarray(bias) if with_bias else None)
     z = x + bias if with_bias else x
     check(got, reference.activation(z.astype(dtype), reference.ACTIVATIONS[name]), dtype)
 
@@ -195,10 +182,10 @@ def test_activation_in_place_and_unknown_name():
     rng = np.random.default_rng(8)
     x = rand(rng, (7, 11))
     xd = cupy.asarray(x)
-    gpu.activation(xd, "silu", out=xd)
+    ops.activation(xd, "silu", out=xd)
     check(xd, reference.activation(x, reference.ACT_SILU), np.float32)
     with pytest.raises(ValueError):
-        gpu.activation(xd, "tanhshrink")
+        ops.activation(xd, "tanhshrink")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -206,11 +193,11 @@ def test_activation_in_place_and_unknown_name():
 def test_swiglu_matches_reference(dtype, shape):
     rng = np.random.default_rng(9)
     x = rand(rng, shape, dtype, 2.0)
-    got = gpu.swiglu(cupy.asarray(x))
+    got = ops.swiglu(cupy.asarray(x))
     want = reference.swiglu(x.reshape(-1, shape[-1])).reshape(shape[:-1] + (shape[-1] // 2,))
     check(got, want, dtype)
     with pytest.raises(ValueError):
-        gpu.swiglu(cupy.zeros((2, 3), dtype=cupy.float32))
+        ops.swiglu(cupy.zeros((2, 3), dtype=cupy.float32))
 
 
 # ---------------------------------------------------------------- GEMMs
@@ -233,7 +220,7 @@ def test_linear_matches_reference(dtype, mkn, act):
     x, w = rand(rng, (m, k), dtype), rand(rng, (n, k), dtype, 1 / math.sqrt(k))  # O(1) outputs
     bias, res = rand(rng, (n,), dtype), rand(rng, (m, n), dtype)
     for b, r in [(None, None), (bias, None), (bias, res), (None, res)]:
-        got = gpu.linear(
+        got = ops.linear(
             cupy.asarray(x), cupy.asarray(w), None if b is None else cupy.asarray(b),
             activation=act, residual=None if r is None else cupy.asarray(r),
         )
@@ -246,7 +233,7 @@ def test_linear_batched_input_float16_and_out():
     x, w = rand(rng, (2, 3, 64), np.float16), rand(rng, (40, 64), np.float16, 0.125)
     bias = rand(rng, (40,), np.float16)
     out = cupy.empty((2, 3, 40), dtype=cupy.float16)
-    got = gpu.linear(
+    got = ops.linear(
         cupy.asarray(x), cupy.asarray(w), cupy.asarray(bias), activation="gelu", out=out
     )
     assert got is out
@@ -258,7 +245,7 @@ def test_linear_adds_into_the_residual_stream_in_place():
     rng = np.random.default_rng(18)
     x, w, res = rand(rng, (6, 32)), rand(rng, (16, 32), scale=32**-0.5), rand(rng, (6, 16))
     res_d = cupy.asarray(res)
-    assert gpu.linear(cupy.asarray(x), cupy.asarray(w), residual=res_d, out=res_d) is res_d
+    assert ops.linear(cupy.asarray(x), cupy.asarray(w), residual=res_d, out=res_d) is res_d
     check(res_d, reference.linear(x, w, None, reference.ACT_NONE, res), np.float32, **gemm_tol(np.float32, 32))
 
 
@@ -267,7 +254,7 @@ def test_linear_is_full_float32_not_tf32():
     k = 1024
     x = cupy.full((4, k), 1 + 2.0**-11, dtype=cupy.float32)
     w = cupy.ones((8, k), dtype=cupy.float32)
-    np.testing.assert_array_equal(cupy.asnumpy(gpu.linear(x, w)), np.full((4, 8), k * (1 + 2.0**-11)))
+    np.testing.assert_array_equal(cupy.asnumpy(ops.linear(x, w)), np.full((4, 8), k * (1 + 2.0**-11)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
@@ -278,7 +265,7 @@ def test_batched_matmul_matches_reference(dtype, gmkn, trans_b):
     rng = np.random.default_rng(12)
     a = rand(rng, (g, m, k), dtype, 1 / math.sqrt(k))
     b = rand(rng, (g, n, k) if trans_b else (g, k, n), dtype)
-    got = gpu.batched_matmul(cupy.asarray(a), cupy.asarray(b), trans_b=trans_b, alpha=0.125)
+    got = ops.batched_matmul(cupy.asarray(a), cupy.asarray(b), trans_b=trans_b, alpha=0.125)
     check(got, reference.batched_matmul(a, b, trans_b, 0.125), dtype, **gemm_tol(dtype, k))
 
 
@@ -292,21 +279,21 @@ def test_batched_matmul_takes_strided_kv_cache_views(trans_b):
     p = rand(rng, (g, 2, t))  # (G, M, T)
     cache_d = cupy.asarray(cache)
     if trans_b:  # scores = Q @ K^T
-        got = gpu.batched_matmul(cupy.asarray(q), cache_d[:, :t], trans_b=True)
+        got = ops.batched_matmul(cupy.asarray(q), cache_d[:, :t], trans_b=True)
         want = reference.batched_matmul(q, cache[:, :t], True)
     else:  # context = P @ V
-        got = gpu.batched_matmul(cupy.asarray(p), cache_d[:, :t])
+        got = ops.batched_matmul(cupy.asarray(p), cache_d[:, :t])
         want = reference.batched_matmul(p, cache[:, :t])
     check(got, want, np.float32, **gemm_tol(np.float32, t_max))
 
 
 def test_gemm_shape_checks():
     with pytest.raises(ValueError):
-        gpu.linear(cupy.zeros((2, 5), dtype=cupy.float32), cupy.zeros((3, 4), dtype=cupy.float32))
+        ops.linear(cupy.zeros((2, 5), dtype=cupy.float32), cupy.zeros((3, 4), dtype=cupy.float32))
     with pytest.raises(TypeError):
-        gpu.linear(cupy.zeros((2, 4), dtype=cupy.float32), cupy.zeros((3, 4), dtype=cupy.float64))
+        ops.linear(cupy.zeros((2, 4), dtype=cupy.float32), cupy.zeros((3, 4), dtype=cupy.float64))
     with pytest.raises(ValueError):
-        gpu.batched_matmul(
+        ops.batched_matmul(
             cupy.zeros((2, 3, 4), dtype=cupy.float32), cupy.zeros((2, 5, 6), dtype=cupy.float32)
         )
 
@@ -325,35 +312,26 @@ def test_rotary_in_place_matches_reference(dtype, interleaved, r2):
     x = rand(rng, (n, h, d), dtype)
     positions = rng.integers(0, p, size=n)
     xd = cupy.asarray(x)
-    got = gpu.rotary(xd, positions, cupy.asarray(cos), cupy.asarray(sin), interleaved=interleaved)
+    got = ops.rotary(xd, positions, cupy.asarray(cos), cupy.asarray(sin), interleaved=interleaved)
     assert got is xd
     check(xd, reference.rotary(x, positions, cos, sin, interleaved), dtype)
 
 
 def test_rotary_checks():
-    cos, sin = gpu.rotary_tables(np.ones(8, dtype=np.float32), 10)
+    host_cos, host_sin = ops.rotary_tables(np.ones(8, dtype=np.float32), 10)
+    cos, sin = cupy.asarray(host_cos), cupy.asarray(host_sin)
     x = cupy.zeros((3, 2, 16), dtype=cupy.float32)
+    with pytest.raises(TypeError, match="cos"):
+        ops.rotary(x, [0, 1, 2], host_cos, host_sin)
     with pytest.raises(ValueError):
-        gpu.rotary(x, [0, 1, 10], cos, sin)  # position past the tables
+        ops.rotary(x, [0, 1, 10], cos, sin)  # position past the tables
     with pytest.raises(ValueError):
-        gpu.rotary(x, [0, -1, 2], cos, sin)
+        ops.rotary(x, [0, -1, 2], cos, sin)
     with pytest.raises(ValueError):
         strided = cupy.zeros((3, 16, 2), dtype=cupy.float32).transpose(0, 2, 1)
-        gpu.rotary(strided, [0, 1, 2], cos, sin)
+        ops.rotary(strided, [0, 1, 2], cos, sin)
     with pytest.raises(ValueError):
-        gpu.rotary(cupy.zeros((3, 2, 12), dtype=cupy.float32), [0, 1, 2], cos, sin)
-
-
-def test_tables_match_reference():
-    inv_freq = 1.0 / (10000.0 ** (np.arange(16, dtype=np.float32) / 16))
-    cos, sin = gpu.rotary_tables(cupy.asarray(inv_freq), 50, 1.5)
-    want_cos, want_sin = reference.rotary_tables(inv_freq, 50, 1.5)
-    np.testing.assert_array_equal(cupy.asnumpy(cos), want_cos)
-    np.testing.assert_array_equal(cupy.asnumpy(sin), want_sin)
-    table = gpu.sinusoidal_table(37, 512, offset=2)
-    assert is_cuda_array(table) and table.dtype == np.float32
-    want = reference.sinusoidal_table(37, 512, None, 2)
-    np.testing.assert_allclose(cupy.asnumpy(table), want, atol=1e-6)
+        ops.rotary(cupy.zeros((3, 2, 12), dtype=cupy.float32), [0, 1, 2], cos, sin)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -363,7 +341,7 @@ def test_embedding_matches_reference(dtype, on_device):
     table = rand(rng, (1000, 96), dtype)
     ids = rng.integers(0, 1000, size=(3, 7))
     ids_arg = cupy.asarray(ids) if on_device else ids
-    got = gpu.embedding(ids_arg, cupy.asarray(table), scale=math.sqrt(96))
+    got = ops.embedding(ids_arg, cupy.asarray(table), scale=math.sqrt(96))
     want = reference.embedding(ids.reshape(-1), table, math.sqrt(96)).reshape(3, 7, 96)
     check(got, want, dtype)
 
@@ -371,11 +349,11 @@ def test_embedding_matches_reference(dtype, on_device):
 def test_embedding_rejects_ids_out_of_range():
     table = cupy.zeros((10, 4), dtype=cupy.float32)
     with pytest.raises(ValueError, match="token id 10"):
-        gpu.embedding(cupy.asarray([1, 10, 3]), table)
+        ops.embedding(cupy.asarray([1, 10, 3]), table)
     with pytest.raises(ValueError, match="token id -1"):
-        gpu.embedding([-1], table)
+        ops.embedding([-1], table)
     with pytest.raises(TypeError):
-        gpu.embedding(np.array([0.5]), table)
+        ops.embedding(np.array([0.5]), table)
 
 
 # ---------------------------------------------------------------- selection
@@ -399,14 +377,14 @@ def test_argmax_matches_reference(dtype, shape):
     rng = np.random.default_rng(16)
     r, n = math.prod(shape[:-1]), shape[-1]
     x = rows_with_ties_and_nans(rng, r, n, dtype)
-    got = gpu.argmax(cupy.asarray(x.reshape(shape)))
+    got = ops.argmax(cupy.asarray(x.reshape(shape)))
     assert got.dtype == np.int32 and got.shape == shape[:-1]
     np.testing.assert_array_equal(cupy.asnumpy(got).reshape(-1), reference.argmax(x))
 
 
 def test_argmax_rejects_empty_rows():
     with pytest.raises(ValueError):
-        gpu.argmax(cupy.zeros((2, 0), dtype=cupy.float32))
+        ops.argmax(cupy.zeros((2, 0), dtype=cupy.float32))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -418,7 +396,7 @@ def test_topk_matches_reference(dtype, shape, k):
     r, n = math.prod(shape[:-1]), shape[-1]
     x = rows_with_ties_and_nans(rng, r, n, dtype)
     x[0, : min(n, 6)] = 0.25  # a run of equal values crossing the cut
-    values, indices = gpu.topk(cupy.asarray(x.reshape(shape)), k)
+    values, indices = ops.topk(cupy.asarray(x.reshape(shape)), k)
     want_values, want_indices = reference.topk(x, k)
     out_shape = shape[:-1] + (k,)
     assert values.shape == indices.shape == out_shape and indices.dtype == np.int32
@@ -428,7 +406,7 @@ def test_topk_matches_reference(dtype, shape, k):
 
 def test_topk_rejects_bad_k():
     with pytest.raises(ValueError):
-        gpu.topk(cupy.zeros((2, 5), dtype=cupy.float32), 6)
+        ops.topk(cupy.zeros((2, 5), dtype=cupy.float32), 6)
 
 
 # ---------------------------------------------------------------- backend plumbing and streams
@@ -453,9 +431,9 @@ def test_two_threads_with_their_own_streams_compute_correctly():
             xd, wd, gd = cupy.asarray(x), cupy.asarray(w), cupy.asarray(gamma)
             barrier.wait()
             for _ in range(20):
-                y = gpu.linear(xd, wd, activation="gelu")
-                y = gpu.rms_norm(y, gd)
-                p = gpu.softmax(y, scale=0.5)
+                y = ops.linear(xd, wd, activation="gelu")
+                y = ops.rms_norm(y, gd)
+                p = ops.softmax(y, scale=0.5)
             got = p.get()
             stream.synchronize()
         y = reference.linear(x, w, None, reference.ACT_GELU)

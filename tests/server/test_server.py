@@ -186,7 +186,8 @@ async def test_full_queue_answers_429_and_disconnected_clients_cancel_their_requ
             await anext(lines)
         per_100_tokens = time.monotonic() - started
 
-        queued = asyncio.ensure_future(client.post("/v1/completions", json=LONG))
+        # Sampling: it cannot join the running greedy batch (continuous batching), so it waits.
+        queued = asyncio.ensure_future(client.post("/v1/completions", json={**LONG, "temperature": 0.7}))
         await until(lambda: has_metric(client, "aiotranslate_queued_batches", 1, model="gpt2"))
         refused = await client.post("/v1/completions", json=LONG)
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"

@@ -1,0 +1,123 @@
+"""The device-side paths of the shared model code, run here without a GPU: `fake_cupy` stands in
+for cupy (arrays that refuse numpy, kernels that are the CPU ones), so a model moved with
+`to_device` must decode exactly what the host model decodes, through the same engines, and any
+place that hands a device array to numpy fails. The real GPU run is tests/backends/test_cuda_*.py."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import fake_cupy
+import numpy as np
+import pytest
+from random_checkpoints import BUILDERS, MAX_LENGTH, PROMPTS, SOURCES, bert, greedy
+
+from aiotranslate import _native
+from aiotranslate.backends import is_cuda_array
+
+pytestmark = pytest.mark.skipif(_native.load("_gemm") is None, reason="the fake device runs the CPU extension")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("random-checkpoints")
+    return {name: build(root / name) for name, build in {**BUILDERS, "bert": bert}.items()}
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """`import cupy` gives fake_cupy, and the CUDA kernels are the CPU ones on its arrays."""
+    kernels = fake_cupy.kernels_module()
+    package = types.ModuleType("aiotranslate.backends.cuda")
+    package.ops = kernels
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "aiotranslate.backends.cuda", package)
+    monkeypatch.setitem(sys.modules, "aiotranslate.backends.cuda.ops", kernels)
+
+
+def test_the_fake_refuses_numpy_like_cupy(fake_gpu):
+    x = fake_cupy.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(TypeError):
+        np.asarray(x)
+    with pytest.raises(TypeError):
+        x[np.array([0, 1])]
+    with pytest.raises(TypeError):
+        x + np.ones((2, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_device_model_decodes_what_the_host_model_decodes(fake_gpu, checkpoints, name):
+    from aiotranslate.models import load_model
+    from aiotranslate.models.device import to_device
+
+    host = load_model(checkpoints[name])
+    twin = to_device(host, 0, "float32")
+    layers = twin.decoder_layers if name == "marian" else twin.layers
+    assert all(is_cuda_array(layer.ffn.down.weight) for layer in layers)
+    assert greedy(twin, name) == greedy(host, name)
+
+
+# engine, its thread-API method, inputs, options, the result field compared
+ENGINES = {
+    "marian": ("Translator", "submit_translate_batch", SOURCES, {"max_decoding_length": MAX_LENGTH}, "hypotheses"),
+    "llama": ("Generator", "submit_generate_batch", PROMPTS, {"max_length": MAX_LENGTH}, "sequences_ids"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engines_on_the_device_match_the_cpu(fake_gpu, checkpoints, name):
+    """Two worker sets of 2 workers on "GPU 0": the Translator's default beam search reads host
+    logits, the Generator's greedy search picks tokens (and their scores) on the device."""
+    import aiotranslate
+
+    class_name, submit, inputs, options, field = ENGINES[name]
+    engine_class = getattr(aiotranslate, class_name)
+    options = {**options, "return_scores": True}
+    with engine_class(checkpoints[name], intra_threads=1) as cpu:
+        want = getattr(cpu, submit)(inputs, **options).result()
+    with engine_class(checkpoints[name], device="cuda", device_index=[0, 0], inter_threads=2, intra_threads=1) as gpu:
+        assert gpu.device == "cuda" and gpu.statistics()["num_workers"] == 4
+        futures = [getattr(gpu, submit)([x], **options) for x in inputs]
+        got = [f.result()[0] for f in futures]
+    assert [getattr(r, field) for r in got] == [getattr(r, field) for r in want]
+    np.testing.assert_allclose([r.scores for r in got], [r.scores for r in want], rtol=1e-5)
+
+
+def test_encoder_on_the_device_hands_back_host_arrays(fake_gpu, checkpoints):
+    from aiotranslate import Encoder
+
+    inputs = [[2, 5, 6, 7, 3], [2, 9, 3]]
+    with Encoder(checkpoints["bert"], intra_threads=1) as cpu:
+        want = cpu.submit_forward_batch(inputs).result()[0]
+    with Encoder(checkpoints["bert"], device="cuda", intra_threads=1) as gpu:
+        got = gpu.submit_forward_batch(inputs).result()[0]
+    np.testing.assert_array_equal(got.last_hidden_state, want.last_hidden_state)
+    np.testing.assert_array_equal(got.pooler_output, want.pooler_output)
+
+
+def test_unload_and_load_on_the_device(fake_gpu, checkpoints):
+    from aiotranslate import Translator
+
+    with Translator(checkpoints["marian"], device="cuda", intra_threads=1) as translator:
+        want = translator.submit_translate_batch(SOURCES, max_decoding_length=8).result()
+        translator.unload_model(to_cpu=True)
+        assert translator._cpu_copy.replicas == {}
+        translator.load_model()
+        assert translator.submit_translate_batch(SOURCES, max_decoding_length=8).result() == want
+
+
+def test_ops_refuse_to_mix_host_and_device_arrays(fake_gpu):
+    from aiotranslate import ops
+
+    host = np.zeros((2, 4), dtype=np.float32)
+    device = fake_cupy.asarray(host)
+    with pytest.raises(TypeError, match="w is a numpy"):
+        ops.linear(device, np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(TypeError, match="out is a numpy"):
+        ops.softmax(device, out=np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(TypeError, match="mask is a cupy"):
+        ops.softmax(host, mask=device)
+    with pytest.raises(TypeError, match="lengths is a cupy"):
+        ops.softmax(host, lengths=fake_cupy.asarray(np.array([4, 4], dtype=np.int32)))
+    assert is_cuda_array(ops.softmax(device, lengths=[4, 2]))  # host lengths move to the device
