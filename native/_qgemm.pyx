@@ -6,11 +6,16 @@
 # - The arithmetic, the packed weight layouts and the VNNI compensation are in qgemm_kernels.c.
 #   Weights are packed once (pack_int8 / pack_bf16) into caller-owned arrays; a call quantizes (or
 #   rounds to bf16) the rows of x into a scratch buffer, then computes panels of 64 output columns.
-# - Threads: prange(schedule='static') over panels, so each thread streams a contiguous run of the
-#   weight once for all rows. Every output element is computed the same way in any split: results are
-#   bitwise identical for every n_threads. Fewer than GRAIN multiply-adds per thread run on fewer
-#   threads, down to serial. Large inputs are quantized by the same team, one row block each.
-# - matmul_s32 and quantize_rows expose the exact integer stages for the tests (int8 x int8 -> int32
+# - Threads: each member of the team gets one contiguous run of panels (int8: one kernel call, which
+#   blocks rows and columns for the caches inside it; bf16: prange(schedule='static') over panels), so
+#   each thread streams its part of the weight from memory once for all rows. Every output element
+#   is computed the same way in any split: results are bitwise identical for every n_threads. Fewer
+#   than GRAIN multiply-adds per thread run on fewer threads, down to serial. Large inputs are
+#   quantized by the same team, one row block each.
+# - int8_linear_static is intgemm's product for Marian's "8bit alpha" models: x quantized with a
+#   fixed multiplier (qgemm_static.h), scale 1 per row, and per-column offsets / scales / bias in
+#   place of the compensation terms, weight scales and bias (ops.quantized.IntgemmInput).
+# - matmul_s32 and quantize_rows (either scheme) expose the exact integer stages for the tests (int8 x int8 -> int32
 #   against numpy), on whichever instruction set set_isa selected.
 
 from cython.parallel cimport prange
@@ -32,6 +37,8 @@ cdef extern from "qgemm_kernels.h" nogil:
     int aio_q_isa()
     int aio_q_bf16_isa()
     int aio_q_set_isa(int isa)
+    int aio_q_amx()
+    int aio_q_set_amx(int on)
     void aio_q8_pack(const int8_t *q, long n, long k, int8_t *packed, int32_t *comp)
     void aio_q8_select(const int8_t *packed, long k, const int64_t *rows, long count, int8_t *out)
     void aio_q8_quantize_rows(const float *x, long ldx, long m, long k, uint8_t *xu, float *scales)
@@ -45,6 +52,9 @@ cdef extern from "qgemm_kernels.h" nogil:
     void aio_bf16_convert_rows(const float *x, long ldx, long m, long k, uint16_t *xb)
     void aio_bf16_linear_cols(const uint16_t *xb, long m, long k, const uint16_t *packed, const float *bias,
                               int act, const float *residual, float *out, long ldo, long c0, long c1)
+
+cdef extern from "qgemm_static.h" nogil:
+    void aio_q8_quantize_rows_static(const float *x, long ldx, long m, long k, long kp, float mult, uint8_t *xu)
 
 cdef enum:
     # Fewest multiply-adds worth one more thread (int8 runs ~4x the float32 rate: GEMM's 65536 x 4).
@@ -71,6 +81,17 @@ def set_isa(name):
     """Use `name` ('avx512', 'avx2', 'portable' or None: the best) where the CPU has it; returns the
     int8 set in effect. Process-wide: for tests and benchmarks, not while other threads compute."""
     return _NAMES[aio_q_set_isa(AIO_ISA_AUTO if name is None else ISAS[name])]
+
+
+def amx():
+    """Whether the int8 kernels run blocks of 32 rows on AMX tiles (AVX-512 set, CPU and OS allowing)."""
+    return bool(aio_q_amx())
+
+
+def set_amx(bint on):
+    """Turn AMX off or back on (where available; reset to on by set_isa); returns the state in effect.
+    Process-wide, as set_isa."""
+    return bool(aio_q_set_amx(on))
 
 
 def padded_rows(Py_ssize_t n):
@@ -154,9 +175,10 @@ cdef int _quantize(const float *x, Py_ssize_t m, Py_ssize_t k, uint8_t *xu, floa
     return 0
 
 
-def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales):
-    """Test hook: the kernels' activation quantization, q = rint(x * 127 / max|x|) per row, into q
-    (M, K) int8 and scales (M,) = max|x| / 127."""
+def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales, float multiplier=0.0):
+    """Test hook: the kernels' activation quantization into q (M, K) int8 and scales (M,): per row,
+    q = rint(x * 127 / max|x|) and scales = max|x| / 127 (multiplier 0), or intgemm's PrepareA with a
+    fixed multiplier, q = clamp(rint(x * multiplier), -127, 127) and scales 1."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_q8_padded_k(x.shape[1]), i, p
     if q.shape[0] != m or q.shape[1] != k or scales.shape[0] != m:
         raise ValueError("q must be (M, K) and scales (M,) for x (M, K)")
@@ -166,7 +188,12 @@ def quantize_rows(const float[:, ::1] x, int8_t[:, ::1] q, float[::1] scales):
     if xu == NULL:
         raise MemoryError()
     with nogil:
-        aio_q8_quantize_rows(&x[0, 0] if k else NULL, k, m, k, xu, &scales[0])
+        if multiplier > 0:
+            aio_q8_quantize_rows_static(&x[0, 0] if k else NULL, k, m, k, kp, multiplier, xu)
+            for i in range(m):
+                scales[i] = 1.0
+        else:
+            aio_q8_quantize_rows(&x[0, 0] if k else NULL, k, m, k, xu, &scales[0])
         for i in range(m):
             for p in range(k):
                 q[i, p] = <int8_t> (<int> xu[i * kp + p] - 128)
@@ -199,8 +226,30 @@ def int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_
     """out = act(x @ W^T + bias) + residual with W (N, K) = scales[:, None] * q, q packed by pack_int8;
     x (M, K) quantized per row on the fly. residual may be out itself, and out may be x (x is
     quantized before out is written)."""
+    _int8_linear(x, packed, comp, scales, bias, act, residual, out, n_threads, 0.0)
+
+
+def int8_linear_static(const float[:, ::1] x, float multiplier, const int8_t[:, ::1] packed,
+                       const int32_t[::1] offsets, const float[::1] unquant, const float[::1] bias, int act,
+                       const float[:, ::1] residual, float[:, ::1] out, int n_threads):
+    """intgemm's shifted multiply with a fixed activation multiplier (qgemm_static.h):
+    out = act(float(u @ q^T - offsets) * unquant + bias) + residual, u = s + 128 and
+    s = clamp(rint(x * multiplier), -127, 127), for the q packed by pack_int8; offsets, unquant and
+    bias are per output column. Aliasing as int8_linear."""
+    if not multiplier > 0 or multiplier == float("inf"):
+        raise ValueError(f"multiplier must be positive and finite, got {multiplier}")
+    if offsets.shape[0] != packed.shape[0]:
+        raise ValueError(f"offsets has {offsets.shape[0]} values, expected {packed.shape[0]}")
+    _int8_linear(x, packed, offsets, unquant, bias, act, residual, out, n_threads, multiplier)
+
+
+cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_t[::1] comp,
+                  const float[::1] scales, const float[::1] bias, int act, const float[:, ::1] residual,
+                  float[:, ::1] out, int n_threads, float multiplier):
+    """Both int8 linears: x quantized per row (multiplier 0) or with the fixed multiplier (scale 1 per
+    row), then the panels over a team."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = scales.shape[0], kp = aio_q8_padded_k(x.shape[1])
-    cdef Py_ssize_t panels, p
+    cdef Py_ssize_t panels, chunk, p, i
     cdef const float *bp = NULL
     cdef const float *rp = NULL
     cdef int team
@@ -223,11 +272,19 @@ def int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_
     panels = (n + AIO_Q_PANEL - 1) // AIO_Q_PANEL
     team = _team(n_threads, panels, <double> m * n * k)
     with nogil:
-        _quantize(&x[0, 0] if k else NULL, m, k, xu, xs, n_threads)
+        if multiplier > 0:
+            aio_q8_quantize_rows_static(&x[0, 0] if k else NULL, k, m, k, kp, multiplier, xu)
+            for i in range(m):
+                xs[i] = 1.0
+        else:
+            _quantize(&x[0, 0] if k else NULL, m, k, xu, xs, n_threads)
         if team > 1:
-            for p in prange(panels, num_threads=team, schedule='static'):
-                aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
-                                   &out[0, 0], n, p * AIO_Q_PANEL, min(n, (p + 1) * AIO_Q_PANEL))
+            # one contiguous run of panels per thread: the kernel blocks rows and columns inside it
+            chunk = (panels + team - 1) // team
+            for p in prange(team, num_threads=team, schedule='static'):
+                if p * chunk < panels:
+                    aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
+                                       &out[0, 0], n, p * chunk * AIO_Q_PANEL, min(n, (p + 1) * chunk * AIO_Q_PANEL))
         else:
             aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
                                &out[0, 0], n, 0, n)

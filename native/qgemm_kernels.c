@@ -20,9 +20,18 @@
  *   front to back, one stream, whatever the number of rows.
  * - Tiles: AVX-512 keeps MR = 6 rows x 4 vectors (24 zmm accumulators) per panel: each weight
  *   vector loaded serves 6 rows, each broadcast 4 columns. Threads own whole panels (the caller
- *   splits columns), so each weight byte is read once per call at any batch size.
+ *   splits columns), so each weight byte comes from memory once per call at any batch size; rows
+ *   go in blocks of 32 through all of a thread's panels (aio_q8_linear_cols), which reads the
+ *   weight again from cache for each block of a large batch.
  *   AVX2 (no VNNI): vpmovsxbw + vpmaddwd on half a panel per row, pairs reduced with vphaddd at
  *   the end. Portable: plain loops over the same layout.
+ * - AMX (amx-int8, Sapphire Rapids on): rows in blocks of 32, when kp is a multiple of 64. tdpbusd
+ *   is vpdpbusd on 16 x 16 int32 tiles (u8 x s8, exact, 16 x 64 of A against 64 x 16 of B), and
+ *   the packed panel is already its B operand: 16 groups (64 k) x 16 columns x 4 bytes, rows
+ *   256 bytes apart. Four accumulator tiles (32 rows x 32 columns), two A and two B tiles; a block
+ *   goes through an int32 buffer into the AVX-512 epilogue, so a row gives bitwise the same output
+ *   on either path. Leftover rows take the AVX-512 tiles. Linux lends the tile state to a process
+ *   on request (arch_prctl ARCH_REQ_XCOMP_PERM); refused, or on another OS, AMX stays off.
  * - Epilogue per tile, in registers: float(acc - comp) * (xs * ws) + bias, stored; then the
  *   activation (activation.h) and the residual over the tile's rows while they are in L1.
  * - bfloat16: W rounded to bf16 (nearest even) at load, x per call; vdpbf16ps accumulates pairs of
@@ -44,6 +53,13 @@
 #define AIO_T512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define AIO_TBF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 #define AIO_T256 __attribute__((target("avx2,fma")))
+#endif
+#if defined(AIO_X86) && defined(__linux__)
+#define AIO_AMX 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define AIO_TAMX __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
 #endif
 
 enum { PANEL = AIO_Q_PANEL, MR512 = 6 };
@@ -79,8 +95,32 @@ int aio_q_bf16_isa(void) {
     return bf16_isa;
 }
 
+/* AMX: the CPU has amx-tile and amx-int8 (CPUID 7.0 EDX bits 24, 25) and the kernel lends the tile data. */
+static int amx_available(void) {
+#ifdef AIO_AMX
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
+}
+
+static int q8_amx = -1; /* -1: not asked yet */
+
+int aio_q_amx(void) {
+    if (q8_amx < 0) q8_amx = aio_q_isa() == AIO_ISA_AVX512 && amx_available();
+    return q8_amx;
+}
+
+int aio_q_set_amx(int on) {
+    q8_amx = on && aio_q_isa() == AIO_ISA_AVX512 && amx_available();
+    return q8_amx;
+}
+
 int aio_q_set_isa(int isa) {
     int best = best_isa(0), best_bf16 = best_isa(1);
+    q8_amx = -1; /* AMX follows the int8 set: only with AVX-512 */
     q8_isa = isa == AIO_ISA_AUTO || isa < best ? best : isa;
     bf16_isa = isa == AIO_ISA_AUTO || isa < best_bf16 ? best_bf16 : (isa == AIO_ISA_AVX2 ? AIO_ISA_PORTABLE : isa);
     return q8_isa;
@@ -229,6 +269,74 @@ AIO_T512 static void q8_panel_512(const uint8_t *xu, long kp, const int8_t *pane
         for (int v = 0; v < 4; v++) _mm512_storeu_si512(acc + i * PANEL + 16 * v, a[i][v]);
 }
 
+#ifdef AIO_AMX
+enum { AMX_ROWS = 32, AMX_K = 64 };
+
+/* Palette 1, all eight tiles 16 rows x 64 bytes: accumulators 0-3, A 4-5, B 6-7. Static data: GCC 12's
+ * _tile_loadconfig tells the compiler it reads 8 bytes, so a local's other stores could be dropped. */
+static const struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config __attribute__((aligned(64))) = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+/* The tile configuration is per thread: every call loads it, and releases the tiles at its end. */
+AIO_TAMX static void amx_begin(void) { _tile_loadconfig(&amx_config); }
+
+AIO_TAMX static void amx_end(void) { _tile_release(); }
+
+/* acc[32][PANEL] = rows [0, 32) of xu times one panel (int32, before compensation); kp % 64 == 0. */
+AIO_TAMX static void q8_block_amx(const uint8_t *xu, long kp, const int8_t *panel, int32_t *acc) {
+    for (int h = 0; h < 2; h++) { /* columns [32h, 32h + 32) */
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (long k0 = 0; k0 < kp; k0 += AMX_K) {
+            const int8_t *b = panel + k0 * PANEL + h * 128; /* group k0/4, column 32h */
+            _tile_loadd(4, xu + k0, kp);
+            _tile_loadd(5, xu + 16 * kp + k0, kp);
+            _tile_loadd(6, b, PANEL * 4);
+            _tile_loadd(7, b + 64, PANEL * 4);
+            _tile_dpbusd(0, 4, 6);
+            _tile_dpbusd(1, 4, 7);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+        }
+        int32_t *o = acc + h * 32;
+        _tile_stored(0, o, PANEL * 4);
+        _tile_stored(1, o + 16, PANEL * 4);
+        _tile_stored(2, o + 16 * PANEL, PANEL * 4);
+        _tile_stored(3, o + 16 * PANEL + 16, PANEL * 4);
+    }
+}
+
+/* Whole 32-row blocks of rows [0, m) x columns [c, c + w) through AMX; returns the rows done. */
+AIO_TAMX static long q8_cols_amx(const uint8_t *xu, const float *xs, long m, long kp, const int8_t *packed,
+                                 const int32_t *comp, const float *ws, const float *bias, float *out, long ldo,
+                                 long c, long w) {
+    const int8_t *panel = packed + (c / PANEL) * PANEL * kp;
+    int32_t buf[AMX_ROWS * PANEL] __attribute__((aligned(64)));
+    long i = 0;
+    for (; i + AMX_ROWS <= m; i += AMX_ROWS) {
+        q8_block_amx(xu + i * kp, kp, panel, buf);
+        for (int r = 0; r < AMX_ROWS; r += MR512) {
+            int mr = AMX_ROWS - r < MR512 ? AMX_ROWS - r : MR512;
+            __m512i acc[MR512][4];
+            for (int q = 0; q < mr; q++)
+                for (int v = 0; v < 4; v++) acc[q][v] = _mm512_load_si512(buf + (r + q) * PANEL + 16 * v);
+            q8_store_512(acc, mr, xs + i + r, comp + c, ws + c, bias ? bias + c : NULL, out + (i + r) * ldo + c,
+                         ldo, w);
+        }
+    }
+    return i;
+}
+#endif
+
 /* AVX2: one row, half a panel (32 columns) at a time: 8 accumulators of 4 columns x 2 partial sums. */
 AIO_T256 static void q8_panel_avx2(const uint8_t *xu, long kp, const int8_t *panel, int mr, int32_t *acc) {
     const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
@@ -292,16 +400,26 @@ static void finish_rows(float *out, long ldo, const float *residual, long mr, lo
     }
 }
 
-void aio_q8_linear_cols(const uint8_t *xu, const float *xs, long m, long k, const int8_t *packed,
-                        const int32_t *comp, const float *ws, const float *bias, int act,
-                        const float *residual, float *out, long ldo, long c0, long c1) {
-    long kp = aio_q8_padded_k(k);
-    int isa = aio_q_isa();
+enum { ROW_BLOCK = 32, COL_BLOCK_BYTES = 512 * 1024 };
+
+/* AMX takes this call: at least one 32-row block, k in whole 64-byte tile rows. */
+static int use_amx(long m, long kp) { return m >= 32 && kp % 64 == 0 && aio_q_amx(); }
+
+/* Columns [c0, c1) of rows [0, m): one panel at a time, each through all the rows. */
+static void q8_rows_cols(int isa, int amx, const uint8_t *xu, const float *xs, long m, long kp,
+                         const int8_t *packed, const int32_t *comp, const float *ws, const float *bias, int act,
+                         const float *residual, float *out, long ldo, long c0, long c1) {
     for (long c = c0; c < c1; c += PANEL) {
         long w = c1 - c < PANEL ? c1 - c : PANEL;
 #ifdef AIO_X86
         if (isa == AIO_ISA_AVX512) {
-            q8_cols_512(xu, xs, m, kp, packed, comp, ws, bias, out, ldo, c, w);
+            long done = 0;
+#ifdef AIO_AMX
+            if (amx) done = q8_cols_amx(xu, xs, m, kp, packed, comp, ws, bias, out, ldo, c, w);
+#endif
+            if (done < m)
+                q8_cols_512(xu + done * kp, xs + done, m - done, kp, packed, comp, ws, bias, out + done * ldo, ldo,
+                            c, w);
             finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
             continue;
         }
@@ -315,6 +433,34 @@ void aio_q8_linear_cols(const uint8_t *xu, const float *xs, long m, long k, cons
         }
         finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
     }
+    (void)amx;
+}
+
+void aio_q8_linear_cols(const uint8_t *xu, const float *xs, long m, long k, const int8_t *packed,
+                        const int32_t *comp, const float *ws, const float *bias, int act,
+                        const float *residual, float *out, long ldo, long c0, long c1) {
+    long kp = aio_q8_padded_k(k);
+    int isa = aio_q_isa(), amx = use_amx(m, kp);
+#ifdef AIO_AMX
+    if (amx) amx_begin();
+#endif
+    /* Many rows (a source batch, beams): the columns in blocks whose weight fits L2 (COL_BLOCK_BYTES),
+     * and in each, blocks of ROW_BLOCK rows (one AMX block) through all its panels: a weight byte
+     * comes from memory once, and a block of rows stays in L1 while the panels pass from L2.
+     * Measured, M = 800, K = 512, N = 2048: about 3x faster than every panel through all rows (AMX
+     * and AVX-512 alike); 64-row blocks were as fast, 128 rows and more as slow as no blocks. */
+    long cols = (COL_BLOCK_BYTES / (kp > 0 ? kp * PANEL : 1) + 1) * PANEL; /* k = 0: one block */
+    for (long cb = c0; cb < c1; cb += cols) {
+        long ce = c1 - cb < cols ? c1 : cb + cols;
+        for (long r0 = 0; r0 < m; r0 += ROW_BLOCK) {
+            long mb = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
+            q8_rows_cols(isa, amx, xu + r0 * kp, xs + r0, mb, kp, packed, comp, ws, bias, act,
+                         residual ? residual + r0 * ldo : NULL, out + r0 * ldo, ldo, cb, ce);
+        }
+    }
+#ifdef AIO_AMX
+    if (amx) amx_end();
+#endif
 }
 
 void aio_q8_matmul_s32(const uint8_t *xu, long m, long k, const int8_t *packed, const int32_t *comp,
@@ -322,16 +468,33 @@ void aio_q8_matmul_s32(const uint8_t *xu, long m, long k, const int8_t *packed, 
     long kp = aio_q8_padded_k(k);
     int isa = aio_q_isa();
     int32_t tile[MR_SCALAR * PANEL];
+    int amx = use_amx(m, kp);
+#ifdef AIO_AMX
+    int32_t block[32 * PANEL] __attribute__((aligned(64)));
+    if (amx) amx_begin();
+#endif
     for (long c = 0; c < n; c += PANEL) {
         long w = n - c < PANEL ? n - c : PANEL;
         const int8_t *panel = packed + (c / PANEL) * PANEL * kp;
-        for (long i = 0; i < m; i += MR_SCALAR) {
+        long i = 0;
+#ifdef AIO_AMX
+        for (; amx && i + 32 <= m; i += 32) {
+            q8_block_amx(xu + i * kp, kp, panel, block);
+            for (int r = 0; r < 32; r++)
+                for (long j = 0; j < w; j++) acc[(i + r) * n + c + j] = block[r * PANEL + j] - comp[c + j];
+        }
+#endif
+        for (; i < m; i += MR_SCALAR) {
             int mr = (int)(m - i < MR_SCALAR ? m - i : MR_SCALAR);
             q8_panel(isa, xu + i * kp, kp, panel, mr, tile);
             for (int r = 0; r < mr; r++)
                 for (long j = 0; j < w; j++) acc[(i + r) * n + c + j] = tile[r * PANEL + j] - comp[c + j];
         }
     }
+#ifdef AIO_AMX
+    if (amx) amx_end();
+#endif
+    (void)amx;
 }
 
 /* ---- bfloat16 ---- */

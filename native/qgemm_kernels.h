@@ -19,6 +19,10 @@ long aio_bf16_padded_k(long k);   /* k rounded up to a multiple of 2 (bf16 pairs
 int aio_q_isa(void);
 int aio_q_set_isa(int isa);
 int aio_q_bf16_isa(void);
+/* Whether the int8 kernels use AMX tiles (only with the AVX-512 set, where the CPU and OS allow),
+ * and a way to turn them off or back on (tests): returns the state in effect. */
+int aio_q_amx(void);
+int aio_q_set_amx(int on);
 
 /* int8 weights: q (n, k) row-major -> packed (padded_rows(n) * padded_k(k) bytes) and comp
  * (padded_rows(n) int32) = 128 * the sum of each row. */

@@ -2,6 +2,9 @@
 
 - `Int8Linear`: the weight as int8 values with one scale per output row (`ops.Int8Weight`), the bias
   in float32; each call quantizes x per row and multiplies in int32 (`ops.int8_linear`).
+  An `IntgemmLinear` (a checkpoint of Marian's "8bit alpha" kind) becomes an `Int8Linear` that
+  quantizes x with the checkpoint's fixed input multiplier and runs intgemm's arithmetic instead
+  (`ops.quantized.IntgemmInput`).
 - `BF16Linear`: the weight rounded to bfloat16 (`ops.BF16Weight`), products summed in float32.
 
 Both have `Linear`'s call (`activation=`, `residual=`, `out=`, `n_threads=`), `in_features`,
@@ -19,18 +22,48 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..ops.quantized import IntgemmInput, int8_linear_static
 from .linear import Linear, freeze
 
 
+class IntgemmLinear(Linear):
+    """A float32 `Linear` read from an intgemm8 checkpoint with fixed input multipliers (Marian's
+    "8bit alpha" models): besides `int8`, the weight's multipliers (N,) (w = int8 / multiplier; a
+    fused layer keeps each part's) and the one multiplier its input is quantized with. As float32 it
+    is the Linear it is; the int8 pass runs intgemm's arithmetic on it."""
+
+    def __init__(self, linear: Linear, weight_multipliers: np.ndarray, input_multiplier: float):
+        if linear.int8 is None:
+            raise ValueError("an IntgemmLinear needs the checkpoint's int8 values")
+        super().__init__(linear.weight, linear.bias, int8=linear.int8)
+        rows = linear.weight.shape[:1]
+        self.weight_multipliers = freeze(np.broadcast_to(np.asarray(weight_multipliers, np.float32), rows).copy())
+        self.input_multiplier = float(input_multiplier)
+
+    @classmethod
+    def fuse(cls, parts) -> IntgemmLinear:
+        """Parts that read the same input (fused QKV): one input multiplier, which they must share."""
+        multipliers = {p.input_multiplier for p in parts}
+        if len(multipliers) != 1:
+            raise ValueError(f"fused intgemm layers must share their input multiplier, got {sorted(multipliers)}")
+        fused = Linear.fuse(parts)
+        return cls(fused, np.concatenate([p.weight_multipliers for p in parts]), multipliers.pop())
+
+
 class Int8Linear:
-    def __init__(self, weight: ops.Int8Weight, bias: np.ndarray | None = None):
+    def __init__(self, weight: ops.Int8Weight, bias: np.ndarray | None = None, intgemm: IntgemmInput | None = None):
         if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
             raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
         self.weight = weight
         self.bias = None if bias is None else freeze(bias)
+        self.intgemm = intgemm  # None: x quantized per row on each call
 
     @classmethod
     def from_linear(cls, linear: Linear) -> Int8Linear:
+        if isinstance(linear, IntgemmLinear):
+            weight = ops.Int8Weight.from_int8(*linear.int8)
+            prep = IntgemmInput.prepare(weight, linear.input_multiplier, linear.weight_multipliers, linear.bias)
+            return cls(weight, linear.bias, prep)
         if linear.int8 is not None:
             return cls(ops.Int8Weight.from_int8(*linear.int8), linear.bias)
         return cls(ops.Int8Weight.quantize(linear.weight), linear.bias)
@@ -44,10 +77,16 @@ class Int8Linear:
         return self.weight.shape[0]
 
     def select(self, rows: np.ndarray) -> Int8Linear:
-        return Int8Linear(self.weight.select(rows), None if self.bias is None else self.bias[rows])
+        weight = self.weight.select(rows)
+        intgemm = None if self.intgemm is None else self.intgemm.select(rows, len(weight.data[-1]))
+        return Int8Linear(weight, None if self.bias is None else self.bias[rows], intgemm)
 
     def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
         """x (..., K) -> (..., N)."""
+        if self.intgemm is not None:
+            return int8_linear_static(
+                x, self.weight, self.intgemm, activation=activation, residual=residual, out=out, n_threads=n_threads
+            )
         return ops.int8_linear(
             x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
         )

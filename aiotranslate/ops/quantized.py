@@ -6,6 +6,9 @@ int8 and bfloat16 of the quantized layers (`layers.quantized`).
   (`quantize`) or from values a checkpoint already stores in int8 (`from_int8`: Bergamot's intgemm8).
   `int8_linear` quantizes each row of x the same way on every call, multiplies in int32 and applies
   the scales, bias, activation and residual in float32.
+- `IntgemmInput`: the other activation scheme, Marian's "8bit alpha" models (Bergamot): x quantized
+  with a fixed multiplier stored in the model, and intgemm's shifted product with its float bias
+  compensation (`int8_linear_static`).
 - `BF16Weight`: W rounded to bfloat16; `bf16_linear` rounds x too and accumulates in float32.
 
 Both are packed once for the kernels (`native/_qgemm.pyx`, layouts in `native/qgemm_kernels.c`) and
@@ -87,6 +90,67 @@ class Int8Weight:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.data) + self.scales.nbytes
 
+    def row_sums(self) -> np.ndarray:
+        """sum_p q[j, p] per row, int32 (N,) (the packed compensation terms hold 128 times it)."""
+        if _kernels is None:
+            return self.data[0].sum(axis=1, dtype=np.int32)
+        return self.data[1][: self.shape[0]] // 128
+
+
+@dataclass(frozen=True, eq=False)
+class IntgemmInput:
+    """intgemm's "8bit alpha" product for one `Int8Weight` q (N, K) whose checkpoint multipliers are
+    b (N,) (w = q / b[j]) and whose input multiplier a is fixed (Marian's shifted affine:
+    browsermt/marian-dev src/tensors/cpu/intgemm_interface.h over kpu/intgemm's Int8Shift):
+
+        u = clamp(rint(x * a), -127, 127) + 127                           PrepareA
+        bias'[j] = float(sum_p q[j, p]) * (-((127 / a) * (127 / b[j])) / 127) + bias[j]   PrepareBias
+        out[i, j] = float(sum_p u[i, p] q[j, p]) * (1 / (a * b[j])) + bias'[j]      Multiply
+
+    all in float32 as written (bias' is exact compensation of the 127 shift only up to its rounding,
+    which is the point: this is the reference engine's arithmetic). The kernel stores s + 128 and
+    subtracts `offsets` = sum_p q[j, p], which leaves (s + 127) q exactly in int32."""
+
+    multiplier: float
+    unquant: np.ndarray  # float32 (N,)
+    bias: np.ndarray  # float32 (N,): bias'
+    offsets: np.ndarray  # int32 (padded N,)
+
+    @classmethod
+    def prepare(cls, weight: Int8Weight, multiplier: float, b: np.ndarray, bias: np.ndarray | None) -> IntgemmInput:
+        a = np.float32(multiplier)
+        if not (np.isfinite(a) and a > 0):
+            raise ValueError(f"the input multiplier must be positive and finite, got {multiplier}")
+        b = np.broadcast_to(np.asarray(b, dtype=np.float32), weight.shape[:1])
+        if not (np.isfinite(b).all() and (b > 0).all()):
+            raise ValueError("the weight multipliers must be positive and finite")
+        sums = weight.row_sums()
+        forprep = -((np.float32(127) / a) * (np.float32(127) / b)) / np.float32(127)
+        prepared = sums.astype(np.float32) * forprep
+        if bias is not None:
+            prepared = prepared + np.asarray(bias, dtype=np.float32)
+        unquant = np.float32(1) / (a * b)
+        offsets = np.zeros(len(weight.data[-1]), dtype=np.int32)  # padded rows (comp), or N without the kernels
+        offsets[: len(sums)] = sums
+        unquant, prepared = unquant.astype(np.float32), prepared.astype(np.float32)
+        return cls(float(a), _frozen(unquant), _frozen(prepared), _frozen(offsets))
+
+    def select(self, rows: np.ndarray, padded: int) -> IntgemmInput:
+        """The operands of output rows `rows` for a selected weight of `padded` packed rows."""
+        offsets = np.zeros(padded, dtype=np.int32)
+        offsets[: len(rows)] = self.offsets[rows]
+        return IntgemmInput(self.multiplier, _frozen(self.unquant[rows]), _frozen(self.bias[rows]), _frozen(offsets))
+
+
+def intgemm_reference(x: np.ndarray, q: np.ndarray, prep: IntgemmInput, act: int = 0, residual=None) -> np.ndarray:
+    """`int8_linear_static` in numpy: exact int32 product, then the float32 epilogue."""
+    v = x.astype(np.float32) * np.float32(prep.multiplier)
+    s = np.where(np.abs(v) < np.float32(2**31), np.clip(np.rint(v), -127, 127), -127).astype(np.int32)
+    acc = (s + 127) @ q.astype(np.int32).T
+    y = acc.astype(np.float32) * prep.unquant + prep.bias
+    y = reference.activation(y, act).astype(np.float32)
+    return y if residual is None else (y + residual).astype(np.float32)
+
 
 @dataclass(frozen=True, eq=False)
 class BF16Weight:
@@ -151,6 +215,19 @@ def int8_linear(x, weight: Int8Weight, bias=None, *, activation=None, residual=N
     return out
 
 
+def int8_linear_static(x, weight: Int8Weight, prep: IntgemmInput, *, activation=None, residual=None, out=None,
+                       n_threads=1):
+    """act(intgemm product of x (..., K) and W (N, K) + bias') + residual -> (..., N), x quantized
+    with the fixed multiplier of `prep` (`IntgemmInput` states the arithmetic)."""
+    x2, _, residual, out, out2, act = _prepare(x, weight.shape, None, residual, out, activation)
+    if _kernels is None:
+        out2[...] = intgemm_reference(x2, weight.data[0], prep, act, residual)
+    else:
+        _kernels.int8_linear_static(x2, prep.multiplier, weight.data[0], prep.offsets, prep.unquant, prep.bias, act,
+                                    residual, out2, n_threads)
+    return out
+
+
 def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
     """act(bf16(x) @ W.T + bias) + residual for float32 x (..., K) and a `BF16Weight` W (N, K), the
     products summed in float32 -> (..., N)."""
@@ -163,8 +240,8 @@ def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=N
 
 
 def isa() -> dict[str, str]:
-    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'), or
-    'reference' for both without the extension."""
+    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'; int8 adds
+    '+amx' where 32-row blocks run on AMX tiles), or 'reference' for both without the extension."""
     if _kernels is None:
         return {"int8": "reference", "bfloat16": "reference"}
-    return {"int8": _kernels.isa(), "bfloat16": _kernels.bf16_isa()}
+    return {"int8": _kernels.isa() + ("+amx" if _kernels.amx() else ""), "bfloat16": _kernels.bf16_isa()}
