@@ -152,6 +152,11 @@ class VocabParallelEmbedding:
         return self.local.dim
 
     @property
+    def table(self) -> np.ndarray:
+        """This rank's rows (what a model reads its device and dtype from)."""
+        return self.local.table
+
+    @property
     def scale(self) -> float:
         return self.local.scale
 

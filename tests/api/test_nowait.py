@@ -38,7 +38,8 @@ async def test_stream_nowait_is_admitted_at_once_or_refused(models):
     async with Generator(models.generator, intra_threads=1, max_queued_batches=1) as generator:
         async with generator.generate_tokens("the frog", **LONG) as running:
             await anext(running)  # the only worker is busy with it
-            queued = generator.generate_tokens_nowait("the stone", **LONG)
+            # sampled: it cannot join the running greedy batch (continuous batching), so it waits
+            queued = generator.generate_tokens_nowait("the stone", sampling_topk=5, **LONG)
             assert generator.num_queued_batches == 1
             with pytest.raises(QueueFull):
                 generator.generate_tokens_nowait("the river", **LONG)
