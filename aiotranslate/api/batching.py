@@ -44,6 +44,7 @@ from ..decoding import (
     GreedySearch,
     begin,
     collect,
+    decode,
     shared_options,
     wants_attention,
 )
@@ -119,6 +120,25 @@ def batch_key(kind: str, options: DecodingOptions) -> tuple:
     """The key of a decoding request: requests with equal keys may share a batch. Continuous
     decoding lets requests that differ in per-row options only (max_length, seed, ...) share one."""
     return (kind, shared_options(options) if continuous(options) else options)
+
+
+def run_decoding(
+    requests: list[Request],
+    model,
+    options: DecodingOptions,
+    start: Start,
+    outputs: Outputs,
+    take_joiners: Callable[[list[Request]], list[Request]],
+) -> None:
+    """Decode a batch of requests (same key) on a worker, completing each: continuously (greedy and
+    sampling: others may join) or as formed (beam search)."""
+    if continuous(options):
+        run_continuous(requests, model, options, start, outputs, take_joiners)
+        return
+    state, start_tokens, options = start(requests, options)
+    router = StepRouter(requests)
+    results = decode(model, state, start_tokens, options, router.on_step, router.should_stop)
+    complete(requests, outputs(results), router)
 
 
 def run_continuous(

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from ..backends import host_float32
-from ..decoding import decode, score_sequences
+from ..decoding import score_sequences
 from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
 from ..runtime import Request
 from . import files, inputs
-from .batching import StepRouter, batch_key, complete, continuous, gather_in_order, run_continuous, token_names
+from .batching import batch_key, complete, gather_in_order, run_decoding, token_names
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
@@ -237,15 +237,8 @@ class Generator(ModelEngine):
         kind = requests[0].key[0]
         if kind not in ("score", "forward"):
             options = replace(requests[0].options, n_threads=context.n_threads)
-            outputs = partial(self._outputs, kind)
-            if continuous(options):
-                start = partial(self._start_generation, model)
-                run_continuous(requests, model, options, start, outputs, self._pool.take_joiners)
-                return
-            state, prompts, options = self._start_generation(model, requests, options)
-            router = StepRouter(requests)
-            results = decode(model, state, prompts, options, router.on_step, router.should_stop)
-            complete(requests, outputs(results), router)
+            start, outputs = partial(self._start_generation, model), partial(self._outputs, kind)
+            run_decoding(requests, model, options, start, outputs, self._pool.take_joiners)
             return
         prompts = [p for r in requests for p in r.examples]
         state = model.new_state(len(prompts), context.n_threads)

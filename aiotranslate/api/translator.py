@@ -21,12 +21,12 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from ..decoding import decode, score_sequences
+from ..decoding import score_sequences
 from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
 from ..runtime import Request
 from . import files, inputs
-from .batching import StepRouter, batch_key, complete, continuous, gather_in_order, run_continuous, token_names
+from .batching import batch_key, complete, gather_in_order, run_decoding, token_names
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
@@ -249,15 +249,8 @@ class Translator(ModelEngine):
             complete(requests, [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)])
             return
         options = replace(requests[0].options, n_threads=context.n_threads)
-        outputs = partial(self._outputs, kind)
-        if continuous(options):
-            start = partial(self._start_translation, model)
-            run_continuous(requests, model, options, start, outputs, self._pool.take_joiners)
-            return
-        state, start_tokens, options = self._start_translation(model, requests, options)
-        router = StepRouter(requests)
-        results = decode(model, state, start_tokens, options, router.on_step, router.should_stop)
-        complete(requests, outputs(results), router)
+        start, outputs = partial(self._start_translation, model), partial(self._outputs, kind)
+        run_decoding(requests, model, options, start, outputs, self._pool.take_joiners)
 
     def _encode(self, model, requests: list[Request], n_threads: int):
         """The encoder state of these requests' sources, and their target sides."""
