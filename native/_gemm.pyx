@@ -54,6 +54,11 @@ cdef enum:
     BLAS_ROWS = 512
     BLAS_COL_BLOCKS = 4
     BLAS_MIN_COLS = 256
+    # Narrow outputs (one column block by the rules above, e.g. N = 384) split their rows into up to
+    # BLAS_NARROW_BLOCKS blocks of at least BLAS_MIN_ROWS, so that threads have work (else the whole
+    # product ran on one thread up to M = 512); the plan still depends on the shape only.
+    BLAS_NARROW_BLOCKS = 4
+    BLAS_MIN_ROWS = 64
     # Fewest multiply-adds worth handing to one more thread (an OpenMP fork/join costs a few us).
     GRAIN = 65536
 
@@ -164,15 +169,19 @@ cdef void linear_core(const floating *x, const floating *w, const floating *bias
                       const floating *residual, floating *out, Py_ssize_t m, Py_ssize_t n,
                       Py_ssize_t k, int n_threads) noexcept nogil:
     """out (m, n) = act(x (m, k) @ w (n, k)^T + bias (n)) + residual (m, n); bias, residual may be NULL."""
-    cdef Py_ssize_t rows, cols, block, blocks
+    cdef Py_ssize_t rows, cols, block, blocks, row_parts, col_parts
     cdef int team
     if m == 0 or n == 0:
         return
     if floating is float and _own_kernel(m, k):
         rows, cols = m, COLS
     else:
-        rows = _split(m, _cdiv(m, BLAS_ROWS), 16)
-        cols = _split(n, min(BLAS_COL_BLOCKS, max(1, n // BLAS_MIN_COLS)), 64)
+        row_parts = _cdiv(m, BLAS_ROWS)
+        col_parts = min(BLAS_COL_BLOCKS, max(1, n // BLAS_MIN_COLS))
+        if col_parts == 1:
+            row_parts = max(row_parts, min(BLAS_NARROW_BLOCKS, m // BLAS_MIN_ROWS))
+        rows = _split(m, row_parts, 16)
+        cols = _split(n, col_parts, 64)
     blocks = _cdiv(m, rows) * _cdiv(n, cols)
     team = _team(n_threads, blocks, <double> m * n * k)
     if team > 1:
