@@ -56,24 +56,30 @@ def activation_code(activation) -> int:
         raise ValueError(f"unknown activation {activation!r}; expected one of {names}") from None
 
 
-def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
-    """act(x @ w.T + bias) + residual for x (..., K), w (N, K) -> (..., N)."""
-    x = _checks.float_array(x, "x")
-    w = _checks.float_array(w, "w", x)
-    _checks.ndim(w, "w", 2)
+def linear_arguments(x, shape: tuple[int, int], bias, residual, out, activation):
+    """The checked arguments of a linear of x (..., K) (already a checked float array) by a weight of
+    `shape` (N, K): 2-D views of x, bias, residual, the output (allocated unless given) and its 2-D
+    view, and the activation code. Shared by the float and the quantized linears."""
     x2 = _checks.rows(x, "x")
-    n, k = w.shape
+    n, k = shape
     if x2.shape[1] != k:
-        raise ValueError(f"x has {x2.shape[1]} features but w has shape {w.shape} (N, K={k} expected)")
+        raise ValueError(f"x has {x2.shape[1]} features but the weight has shape {tuple(shape)} (N, K={k} expected)")
     if bias is not None:
         bias = _checks.float_array(bias, "bias", x)
         _checks.shape(bias, "bias", (n,))
     if residual is not None:
         residual = _checks.rows(_checks.float_array(residual, "residual", x), "residual")
         _checks.shape(residual, "residual", (x2.shape[0], n))
-    act = activation_code(activation)
     out = _checks.output(out, "out", x.shape[:-1] + (n,), x.dtype, x)
-    out2 = _checks.rows(out, "out")
+    return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
+
+
+def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
+    """act(x @ w.T + bias) + residual for x (..., K), w (N, K) -> (..., N)."""
+    x = _checks.float_array(x, "x")
+    w = _checks.float_array(w, "w", x)
+    _checks.ndim(w, "w", 2)
+    x2, bias, residual, out, out2, act = linear_arguments(x, w.shape, bias, residual, out, activation)
     kernels = _dispatch.kernels(x, _kernels)
     if kernels is None:
         out2[...] = reference.linear(x2, w, bias, act, residual)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import _native
 from . import _checks, reference
-from .gemm import activation_code
+from .gemm import linear_arguments
 
 _kernels = _native.load("_qgemm")
 
@@ -74,9 +74,7 @@ class Int8Weight:
 
     def select(self, rows: np.ndarray) -> Int8Weight:
         """The weight of output rows `rows` (in that order)."""
-        rows = _checks.int_array(rows, "rows").astype(np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise ValueError(f"rows must lie in [0, {self.shape[0]})")
+        rows = _selected_rows(rows, self.shape[0])
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return Int8Weight(shape, _frozen(self.scales[rows]), (_frozen(self.data[0][rows]),))
@@ -170,9 +168,7 @@ class BF16Weight:
         return cls(w.shape, _frozen(packed))
 
     def select(self, rows: np.ndarray) -> BF16Weight:
-        rows = _checks.int_array(rows, "rows").astype(np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise ValueError(f"rows must lie in [0, {self.shape[0]})")
+        rows = _selected_rows(rows, self.shape[0])
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return BF16Weight(shape, _frozen(self.data[rows]))
@@ -185,22 +181,18 @@ class BF16Weight:
         return self.data.nbytes
 
 
+def _selected_rows(rows, n: int) -> np.ndarray:
+    """`rows` of a packed weight's select as int64, each in [0, n)."""
+    rows = _checks.int_array(rows, "rows").astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise ValueError(f"rows must lie in [0, {n})")
+    return rows
+
+
 def _prepare(x, shape, bias, residual, out, activation):
     """Checked 2-D views of the arguments of a quantized linear, and the activation code."""
     _checks.host_array(x, "x", "a quantized linear (int8, bfloat16)")
-    x = _checks.float_array(x, "x", dtype=np.float32)
-    x2 = _checks.rows(x, "x")
-    n, k = shape
-    if x2.shape[1] != k:
-        raise ValueError(f"x has {x2.shape[1]} features but the weight has shape {shape} (N, K={k} expected)")
-    if bias is not None:
-        bias = _checks.float_array(bias, "bias", x)
-        _checks.shape(bias, "bias", (n,))
-    if residual is not None:
-        residual = _checks.rows(_checks.float_array(residual, "residual", x), "residual")
-        _checks.shape(residual, "residual", (x2.shape[0], n))
-    out = _checks.output(out, "out", x.shape[:-1] + (n,), np.float32)
-    return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
+    return linear_arguments(_checks.float_array(x, "x", dtype=np.float32), shape, bias, residual, out, activation)
 
 
 def int8_linear(x, weight: Int8Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
