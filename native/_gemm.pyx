@@ -6,7 +6,8 @@
 #   out (M, N). batched_matmul: a (G, M, K), b (G, N, K) with trans_b else (G, K, N), out (G, M, N).
 # - Which code: float32 products with few rows (M <= SMALL_M: decoding) or short dot products
 #   (K <= SHORT_K: attention over head dims and short sequences) run our register-blocked kernels
-#   (gemm_kernels.c), which stream each weight row once for all M rows and skip BLAS's packing.
+#   (gemm_kernels.c): dot-product tiles for the fewest rows, outer-product tiles over a weight panel
+#   packed on the fly from M = 16 (design and measurements there).
 #   The rest, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas) with the row-major
 #   trick C^T = B^T A^T.
 # - Threads: linear cuts the output into blocks (64 columns for our kernels; up to 4 x M/512 for
@@ -32,7 +33,7 @@ cdef extern from "activation.h" nogil:
 
 cdef extern from "gemm_kernels.h" nogil:
     void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-                         long m, long n, long k, float alpha)
+                         long m, long n, long k, float alpha, const float *b_next, long n_next)
     void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                          long m, long n, long k, float alpha)
     int aio_gemm_isa()
@@ -103,11 +104,12 @@ cdef inline bint _own_kernel(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
 
 cdef inline void _product_nt(const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,
                              floating *c, Py_ssize_t ldc, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                             floating alpha) noexcept nogil:
-    """c (m, n) = alpha a b^T for row-major a (m, k) and b (n, k); ld* are the row strides."""
+                             floating alpha, const floating *b_next, Py_ssize_t n_next) noexcept nogil:
+    """c (m, n) = alpha a b^T for row-major a (m, k) and b (n, k); ld* are the row strides. b_next
+    (n_next rows like b, or NULL): the b of the next product, which our kernels prefetch."""
     if floating is float:
         if _own_kernel(m, k):
-            aio_gemm_nt_f32(a, lda, b, ldb, c, ldc, m, n, k, alpha)
+            aio_gemm_nt_f32(a, lda, b, ldb, c, ldc, m, n, k, alpha, b_next, n_next)
             return
     # c^T (n, m) = b (n, k) a^T: BLAS sees b as a column-major (k, n) matrix to transpose.
     _blas(&TRANS, &NO_TRANS, <int> n, <int> m, <int> k, alpha, b, <int> max(ldb, 1), a,
@@ -157,11 +159,15 @@ cdef inline void _linear_block(const floating *x, const floating *w, const float
     cdef Py_ssize_t at = r0 * n + c0
     cdef const floating *block_bias = NULL
     cdef const floating *block_residual = NULL
+    cdef const floating *w_next = NULL
+    if c0 + cols < n:
+        w_next = w + (c0 + cols) * k
     if bias != NULL:
         block_bias = bias + c0
     if residual != NULL:
         block_residual = residual + at
-    _product_nt(x + r0 * k, k, w + c0 * k, k, out + at, n, r, c, k, <floating> 1)
+    _product_nt(x + r0 * k, k, w + c0 * k, k, out + at, n, r, c, k, <floating> 1, w_next,
+                min(cols, n - c0 - cols))
     _epilogue(out + at, n, r, c, block_bias, act, block_residual)
 
 
@@ -206,19 +212,22 @@ cdef void batched_matmul_core(const floating *a, Py_ssize_t sa, Py_ssize_t lda,
         return
     if team > 1:
         for i in prange(g, num_threads=team, schedule='static'):
-            _batch_item(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, m, n, k, trans_b, alpha)
+            _batch_item(a, sa, lda, b, sb, ldb, out, g, i, m, n, k, trans_b, alpha)
     else:
         for i in range(g):
-            _batch_item(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, m, n, k, trans_b, alpha)
+            _batch_item(a, sa, lda, b, sb, ldb, out, g, i, m, n, k, trans_b, alpha)
 
 
-cdef inline void _batch_item(const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,
-                             floating *out, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_b,
+cdef inline void _batch_item(const floating *a, Py_ssize_t sa, Py_ssize_t lda, const floating *b,
+                             Py_ssize_t sb, Py_ssize_t ldb, floating *out, Py_ssize_t g, Py_ssize_t i,
+                             Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_b,
                              floating alpha) noexcept nogil:
+    """Product i of batched_matmul_core."""
+    cdef const floating *b_next = b + (i + 1) * sb if i + 1 < g else NULL
     if trans_b:
-        _product_nt(a, lda, b, ldb, out, n, m, n, k, alpha)
+        _product_nt(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, n, m, n, k, alpha, b_next, n)
     else:
-        _product_nn(a, lda, b, ldb, out, m, n, k, alpha)
+        _product_nn(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, m, n, k, alpha)
 
 
 cdef inline bint _overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_ssize_t q_bytes):

@@ -2,9 +2,11 @@
 #ifndef AIO_GEMM_KERNELS_H
 #define AIO_GEMM_KERNELS_H
 
-/* c[i, j] = alpha * sum_p a[i, p] * b[j, p] for i < m, j < n: a (m, k), b (n, k), c (m, n) row-major. */
+/* c[i, j] = alpha * sum_p a[i, p] * b[j, p] for i < m, j < n: a (m, k), b (n, k), c (m, n) row-major.
+ * b_next (n_next rows, same k and ldb; NULL if none) is the b of the caller's next call: its first
+ * rows are prefetched (a hint, never read) so that the next call finds them in cache. */
 void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-                     long m, long n, long k, float alpha);
+                     long m, long n, long k, float alpha, const float *b_next, long n_next);
 
 /* c[i, j] = alpha * sum_p a[i, p] * b[p, j] for i < m, j < n: a (m, k), b (k, n), c (m, n) row-major. */
 void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,

@@ -7,11 +7,15 @@
  *   NT_MB, NT_NB  the NT tile: a-rows x b-rows (NT_MB * NT_NB <= NACC); one or two a-rows get
  *               NACC / 2 b-rows per tile instead
  *   NN_NV       vectors (of VL columns) per NN tile row; NN tiles have 4 rows (4 * NN_NV <= NACC)
+ *   OP_MR, OP_NV  the outer-product NT tile: up to OP_MR (6 or 8) a-rows x OP_NV vectors of packed b
+ *               columns (OP_MR * OP_NV accumulators, plus OP_NV b vectors, within the register file)
+ *   OP_NR       OP_NV * VL, the columns of a packed b panel
  * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt) and ISA(gemm_nn).
  */
 typedef float ISA(vec) __attribute__((vector_size(VL * sizeof(float))));
 typedef float ISA(vecu) __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
 #define V ISA(vec)
+#define OP_NR (OP_NV * VL)
 #define INLINE static inline __attribute__((always_inline)) ISA_TARGET
 
 /* Shuffles pairing the blocks of h lanes of x and y: LOh takes the even blocks of both, HIh the odd
@@ -107,15 +111,15 @@ INLINE void ISA(transpose)(const float *src, long lds, float *dst, long ldd) {
     for (int i = 0; i < VL; i++) memcpy(dst + i * ldd, &r[i], sizeof r[i]);
 }
 
-/* bt (k, PACK_COLS) = the first w <= PACK_COLS rows of b (w, k), transposed, zero-padded to a
- * whole vector so that NN can load it in full. */
-INLINE void ISA(pack_transposed)(const float *b, long ldb, long w, long k, float *bt) {
-    long wv = w - w % VL, kv = k - k % VL, wpad = wv < w ? wv + VL : w;
+/* bt (k, ldd) = the first w <= ldd rows of b (w, k), transposed, zero-padded to wpad >= w columns
+ * (whole vectors) so that the kernels can load them in full. */
+INLINE void ISA(pack_transposed)(const float *b, long ldb, long w, long k, float *bt, long ldd, long wpad) {
+    long wv = w - w % VL, kv = k - k % VL;
     for (long j = 0; j < wv; j += VL)
-        for (long p = 0; p < kv; p += VL) ISA(transpose)(b + j * ldb + p, ldb, bt + p * PACK_COLS + j, PACK_COLS);
+        for (long p = 0; p < kv; p += VL) ISA(transpose)(b + j * ldb + p, ldb, bt + p * ldd + j, ldd);
     for (long p = 0; p < k; p++) {
-        for (long j = p < kv ? wv : 0; j < w; j++) bt[p * PACK_COLS + j] = b[j * ldb + p];
-        for (long j = w; j < wpad; j++) bt[p * PACK_COLS + j] = 0.0f;
+        for (long j = p < kv ? wv : 0; j < w; j++) bt[p * ldd + j] = b[j * ldb + p];
+        for (long j = w; j < wpad; j++) bt[p * ldd + j] = 0.0f;
     }
 }
 
@@ -224,20 +228,120 @@ INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long l
     if (j < n) ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, 1, (int)(n - j), padded);
 }
 
+/* Outer-product NT tile: c[i, j] += sum_p a[i, p] b[j, p] for i < mb, j < w (w > VL * (nv - 1)),
+ * (c = 0 before if `first`), from kw steps of a packed panel bp[p * OP_NR + j] = b[j, p]: per step, nv vector loads of bp and
+ * mb broadcasts of a feed mb * nv FMAs, with no reduction. Each element is one FMA chain in p
+ * order, whatever tile it falls in. */
+INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, float *c, long ldc, long kw, long w,
+                         int first, struct prefetch *pf, int mb, int nv) {
+    V acc[OP_MR * OP_NV];
+    for (int i = 0; i < mb; i++)
+        for (int v = 0; v < nv; v++)
+            acc[i * OP_NV + v] =
+                first ? (V){0} : ISA(load_part)(c + i * ldc + VL * v, w - VL * v < VL ? w - VL * v : VL);
+    for (long p = 0; p < kw; p++) {
+        V bv[OP_NV];
+        for (int v = 0; v < nv; v++) bv[v] = ISA(load)(bp + p * OP_NR + VL * v);
+        for (int i = 0; i < mb; i++) {
+            float ai = a[i * lda + p];
+            for (int v = 0; v < nv; v++) acc[i * OP_NV + v] += ai * bv[v];
+        }
+        prefetch_step(pf);
+    }
+    for (int i = 0; i < mb; i++)
+        for (int v = 0; v < nv; v++)
+            memcpy(c + i * ldc + VL * v, &acc[i * OP_NV + v], (w - VL * v < VL ? w - VL * v : VL) * sizeof(float));
+}
+
+/* op_tile with its run-time sizes turned into constants for the unrolling: mb <= OP_MR rows, nv
+ * vectors (OP_NV but in the last, narrower panel). */
+INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, float *c, long ldc, long kw, long w,
+                               int first, struct prefetch *pf, int mb, int nv) {
+#define OP_TILE(MB, NV) ISA(op_tile)(a, lda, bp, c, ldc, kw, w, first, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
+#define OP_NVS(MB)                                                                                 \
+    case MB:                                                                                       \
+        if (nv >= OP_NV) OP_TILE(MB, OP_NV);                                                       \
+        else if (nv == 1) OP_TILE(MB, 1);                                                          \
+        else if (nv == 2) OP_TILE(MB, 2);                                                          \
+        else OP_TILE(MB, 3);                                                                       \
+        return;
+    switch (mb) {
+        OP_NVS(1)
+        OP_NVS(2)
+        OP_NVS(3)
+        OP_NVS(4)
+        OP_NVS(5)
+        OP_NVS(6)
+#if OP_MR == 8
+        OP_NVS(7)
+        OP_NVS(8)
+#elif OP_MR != 6
+#error "OP_MR must be 6 or 8"
+#endif
+    }
+#undef OP_NVS
+#undef OP_TILE
+}
+
+/* The row tiles of m <= OP_MC rows: ceil(m / OP_MR) tiles of as even heights as possible (32 rows
+ * are 6 tiles of 5 or 6, not 5 x 6 + 2); tile t starts at row tile_row(t). A function of m alone. */
+INLINE long ISA(tile_row)(long m, long t) {
+    long tiles = (m + OP_MR - 1) / OP_MR, base = m / tiles, taller = m % tiles;
+    return t * base + (t < taller ? t : taller);
+}
+
+/* NT by outer products, for m >= OP_MIN_M: b is packed OP_NR rows x OP_KC columns at a time onto the
+ * stack, k-major (its cost is 1/m of the FMAs), and every row of a, OP_MC rows at a time, passes over
+ * the panel while it is in cache. Meanwhile b_next (the caller's next b) is prefetched into L2 a few
+ * lines per step, so that the next call's packing does not wait on memory. Later k-blocks add to
+ * the sums in c, and alpha scales them last: each element is the same chain of FMAs for every
+ * k-block size. */
+INLINE void ISA(gemm_nt_outer)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                               long m, long n, long k, float alpha, const float *b_next, long n_next) {
+    float bp[OP_KC * OP_NR];
+    struct prefetch pf;
+    long panels = (n + OP_NR - 1) / OP_NR, tiles = (m / OP_MC) * ((OP_MC + OP_MR - 1) / OP_MR);
+    tiles += (m % OP_MC + OP_MR - 1) / OP_MR;
+    prefetch_init(&pf, b_next, n_next * ldb, tiles * panels * k, bp);
+    for (long i0 = 0; i0 < m; i0 += OP_MC) {
+        long mc = m - i0 < OP_MC ? m - i0 : OP_MC, chunk_tiles = (mc + OP_MR - 1) / OP_MR;
+        for (long p = 0; p < k; p += OP_KC) {
+            long kw = k - p < OP_KC ? k - p : OP_KC;
+            for (long j = 0; j < n; j += OP_NR) {
+                long w = n - j < OP_NR ? n - j : OP_NR;
+                int nv = (int)((w + VL - 1) / VL);
+                ISA(pack_transposed)(b + j * ldb + p, ldb, w, kw, bp, OP_NR, VL * nv);
+                for (long t = 0; t < chunk_tiles; t++) {
+                    long r0 = ISA(tile_row)(mc, t), mb = ISA(tile_row)(mc, t + 1) - r0;
+                    ISA(op_tile_sized)(a + (i0 + r0) * lda + p, lda, bp, c + (i0 + r0) * ldc + j, ldc, kw, w,
+                                       p == 0, &pf, (int)mb, nv);
+                }
+            }
+        }
+    }
+    if (alpha != 1.0f)
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < n; j++) c[i * ldc + j] *= alpha;
+}
+
 ISA_TARGET static void ISA(gemm_nn)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                     long m, long n, long k, float alpha) {
     ISA(nn_all_columns)(a, lda, b, ldb, c, ldc, m, n, k, alpha, 0);
 }
 
 ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-                                    long m, long n, long k, float alpha) {
+                                    long m, long n, long k, float alpha, const float *b_next, long n_next) {
+    if (m >= OP_MIN_M && k > 0) {
+        ISA(gemm_nt_outer)(a, lda, b, ldb, c, ldc, m, n, k, alpha, b_next, n_next);
+        return;
+    }
     if (m >= PACK_MIN_M && k <= PACK_MAX_K) {
         /* Short dot products: the reductions would cost as much as the FMAs. Transpose PACK_COLS
          * rows of b at a time onto the stack and run the NN kernel on them instead. */
         float bt[PACK_MAX_K * PACK_COLS];
         for (long j = 0; j < n; j += PACK_COLS) {
             long w = n - j < PACK_COLS ? n - j : PACK_COLS;
-            ISA(pack_transposed)(b + j * ldb, ldb, w, k, bt);
+            ISA(pack_transposed)(b + j * ldb, ldb, w, k, bt, PACK_COLS, w % VL ? w - w % VL + VL : w);
             ISA(nn_all_columns)(a, lda, bt, PACK_COLS, c + j, ldc, m, w, k, alpha, 1);
         }
         return;
@@ -252,6 +356,7 @@ ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, lo
 }
 
 #undef V
+#undef OP_NR
 #undef INLINE
 #undef REDUCE_LEVEL
 #undef TRANSPOSE_LEVEL

@@ -2,8 +2,8 @@
 
 Tolerances scale with the magnitude of the terms summed (|x| @ |w|^T + |bias| + |residual|) and with
 sqrt(K) for the K-long dot products. Shapes cross every code path: our float32 kernels (M <= 64 or
-K <= 128; dot-product tiles, or the transposed copy for M >= 8 and K <= 128) and BLAS blocks
-(512 x 256), with sizes 0, 1, odd and past each block edge.
+K <= 128; dot-product tiles below M = 16 (the transposed copy for M >= 8 and K <= 128), outer-product
+tiles from M = 16) and BLAS blocks (512 x 256), with sizes 0, 1, odd and past each block edge.
 """
 
 import threading
@@ -92,6 +92,29 @@ def test_linear_threads_give_identical_bits(dtype, m, k, n):
     x, w, bias, residual = arrays(rng, dtype, (m, k), (n, k), (n,), (m, n))
     outs = [ops.linear(x, w, bias, activation="gelu", residual=residual, n_threads=t) for t in (1, 2, 3)]
     assert outs[0].tobytes() == outs[1].tobytes() == outs[2].tobytes()
+
+
+@pytest.mark.parametrize("m", [16, 17, 23, 31, 32, 33, 64])
+@pytest.mark.parametrize("k, n", [(40, 64), (513, 65), (200, 79), (64, 81), (1100, 97), (512, 113), (300, 200)])
+def test_linear_outer_product_tile_edges(m, k, n):
+    """The outer-product path (16 <= M <= 64): every row-tile split (tiles of 5 to 6 rows), every
+    width of the last column panel (1 to 4 vectors, partial ones), products deeper than one packed
+    panel (K > 512), all bitwise identical for any thread split."""
+    rng = np.random.default_rng(m * 7 + k + n)
+    x, w, bias, residual = arrays(rng, np.float32, (m, k), (n, k), (n,), (m, n))
+    outs = [ops.linear(x, w, bias, activation="gelu", residual=residual, n_threads=t) for t in (1, 2, 3)]
+    assert outs[0].tobytes() == outs[1].tobytes() == outs[2].tobytes()
+    assert_linear_close(outs[0], x, w, bias, "gelu", residual)
+
+
+@pytest.mark.parametrize("m", [65, 130, 200])
+def test_linear_short_products_beyond_one_row_chunk(m):
+    """K <= 128 keeps our kernels past M = 64: the outer-product path then runs 64-row chunks."""
+    rng = np.random.default_rng(m)
+    x, w = arrays(rng, np.float32, (m, 96), (150, 96))
+    outs = [ops.linear(x, w, n_threads=t) for t in (1, 2)]
+    assert outs[0].tobytes() == outs[1].tobytes()
+    assert_linear_close(outs[0], x, w)
 
 
 def test_linear_strided_and_batched_inputs():
@@ -280,12 +303,13 @@ def test_every_instruction_set_of_the_float32_kernels(isa):
         pytest.skip(f"this CPU cannot run {isa}")
     rng = np.random.default_rng(9)
     try:
-        for m, k, n in [(1, 64, 37), (2, 100, 19), (3, 17, 70), (7, 129, 33), (9, 33, 70), (64, 200, 67)]:
+        for m, k, n in [(1, 64, 37), (2, 100, 19), (3, 17, 70), (7, 129, 33), (9, 33, 70), (64, 200, 67),
+                        (16, 40, 9), (23, 530, 45), (33, 100, 75), (70, 64, 30)]:
             x, w, bias, residual = arrays(rng, np.float32, (m, k), (n, k), (n,), (m, n))
             outs = [ops.linear(x, w, bias, activation="silu", residual=residual, n_threads=t) for t in (1, 2)]
             assert outs[0].tobytes() == outs[1].tobytes()
             assert_linear_close(outs[0], x, w, bias, "silu", residual)
-        for m, t, d in [(1, 37, 64), (2, 128, 64), (5, 9, 70), (16, 100, 64), (128, 64, 24)]:
+        for m, t, d in [(1, 37, 64), (2, 128, 64), (5, 9, 70), (16, 100, 64), (128, 64, 24), (21, 13, 64)]:
             q, kk, p = arrays(rng, np.float32, (3, m, d), (3, t, d), (3, m, t))
             for a, b, trans_b in [(q, kk, True), (p, kk, False)]:
                 outs = [ops.batched_matmul(a, b, trans_b=trans_b, alpha=0.5, n_threads=n) for n in (1, 2)]
