@@ -8,8 +8,9 @@ goes through CuPy's thin cuBLAS binding, whose `gemmEx` takes raw pointers and c
            computeType, algo)
 (cupy_backends/cuda/libs/cublas.pyx; a computeType >= CUBLAS_COMPUTE_16F selects the CUDA 11
 cublasComputeType_t signature). The binding sets the current CuPy stream on the handle before each
-call, so the product is queued on the worker's stream like every other kernel; the handle is the
-current device's one for this thread (`cupy.cuda.device.get_cublas_handle`).
+call, so the product is queued on the worker's stream like every other kernel. The handle
+(`cupy.cuda.device.get_cublas_handle`) is this thread's own for the current device (CuPy keeps
+them per thread), so setting its pointer mode to host scalars touches no other worker.
 
 Row-major trick: cuBLAS is column-major, and a row-major (R, C) array is the column-major (C, R)
 array of its transpose. So y^T (N, M) = W (N, K) x^T: A = the weight buffer read transposed

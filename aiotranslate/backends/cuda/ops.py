@@ -4,13 +4,14 @@ Each function has the name and arguments of its twin in `native/` (`_softmax.sof
 `_norms.layer_norm`, ...): `aiotranslate.ops` checks the arguments once for both backends, then
 calls the module its input's type picks (`ops._dispatch`). So the arrays here are already checked:
 C-contiguous (or strided rows where noted), matching dtypes and shapes, int32 indices on the device.
-The contract of each kernel is its twin in `aiotranslate.ops.reference`.
+The contract of each kernel is its twin in `aiotranslate.ops.reference`. Two have no native twin:
+`bf16_linear` and `embedding_bf16` take bfloat16 weights as uint16 bits, the GPU's own layout
+(`models.device_bf16` calls them; the CPU's bfloat16 packs its weights for `native/_qgemm`).
 
 GEMMs are cuBLAS (through `cupy.matmul`, fp32 unless CUPY_TF32=1; float16 inputs accumulate in
 float32; bfloat16 weights through cublasGemmEx, `bf16.bf16_gemm`); the fused row and elementwise
-ops are the raw kernels of `kernels.py`. Everything is
-queued on the current CuPy stream and nothing here synchronizes. `n_threads` is accepted for the
-shared interface and ignored.
+ops are the raw kernels of `kernels.py`. Everything is queued on the current CuPy stream and
+nothing here synchronizes. `n_threads` is accepted for the shared interface and ignored.
 """
 
 from __future__ import annotations
