@@ -93,7 +93,8 @@ class BF16DeviceEmbedding:
         if bad is not None:
             raise ValueError(f"token id {bad} is out of range for a vocabulary of {self.vocab_size}")
         out = _checks.output(out, "out", ids.shape + (self.dim,), np.float32, self.bits)
-        _dispatch.kernels(self.bits, None).embedding_bf16(flat, self.bits, self.scale, out.reshape(-1, self.dim))
+        rows = out.reshape(flat.size, self.dim)
+        _dispatch.kernels(self.bits, None).embedding_bf16(flat, self.bits, self.scale, rows, n_threads)
         return out
 
     def __repr__(self) -> str:
