@@ -31,14 +31,6 @@ def bf16_bits(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), high | np.uint16(0x0040), high)
 
 
-def _device_kernels(x, layer: str):
-    """The CUDA kernels for x, which must be a float32 cupy array."""
-    x = _checks.float_array(x, "x", dtype=np.float32)
-    if isinstance(x, np.ndarray):
-        raise TypeError(f"a bfloat16 {layer} lives on the GPU: x must be a cupy array, got a numpy one")
-    return x, _dispatch.kernels(x, None)
-
-
 class BF16DeviceLinear:
     """y = act(bf16(x) @ W.T + bias) + residual for float32 cupy x (..., K); W (N, K) bf16 bits."""
 
@@ -56,10 +48,12 @@ class BF16DeviceLinear:
 
     def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1):
         """x (..., K) -> (..., N), float32."""
-        x, kernels = _device_kernels(x, "linear")
+        x = _checks.float_array(x, "x", dtype=np.float32)
+        if isinstance(x, np.ndarray):
+            raise TypeError("a bfloat16 device linear runs on the GPU: x must be a cupy array, got a numpy one")
         x2, bias, residual, out, out2, act = linear_arguments(x, self.weight.shape, self.bias, residual, out,
                                                               activation)  # fmt: skip
-        kernels.bf16_linear(x2, self.weight, bias, act, residual, out2, n_threads)
+        _dispatch.kernels(x, None).bf16_linear(x2, self.weight, bias, act, residual, out2, n_threads)
         return out
 
     def __repr__(self) -> str:
