@@ -8,9 +8,9 @@
  *   target_clones cannot do this: it compiles one body, so one vector width, and GCC lowers
  *   16-float vectors on AVX2 through the stack (measured 20-50x slower than native 8-float code).
  *   -ffp-contract=fast (gnu11) turns `acc += x * y` into FMA.
- * - NT with m >= OP_MIN_M rows (batched decoding, prefill, Q @ K^T over many queries): outer
- *   products. OP_NR rows of b are transposed into a k-major panel on the stack (OP_KC deep: 128 KiB
- *   with AVX-512, as deeper panels measured faster than L1-sized ones; the copy costs 1/m of the
+ * - NT with m >= OP_MIN_M rows and k > PACK_MAX_K (batched decoding, prefill): outer products.
+ *   OP_NR rows of b are transposed into a k-major panel on the stack (OP_KC deep: 128 KiB with
+ *   AVX-512, as deeper panels measured faster than L1-sized ones; the copy costs 1/m of the
  *   FMAs). Tiles of up to OP_MR a-rows x OP_NR columns run, per k-step, OP_NV vector loads of the
  *   panel and OP_MR broadcasts of a into OP_MR * OP_NV accumulators: no reductions, fewer loads per
  *   FMA than the dot-product tiles. Row tiles are as even as possible (32 rows: 6 tiles of 5 or 6).
@@ -18,8 +18,8 @@
  *   that its packing reads cache, not memory. Against the dot-product tiles at 1 thread (C loop,
  *   interleaved runs, loaded machine): 1.4-1.6x at m = 20..64 for (k, n) in {512, 2048}, about
  *   even at m = 16, slower below.
- * - NT with fewer rows (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T): a tile of mb
- *   a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is streamed once per
+ * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
+ *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is streamed once per
  *   mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL accumulators into VL
  *   sums. With one or two a-rows, tiles take more b-rows; with one, b is prefetched NT_PREFETCH
  *   floats ahead (+15% from L2 at (1, 512, 512)). Short products (k <= PACK_MAX_K) with at least
@@ -39,7 +39,7 @@
 #include "gemm_kernels.h"
 
 enum { PACK_MIN_M = 8, PACK_MAX_K = 128, PACK_COLS = 64, NN_PREFETCH = 8, NT_PREFETCH = 64 };
-enum { OP_MIN_M = 16, OP_KC = 512, OP_MC = 64 };
+enum { OP_MIN_M = 16, OP_KC = 512 };
 
 /* A span of memory to bring into L2 while other work runs, over a given number of steps: each
  * prefetch_step touches the two cache lines at `at` and moves on by `stride` <= 128 bytes (so no

@@ -283,16 +283,16 @@ INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, float 
 #undef OP_TILE
 }
 
-/* The row tiles of m <= OP_MC rows: ceil(m / OP_MR) tiles of as even heights as possible (32 rows
+/* The row tiles of m rows: ceil(m / OP_MR) tiles of as even heights as possible (32 rows
  * are 6 tiles of 5 or 6, not 5 x 6 + 2); tile t starts at row tile_row(t). A function of m alone. */
 INLINE long ISA(tile_row)(long m, long t) {
     long tiles = (m + OP_MR - 1) / OP_MR, base = m / tiles, taller = m % tiles;
     return t * base + (t < taller ? t : taller);
 }
 
-/* NT by outer products, for m >= OP_MIN_M: b is packed OP_NR rows x OP_KC columns at a time onto the
- * stack, k-major (its cost is 1/m of the FMAs), and every row of a, OP_MC rows at a time, passes over
- * the panel while it is in cache. Meanwhile b_next (the caller's next b) is prefetched into L2 a few
+/* NT by outer products, for m >= OP_MIN_M and k > PACK_MAX_K: b is packed OP_NR rows x OP_KC columns at a time onto the
+ * stack, k-major (its cost is 1/m of the FMAs), and every row of a passes over the panel while it
+ * is in cache. Meanwhile b_next (the caller's next b) is prefetched into L2 a few
  * lines per step, so that the next call's packing does not wait on memory. Later k-blocks add to
  * the sums in c, and alpha scales them last: each element is the same chain of FMAs for every
  * k-block size. */
@@ -300,22 +300,18 @@ INLINE void ISA(gemm_nt_outer)(const float *a, long lda, const float *b, long ld
                                long m, long n, long k, float alpha, const float *b_next, long n_next) {
     float bp[OP_KC * OP_NR];
     struct prefetch pf;
-    long panels = (n + OP_NR - 1) / OP_NR, tiles = (m / OP_MC) * ((OP_MC + OP_MR - 1) / OP_MR);
-    tiles += (m % OP_MC + OP_MR - 1) / OP_MR;
+    long panels = (n + OP_NR - 1) / OP_NR, tiles = (m + OP_MR - 1) / OP_MR;
     prefetch_init(&pf, b_next, n_next * ldb, tiles * panels * k, bp);
-    for (long i0 = 0; i0 < m; i0 += OP_MC) {
-        long mc = m - i0 < OP_MC ? m - i0 : OP_MC, chunk_tiles = (mc + OP_MR - 1) / OP_MR;
-        for (long p = 0; p < k; p += OP_KC) {
-            long kw = k - p < OP_KC ? k - p : OP_KC;
-            for (long j = 0; j < n; j += OP_NR) {
-                long w = n - j < OP_NR ? n - j : OP_NR;
-                int nv = (int)((w + VL - 1) / VL);
-                ISA(pack_transposed)(b + j * ldb + p, ldb, w, kw, bp, OP_NR, VL * nv);
-                for (long t = 0; t < chunk_tiles; t++) {
-                    long r0 = ISA(tile_row)(mc, t), mb = ISA(tile_row)(mc, t + 1) - r0;
-                    ISA(op_tile_sized)(a + (i0 + r0) * lda + p, lda, bp, c + (i0 + r0) * ldc + j, ldc, kw, w,
-                                       p == 0, &pf, (int)mb, nv);
-                }
+    for (long p = 0; p < k; p += OP_KC) {
+        long kw = k - p < OP_KC ? k - p : OP_KC;
+        for (long j = 0; j < n; j += OP_NR) {
+            long w = n - j < OP_NR ? n - j : OP_NR;
+            int nv = (int)((w + VL - 1) / VL);
+            ISA(pack_transposed)(b + j * ldb + p, ldb, w, kw, bp, OP_NR, VL * nv);
+            for (long t = 0; t < tiles; t++) {
+                long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
+                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf,
+                                   (int)mb, nv);
             }
         }
     }
@@ -331,7 +327,7 @@ ISA_TARGET static void ISA(gemm_nn)(const float *a, long lda, const float *b, lo
 
 ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                     long m, long n, long k, float alpha, const float *b_next, long n_next) {
-    if (m >= OP_MIN_M && k > 0) {
+    if (m >= OP_MIN_M && k > PACK_MAX_K) {
         ISA(gemm_nt_outer)(a, lda, b, ldb, c, ldc, m, n, k, alpha, b_next, n_next);
         return;
     }
