@@ -19,12 +19,12 @@
  *   interleaved runs, loaded machine): 1.4-1.6x at m = 20..64 for (k, n) in {512, 2048}, about
  *   even at m = 16, slower below.
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
- *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is streamed once per
- *   mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL accumulators into VL
- *   sums. With one or two a-rows, tiles take more b-rows; with one, b is prefetched NT_PREFETCH
- *   floats ahead (+15% from L2 at (1, 512, 512)). Short products (k <= PACK_MAX_K) with at least
- *   PACK_MIN_M rows would spend as much on reductions as on FMAs: they transpose b in PACK_COLS-row
- *   panels onto the stack and run NN instead.
+ *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
+ *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
+ *   accumulators into VL sums. With one or two a-rows, tiles take more b-rows; with one, b is
+ *   prefetched NT_PREFETCH floats ahead (+15% from L2 at (1, 512, 512)). Short products
+ *   (k <= PACK_MAX_K) with at least PACK_MIN_M rows would spend as much on reductions as on FMAs:
+ *   they transpose b in PACK_COLS-row panels onto the stack and run NN instead.
  * - NN (c = a b, b n-contiguous, as P @ V): a tile of up to 4 rows x NN_NV vectors accumulates
  *   a[i, p] * b[p, :] over p, each b row loaded once per 4 rows and prefetched NN_PREFETCH rows
  *   ahead (b is a KV cache, often out of L1).

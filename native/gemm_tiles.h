@@ -228,17 +228,19 @@ INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long l
     if (j < n) ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, 1, (int)(n - j), padded);
 }
 
+/* The columns of vector v in a tile w columns wide: VL, or fewer in the last one. */
+INLINE long ISA(lanes)(long w, int v) { return w - VL * v < VL ? w - VL * v : VL; }
+
 /* Outer-product NT tile: c[i, j] += sum_p a[i, p] b[j, p] for i < mb, j < w (w > VL * (nv - 1)),
- * (c = 0 before if `first`), from kw steps of a packed panel bp[p * OP_NR + j] = b[j, p]: per step, nv vector loads of bp and
- * mb broadcasts of a feed mb * nv FMAs, with no reduction. Each element is one FMA chain in p
- * order, whatever tile it falls in. */
+ * c taken as 0 if `first`, from kw steps of a packed panel bp[p * OP_NR + j] = b[j, p]: per step,
+ * nv vector loads of bp and mb broadcasts of a feed mb * nv FMAs, with no reduction. Each element
+ * is one FMA chain in p order, whatever tile it falls in. */
 INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, float *c, long ldc, long kw, long w,
                          int first, struct prefetch *pf, int mb, int nv) {
     V acc[OP_MR * OP_NV];
     for (int i = 0; i < mb; i++)
         for (int v = 0; v < nv; v++)
-            acc[i * OP_NV + v] =
-                first ? (V){0} : ISA(load_part)(c + i * ldc + VL * v, w - VL * v < VL ? w - VL * v : VL);
+            acc[i * OP_NV + v] = first ? (V){0} : ISA(load_part)(c + i * ldc + VL * v, ISA(lanes)(w, v));
     for (long p = 0; p < kw; p++) {
         V bv[OP_NV];
         for (int v = 0; v < nv; v++) bv[v] = ISA(load)(bp + p * OP_NR + VL * v);
@@ -250,7 +252,7 @@ INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, float *c, lo
     }
     for (int i = 0; i < mb; i++)
         for (int v = 0; v < nv; v++)
-            memcpy(c + i * ldc + VL * v, &acc[i * OP_NV + v], (w - VL * v < VL ? w - VL * v : VL) * sizeof(float));
+            memcpy(c + i * ldc + VL * v, &acc[i * OP_NV + v], ISA(lanes)(w, v) * sizeof(float));
 }
 
 /* op_tile with its run-time sizes turned into constants for the unrolling: mb <= OP_MR rows, nv
@@ -283,19 +285,19 @@ INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, float 
 #undef OP_TILE
 }
 
-/* The row tiles of m rows: ceil(m / OP_MR) tiles of as even heights as possible (32 rows
- * are 6 tiles of 5 or 6, not 5 x 6 + 2); tile t starts at row tile_row(t). A function of m alone. */
+/* The row tiles of m rows: ceil(m / OP_MR) tiles of as even heights as possible (32 rows are 6
+ * tiles of 5 or 6, not 5 x 6 + 2); tile t starts at row tile_row(t). A function of m alone. */
 INLINE long ISA(tile_row)(long m, long t) {
     long tiles = (m + OP_MR - 1) / OP_MR, base = m / tiles, taller = m % tiles;
     return t * base + (t < taller ? t : taller);
 }
 
-/* NT by outer products, for m >= OP_MIN_M and k > PACK_MAX_K: b is packed OP_NR rows x OP_KC columns at a time onto the
- * stack, k-major (its cost is 1/m of the FMAs), and every row of a passes over the panel while it
- * is in cache. Meanwhile b_next (the caller's next b) is prefetched into L2 a few
- * lines per step, so that the next call's packing does not wait on memory. Later k-blocks add to
- * the sums in c, and alpha scales them last: each element is the same chain of FMAs for every
- * k-block size. */
+/* NT by outer products, for m >= OP_MIN_M and k > PACK_MAX_K: b is packed OP_NR rows x OP_KC
+ * columns at a time onto the stack, k-major (its cost is 1/m of the FMAs), and every row of a
+ * passes over the panel while it is in cache. Meanwhile b_next (the caller's next b) is prefetched
+ * into L2 a few lines per step, so that the next call's packing does not wait on memory. Later
+ * k-blocks add to the sums in c, and alpha scales them last: each element is the same chain of
+ * FMAs for every k-block size. */
 INLINE void ISA(gemm_nt_outer)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                long m, long n, long k, float alpha, const float *b_next, long n_next) {
     float bp[OP_KC * OP_NR];
