@@ -9,15 +9,16 @@
  *   16-float vectors on AVX2 through the stack (measured 20-50x slower than native 8-float code).
  *   -ffp-contract=fast (gnu11) turns `acc += x * y` into FMA.
  * - NT with m >= OP_MIN_M rows and k > PACK_MAX_K (batched decoding, prefill): outer products.
- *   OP_NR rows of b are transposed into a k-major panel on the stack (OP_KC deep: 128 KiB with
- *   AVX-512, as deeper panels measured faster than L1-sized ones; the copy costs 1/m of the
- *   FMAs). Tiles of up to OP_MR a-rows x OP_NR columns run, per k-step, OP_NV vector loads of the
- *   panel and OP_MR broadcasts of a into OP_MR * OP_NV accumulators: no reductions, fewer loads per
- *   FMA than the dot-product tiles. Row tiles are as even as possible (32 rows: 6 tiles of 5 or 6).
- *   During the call the caller's next b (b_next) is prefetched into L2, a line or two per k-step, so
- *   that its packing reads cache, not memory. Against the dot-product tiles at 1 thread (C loop,
- *   interleaved runs, loaded machine): 1.4-1.6x at m = 20..64 for (k, n) in {512, 2048}, about
- *   even at m = 16, slower below.
+ *   OP_NR rows of b are transposed into a k-major panel on the stack (OP_KC deep: 32 KiB with
+ *   AVX-512, which stays in L1; the copy costs 1/m of the FMAs). Tiles of up to OP_MR a-rows x
+ *   OP_NR columns run, per k-step, OP_NV vector loads of the panel and OP_MR broadcasts of a into
+ *   OP_MR * OP_NV accumulators: no reductions, fewer loads per FMA than the dot-product tiles. Row
+ *   tiles are as even as possible (32 rows: 6 tiles of 5 or 6). Full panels move their
+ *   accumulators with whole-vector loads and stores (a partial copy through the stack in every
+ *   k-block cost up to 30%). During the call the caller's next b (b_next) is prefetched into L2, a
+ *   line or two per k-step, so that its packing reads cache, not memory. Against the dot-product
+ *   tiles at 1 thread (C loop, interleaved runs, loaded machine): 1.5-1.8x at m = 32..64 for
+ *   (k, n) in {512, 2048} and (512, 58101), 1.0-1.1x at m = 16, slower below.
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
@@ -39,7 +40,7 @@
 #include "gemm_kernels.h"
 
 enum { PACK_MIN_M = 8, PACK_MAX_K = 128, PACK_COLS = 64, NN_PREFETCH = 8, NT_PREFETCH = 64 };
-enum { OP_MIN_M = 16, OP_KC = 512 };
+enum { OP_MIN_M = 16, OP_KC = 128 };
 
 /* A span of memory to bring into L2 while other work runs, over a given number of steps: each
  * prefetch_step touches the two cache lines at `at` and moves on by `stride` <= 128 bytes (so no

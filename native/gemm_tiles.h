@@ -256,16 +256,18 @@ INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, float *c, lo
 }
 
 /* op_tile with its run-time sizes turned into constants for the unrolling: mb <= OP_MR rows, nv
- * vectors (OP_NV but in the last, narrower panel). */
+ * vectors, and w = OP_NR columns but in the last, narrower panel (whose partial vector is loaded and
+ * stored through the stack; a constant w makes those plain vector moves). */
 INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, float *c, long ldc, long kw, long w,
                                int first, struct prefetch *pf, int mb, int nv) {
-#define OP_TILE(MB, NV) ISA(op_tile)(a, lda, bp, c, ldc, kw, w, first, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
+#define OP_TILE(MB, NV, W) ISA(op_tile)(a, lda, bp, c, ldc, kw, W, first, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
 #define OP_NVS(MB)                                                                                 \
     case MB:                                                                                       \
-        if (nv >= OP_NV) OP_TILE(MB, OP_NV);                                                       \
-        else if (nv == 1) OP_TILE(MB, 1);                                                          \
-        else if (nv == 2) OP_TILE(MB, 2);                                                          \
-        else OP_TILE(MB, 3);                                                                       \
+        if (w == OP_NR) OP_TILE(MB, OP_NV, OP_NR);                                                 \
+        else if (nv >= OP_NV) OP_TILE(MB, OP_NV, w);                                               \
+        else if (nv == 1) OP_TILE(MB, 1, w);                                                       \
+        else if (nv == 2) OP_TILE(MB, 2, w);                                                       \
+        else OP_TILE(MB, 3, w);                                                                    \
         return;
     switch (mb) {
         OP_NVS(1)
