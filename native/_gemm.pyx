@@ -4,10 +4,10 @@
 # Design
 # - Layouts: row-major, C-contiguous. linear: x (M, K), w (N, K) as torch.nn.Linear stores it,
 #   out (M, N). batched_matmul: a (G, M, K), b (G, N, K) with trans_b else (G, K, N), out (G, M, N).
-# - Which code: float32 products with few rows (M <= SMALL_M: decoding) or short dot products
-#   (K <= SHORT_K: attention over head dims and short sequences) run our register-blocked kernels
-#   (gemm_kernels.c): dot-product tiles for the fewest rows, outer-product tiles over a weight panel
-#   packed on the fly from M = 16 (design and measurements there).
+# - Which code: float32 products with few rows (M <= SMALL_M: decoding, short prompts) or short
+#   dot products (K <= SHORT_K: attention over head dims and short sequences) run our
+#   register-blocked kernels (gemm_kernels.c): dot-product tiles for the fewest rows, outer-product
+#   tiles over a weight panel packed on the fly from M = 16 (design and measurements there).
 #   The rest, and all of float64, call BLAS ?gemm (scipy.linalg.cython_blas) with the row-major
 #   trick C^T = B^T A^T.
 # - Threads: linear cuts the output into blocks (64 columns for our kernels; up to 4 x M/512 for
@@ -43,8 +43,9 @@ INSTRUCTION_SETS = ("base", "avx2", "avx512")
 
 cdef enum:
     # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
-    # they beat sgemm on this machine: BLAS's packing is not amortised there).
-    SMALL_M = 64
+    # they beat sgemm on this machine: 1.0-1.2x torch's time at M = 128..256 with weights out of L2,
+    # where OpenBLAS gave 0.85x; at M = 512 it is the other way round).
+    SMALL_M = 256
     SHORT_K = 128
     # Columns per block of our kernels in linear: the unit of the thread split and of the epilogue.
     COLS = 64

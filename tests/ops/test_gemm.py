@@ -1,7 +1,7 @@
 """linear and batched_matmul (native/_gemm.pyx) against the numpy reference.
 
 Tolerances scale with the magnitude of the terms summed (|x| @ |w|^T + |bias| + |residual|) and with
-sqrt(K) for the K-long dot products. Shapes cross every code path: our float32 kernels (M <= 64 or
+sqrt(K) for the K-long dot products. Shapes cross every code path: our float32 kernels (M <= 256 or
 K <= 128; dot-product tiles below M = 16 (the transposed copy for M >= 8 and K <= 128), outer-product
 tiles from M = 16 and K > 128) and BLAS blocks (512 x 256), with sizes 0, 1, odd and past each block edge.
 """
@@ -94,10 +94,10 @@ def test_linear_threads_give_identical_bits(dtype, m, k, n):
     assert outs[0].tobytes() == outs[1].tobytes() == outs[2].tobytes()
 
 
-@pytest.mark.parametrize("m", [16, 17, 23, 31, 32, 33, 64])
+@pytest.mark.parametrize("m", [16, 17, 23, 31, 32, 33, 64, 130, 256])
 @pytest.mark.parametrize("k, n", [(129, 64), (513, 65), (200, 79), (140, 81), (1100, 97), (512, 113), (300, 200)])
 def test_linear_outer_product_tile_edges(m, k, n):
-    """The outer-product path (16 <= M <= 64, K > 128): every row-tile split (tiles of 5 to 6 rows), every
+    """The outer-product path (16 <= M <= 256, K > 128): every row-tile split (tiles of 5 to 6 rows), every
     width of the last column panel (1 to 4 vectors, partial ones), products deeper than one packed
     panel (K > 512), all bitwise identical for any thread split."""
     rng = np.random.default_rng(m * 7 + k + n)
