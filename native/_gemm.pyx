@@ -38,14 +38,17 @@ cdef extern from "gemm_kernels.h" nogil:
                          long m, long n, long k, float alpha)
     int aio_gemm_isa()
     int aio_gemm_use_isa(int isa)
+    enum: AIO_ISA_BASE
 
 INSTRUCTION_SETS = ("base", "avx2", "avx512")
 
 cdef enum:
     # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
     # they beat sgemm on this machine: 1.0-1.2x torch's time at M = 128..256 with weights out of L2,
-    # where OpenBLAS gave 0.85x; at M = 512 it is the other way round).
+    # where OpenBLAS gave 0.85x; at M = 512 it is the other way round). The baseline build has no
+    # outer-product tiles: its dot-product tiles stop at DOT_SMALL_M rows.
     SMALL_M = 256
+    DOT_SMALL_M = 64
     SHORT_K = 128
     # Columns per block of our kernels in linear: the unit of the thread split and of the epilogue.
     COLS = 64
@@ -100,7 +103,7 @@ cdef inline void _blas(char *ta, char *tb, int m, int n, int k, floating alpha,
 
 
 cdef inline bint _own_kernel(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
-    return m <= SMALL_M or k <= SHORT_K
+    return m <= (DOT_SMALL_M if aio_gemm_isa() == AIO_ISA_BASE else SMALL_M) or k <= SHORT_K
 
 
 cdef inline void _product_nt(const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,

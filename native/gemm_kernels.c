@@ -18,7 +18,8 @@
  *   k-block cost up to 30%). During the call the caller's next b (b_next) is prefetched into L2, a
  *   line or two per k-step, so that its packing reads cache, not memory. Against the dot-product
  *   tiles at 1 thread (C loop, interleaved runs, loaded machine): 1.5-1.8x at m = 32..64 for
- *   (k, n) in {512, 2048} and (512, 58101), 1.0-1.1x at m = 16, slower below.
+ *   (k, n) in {512, 2048} and (512, 58101), 1.0-1.1x at m = 16, slower below; with AVX2 1.2-2x
+ *   from m = 32. The baseline build has none (SSE2 has no FMA and no broadcast loads: 0.7x).
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
@@ -111,8 +112,6 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define NACC 8
 #define NT_NB 2
 #define NN_NV 2
-#define OP_MR 6
-#define OP_NV 2
 #include "gemm_tiles.h"
 
 static int cpu_instruction_set(void) {

@@ -7,8 +7,8 @@
  *   NT_MB, NT_NB  the NT tile: a-rows x b-rows (NT_MB * NT_NB <= NACC); one or two a-rows get
  *               NACC / 2 b-rows per tile instead
  *   NN_NV       vectors (of VL columns) per NN tile row; NN tiles have 4 rows (4 * NN_NV <= NACC)
- *   OP_MR, OP_NV  the outer-product NT tile: up to OP_MR (6 or 8) a-rows x OP_NV vectors of packed b
- *               columns (OP_MR * OP_NV accumulators, plus OP_NV b vectors, within the register file)
+ *   OP_MR, OP_NV  the outer-product NT tile, if any: up to OP_MR (6 or 8) a-rows x OP_NV vectors of
+ *               packed b columns (OP_MR * OP_NV accumulators, plus OP_NV b vectors, in the registers)
  *   OP_NR       OP_NV * VL, the columns of a packed b panel
  * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt) and ISA(gemm_nn).
  */
@@ -228,6 +228,7 @@ INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long l
     if (j < n) ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, 1, (int)(n - j), padded);
 }
 
+#ifdef OP_MR
 /* The columns of vector v in a tile w columns wide: VL, or fewer in the last one. */
 INLINE long ISA(lanes)(long w, int v) { return w - VL * v < VL ? w - VL * v : VL; }
 
@@ -324,6 +325,8 @@ INLINE void ISA(gemm_nt_outer)(const float *a, long lda, const float *b, long ld
             for (long j = 0; j < n; j++) c[i * ldc + j] *= alpha;
 }
 
+#endif
+
 ISA_TARGET static void ISA(gemm_nn)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                     long m, long n, long k, float alpha) {
     ISA(nn_all_columns)(a, lda, b, ldb, c, ldc, m, n, k, alpha, 0);
@@ -331,10 +334,14 @@ ISA_TARGET static void ISA(gemm_nn)(const float *a, long lda, const float *b, lo
 
 ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                     long m, long n, long k, float alpha, const float *b_next, long n_next) {
+#ifdef OP_MR
     if (m >= OP_MIN_M && k > PACK_MAX_K) {
         ISA(gemm_nt_outer)(a, lda, b, ldb, c, ldc, m, n, k, alpha, b_next, n_next);
         return;
     }
+#else
+    (void)b_next, (void)n_next;
+#endif
     if (m >= PACK_MIN_M && k <= PACK_MAX_K) {
         /* Short dot products: the reductions would cost as much as the FMAs. Transpose PACK_COLS
          * rows of b at a time onto the stack and run the NN kernel on them instead. */

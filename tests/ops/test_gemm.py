@@ -294,7 +294,7 @@ def test_every_instruction_set_of_the_float32_kernels(isa):
     rng = np.random.default_rng(9)
     try:
         for m, k, n in [(1, 64, 37), (2, 100, 19), (3, 17, 70), (7, 129, 33), (9, 33, 70), (64, 200, 67),
-                        (16, 140, 9), (23, 530, 45), (33, 200, 75), (70, 64, 30)]:
+                        (16, 140, 9), (23, 530, 45), (33, 200, 75), (70, 64, 30), (100, 200, 70)]:
             x, w, bias, residual = arrays(rng, np.float32, (m, k), (n, k), (n,), (m, n))
             outs = [ops.linear(x, w, bias, activation="silu", residual=residual, n_threads=t) for t in (1, 2)]
             assert outs[0].tobytes() == outs[1].tobytes()
