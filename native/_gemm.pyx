@@ -44,8 +44,8 @@ INSTRUCTION_SETS = ("base", "avx2", "avx512")
 
 cdef enum:
     # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
-    # they beat sgemm on this machine: 1.0-1.2x torch's time at M = 128..256 with weights out of L2,
-    # where OpenBLAS gave 0.85x; at M = 512 it is the other way round). The baseline build has no
+    # they beat sgemm on this machine: torch's time / ours 1.0-1.2 at M = 128..256 with weights out
+    # of L2, 0.85 with OpenBLAS; at M = 512 OpenBLAS is ahead). The baseline build has no
     # outer-product tiles: its dot-product tiles stop at DOT_SMALL_M rows.
     SMALL_M = 256
     DOT_SMALL_M = 64
