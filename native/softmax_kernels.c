@@ -3,20 +3,39 @@
  * Design: out[j] = softmax(z)[j] (log: log_softmax) over the visible columns j < limit, with
  * z = scale * x + mask (mask may be NULL; -inf allowed); columns from limit on are 0 (log: -inf).
  * x and out have n columns; the caller clips limit to [0, n] (lengths and causal masking).
+ * NaN in, NaN out: a NaN or +inf among the visible z makes every visible output NaN (m is then NaN or
+ * +inf, and z - m is NaN somewhere, which the sum carries to every column).
  * Three passes over the row, which stays in L1:
  *   1. z into out, and m = max z;  if m is -inf (nothing visible) the row is 0 (log: -inf), never NaN;
  *   2. s = sum exp(z - m) in double (AIO_LANES partial sums), the exps stored into out for softmax;
  *   3. softmax: out *= 1 / s;  log: out = (z - m) - log s, two terms of the same sign (s >= 1), so no
  *      cancellation.
  * z is rounded to the element type, as in any float32 implementation: near-ulp agreement with the
- * float64 reference for moderate logits. Rows are independent, so thread count never changes a bit. */
+ * float64 reference for moderate logits. Rows are independent, so thread count never changes a bit.
+ *
+ * logsumexp of a row, log(sum_j exp(x[j])) in double: two read-only passes (max, then the sum of
+ * exp(x - max)); -inf for an empty or all -inf row, NaN if the row holds a NaN, else +inf if a +inf.
+ * Greedy search scores its best token as x[best] - logsumexp(x) instead of a full log_softmax. */
 #include "softmax_kernels.h"
 #include "vmath.h"
 
 /* An order-preserving integer image of a float (an involution on the bits): GCC vectorizes an integer
- * max reduction, but not a float one without -ffast-math. NaN maps above +inf. */
+ * max reduction, but not a float one without -ffast-math. */
 AIO_INLINE int32_t aio_order_f32(int32_t bits) { return bits ^ ((bits >> 31) & INT32_MAX); }
 AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & INT64_MAX); }
+
+/* The max key of a value: its image, except that a NaN of either sign maps to the top key (the image
+ * of a NaN), so that any NaN makes the max NaN. */
+AIO_INLINE int32_t aio_key_f32(float v)
+{
+    int32_t bits = aio_bits_f32(v);
+    return (bits & INT32_MAX) > 0x7F800000 ? INT32_MAX : aio_order_f32(bits);
+}
+AIO_INLINE int64_t aio_key_f64(double v)
+{
+    int64_t bits = aio_bits_f64(v);
+    return (bits & INT64_MAX) > 0x7FF0000000000000 ? INT64_MAX : aio_order_f64(bits);
+}
 
 /* T: element type, SFX: name suffix, EXP: its vector exp, IT: the integer type of T's width */
 #define AIO_SOFTMAX_ROW(T, SFX, EXP, IT)                                                                    \
@@ -28,13 +47,13 @@ AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & I
         if (mask)                                                                                           \
             for (j = 0; j < n; j++) {                                                                       \
                 out[j] = scale * x[j] + mask[j];                                                            \
-                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
+                IT key = aio_key_##SFX(out[j]);                                                     \
                 m = key > m ? key : m;                                                                      \
             }                                                                                               \
         else                                                                                                \
             for (j = 0; j < n; j++) {                                                                       \
                 out[j] = scale * x[j];                                                                      \
-                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
+                IT key = aio_key_##SFX(out[j]);                                                     \
                 m = key > m ? key : m;                                                                      \
             }                                                                                               \
         return aio_from_bits_##SFX(aio_order_##SFX(m));                                                     \
@@ -46,7 +65,7 @@ AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & I
         const T m = aio_logits_##SFX(x, mask, (T)scale, out, limit);                                     \
         double lanes[AIO_LANES] = {0}, sum = 0.0;                                                        \
         long j, k, body;                                                                                 \
-        if (!(m > -INFINITY)) limit = 0;                                                                 \
+        if (m == -INFINITY) limit = 0;                                                                   \
         body = limit - limit % AIO_LANES;                                                                \
         if (log_space)                                                                                   \
             for (j = 0; j < body; j += AIO_LANES)                                                        \
@@ -71,6 +90,24 @@ AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & I
             for (j = 0; j < limit; j++) out[j] *= inv;                                                   \
         }                                                                                                \
         for (j = limit; j < n; j++) out[j] = log_space ? -INFINITY : 0;                                  \
+    }                                                                                                    \
+                                                                                                         \
+    AIO_CLONES double aio_logsumexp_row_##SFX(const T *x, long n)                                        \
+    {                                                                                                    \
+        IT key = aio_order_##SFX(aio_bits_##SFX(-INFINITY));                                            \
+        double lanes[AIO_LANES] = {0}, sum = 0.0;                                                        \
+        long j, k, body = n - n % AIO_LANES;                                                             \
+        for (j = 0; j < n; j++) {                                                                        \
+            IT kj = aio_key_##SFX(x[j]);                                                                 \
+            key = kj > key ? kj : key;                                                                   \
+        }                                                                                                \
+        const T m = aio_from_bits_##SFX(aio_order_##SFX(key));                                          \
+        if (!(m > -INFINITY && m < INFINITY)) return m; /* empty or all -inf, a NaN, or a +inf */       \
+        for (j = 0; j < body; j += AIO_LANES)                                                            \
+            for (k = 0; k < AIO_LANES; k++) lanes[k] += EXP(x[j + k] - m);                               \
+        for (j = body; j < n; j++) lanes[j - body] += EXP(x[j] - m);                                     \
+        for (k = 0; k < AIO_LANES; k++) sum += lanes[k];                                                 \
+        return (double)m + log(sum);                                                                     \
     }
 
 AIO_SOFTMAX_ROW(float, f32, aio_exp_f32, int32_t)
