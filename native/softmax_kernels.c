@@ -3,8 +3,9 @@
  * Design: out[j] = softmax(z)[j] (log: log_softmax) over the visible columns j < limit, with
  * z = scale * x + mask (mask may be NULL; -inf allowed); columns from limit on are 0 (log: -inf).
  * x and out have n columns; the caller clips limit to [0, n] (lengths and causal masking).
- * NaN in, NaN out: a NaN or +inf among the visible z makes every visible output NaN (m is then NaN or
- * +inf, and z - m is NaN somewhere, which the sum carries to every column).
+ * NaN in, NaN out: a NaN or +inf among the visible z makes every visible output NaN: z - m is then NaN
+ * somewhere (a +NaN is the max, a -NaN sorts below -inf, +inf - +inf is NaN), which the sum carries to
+ * every column; a row whose max is -inf is scanned for a NaN before it counts as empty.
  * Three passes over the row, which stays in L1:
  *   1. z into out, and m = max z;  if m is -inf (nothing visible) the row is 0 (log: -inf), never NaN;
  *   2. s = sum exp(z - m) in double (AIO_LANES partial sums), the exps stored into out for softmax;
@@ -20,22 +21,20 @@
 #include "vmath.h"
 
 /* An order-preserving integer image of a float (an involution on the bits): GCC vectorizes an integer
- * max reduction, but not a float one without -ffast-math. */
+ * max reduction, but not a float one without -ffast-math. A +NaN maps above +inf, a -NaN below -inf. */
 AIO_INLINE int32_t aio_order_f32(int32_t bits) { return bits ^ ((bits >> 31) & INT32_MAX); }
 AIO_INLINE int64_t aio_order_f64(int64_t bits) { return bits ^ ((bits >> 63) & INT64_MAX); }
 
-/* The max key of a value: its image, except that a NaN of either sign maps to the top key (the image
- * of a NaN), so that any NaN makes the max NaN. */
-AIO_INLINE int32_t aio_key_f32(float v)
-{
-    int32_t bits = aio_bits_f32(v);
-    return (bits & INT32_MAX) > 0x7F800000 ? INT32_MAX : aio_order_f32(bits);
-}
-AIO_INLINE int64_t aio_key_f64(double v)
-{
-    int64_t bits = aio_bits_f64(v);
-    return (bits & INT64_MAX) > 0x7FF0000000000000 ? INT64_MAX : aio_order_f64(bits);
-}
+/* Whether x[0:n] holds a NaN: a scan for the rare rows whose max cannot tell (all -inf or +inf). */
+#define AIO_ANY_NAN(T, SFX)                                                                                 \
+    AIO_INLINE int aio_any_nan_##SFX(const T *x, long n)                                                    \
+    {                                                                                                       \
+        int any = 0;                                                                                        \
+        for (long j = 0; j < n; j++) any |= x[j] != x[j];                                                   \
+        return any;                                                                                         \
+    }
+AIO_ANY_NAN(float, f32)
+AIO_ANY_NAN(double, f64)
 
 /* T: element type, SFX: name suffix, EXP: its vector exp, IT: the integer type of T's width */
 #define AIO_SOFTMAX_ROW(T, SFX, EXP, IT)                                                                    \
@@ -47,13 +46,13 @@ AIO_INLINE int64_t aio_key_f64(double v)
         if (mask)                                                                                           \
             for (j = 0; j < n; j++) {                                                                       \
                 out[j] = scale * x[j] + mask[j];                                                            \
-                IT key = aio_key_##SFX(out[j]);                                                     \
+                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
                 m = key > m ? key : m;                                                                      \
             }                                                                                               \
         else                                                                                                \
             for (j = 0; j < n; j++) {                                                                       \
                 out[j] = scale * x[j];                                                                      \
-                IT key = aio_key_##SFX(out[j]);                                                     \
+                IT key = aio_order_##SFX(aio_bits_##SFX(out[j]));                                           \
                 m = key > m ? key : m;                                                                      \
             }                                                                                               \
         return aio_from_bits_##SFX(aio_order_##SFX(m));                                                     \
@@ -65,7 +64,7 @@ AIO_INLINE int64_t aio_key_f64(double v)
         const T m = aio_logits_##SFX(x, mask, (T)scale, out, limit);                                     \
         double lanes[AIO_LANES] = {0}, sum = 0.0;                                                        \
         long j, k, body;                                                                                 \
-        if (m == -INFINITY) limit = 0;                                                                   \
+        if (m == -INFINITY && !aio_any_nan_##SFX(out, limit)) limit = 0; /* nothing visible */           \
         body = limit - limit % AIO_LANES;                                                                \
         if (log_space)                                                                                   \
             for (j = 0; j < body; j += AIO_LANES)                                                        \
@@ -98,11 +97,12 @@ AIO_INLINE int64_t aio_key_f64(double v)
         double lanes[AIO_LANES] = {0}, sum = 0.0;                                                        \
         long j, k, body = n - n % AIO_LANES;                                                             \
         for (j = 0; j < n; j++) {                                                                        \
-            IT kj = aio_key_##SFX(x[j]);                                                                 \
+            IT kj = aio_order_##SFX(aio_bits_##SFX(x[j]));                                              \
             key = kj > key ? kj : key;                                                                   \
         }                                                                                                \
         const T m = aio_from_bits_##SFX(aio_order_##SFX(key));                                          \
-        if (!(m > -INFINITY && m < INFINITY)) return m; /* empty or all -inf, a NaN, or a +inf */       \
+        if (!(m > -INFINITY && m < INFINITY)) /* empty or all -inf, a +NaN (the top of the order), +inf */ \
+            return aio_any_nan_##SFX(x, n) ? NAN : m;                                                    \
         for (j = 0; j < body; j += AIO_LANES)                                                            \
             for (k = 0; k < AIO_LANES; k++) lanes[k] += EXP(x[j + k] - m);                               \
         for (j = body; j < n; j++) lanes[j - body] += EXP(x[j] - m);                                     \
