@@ -171,21 +171,23 @@ def test_nan_in_nan_out(dtype, log):
     """A NaN (either sign) or +inf among a row's visible logits makes its visible outputs NaN, in the
     kernel and the reference alike; masked columns keep 0 (log: -inf), and a NaN that is masked off
     changes nothing."""
-    x = np.random.default_rng(5).standard_normal((6, 37)).astype(dtype)
+    x = np.random.default_rng(5).standard_normal((7, 37)).astype(dtype)
     x[0, 3] = np.nan
     x[1, 36] = -np.nan  # sign bit set: below -inf in the kernel's integer order of floats
     x[2, 0] = np.inf
     x[3, :] = -np.inf
-    x[3, 9] = np.nan  # NaN among -inf only
-    x[4, 30] = np.nan  # past this row's length: masked, ignored
-    lengths = np.array([20, 37, 37, 37, 25, 37], np.int32)
+    x[3, 9] = np.nan  # NaN among -inf only: the max
+    x[4, :] = -np.inf
+    x[4, 9] = -np.nan  # -NaN among -inf only: the max is -inf, yet the row is not empty
+    x[5, 30] = np.nan  # past this row's length: masked, ignored
+    lengths = np.array([20, 37, 37, 37, 37, 25, 37], np.int32)
     out = ops.softmax(x, lengths=lengths, log=log)
     expected = reference.softmax(x, lengths=lengths, log=log)
     visible = np.arange(37)[None, :] < lengths[:, None]
-    assert np.isnan(out[:4][visible[:4]]).all()
+    assert np.isnan(out[:5][visible[:5]]).all()
     assert (out[0, 20:] == (-np.inf if log else 0.0)).all()
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    assert not np.isnan(out[4:]).any()
+    assert not np.isnan(out[5:]).any()
     finite = ~np.isnan(expected)
     np.testing.assert_allclose(out[finite], expected[finite], rtol=RTOL[dtype], atol=8 * np.finfo(dtype).eps * 4)
 
@@ -205,15 +207,17 @@ def test_logsumexp_matches_reference_and_log_softmax(dtype, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_logsumexp_special_rows(dtype):
-    x = np.zeros((6, 40), dtype)
+    x = np.zeros((7, 40), dtype)
     x[0, :] = -np.inf  # empty sum: -inf
     x[1, 5] = np.nan
     x[2, 7] = -np.nan
     x[3, 1] = np.inf  # +inf alone: +inf
-    x[4, 1], x[4, 2] = np.inf, np.nan  # NaN wins
-    x[5] = np.array([1000.0, -1000.0] * 20, dtype)  # stable with large values
+    x[4, 1], x[4, 2] = np.inf, -np.nan  # NaN wins
+    x[5, :] = -np.inf
+    x[5, 3] = -np.nan  # among -inf only
+    x[6] = np.array([1000.0, -1000.0] * 20, dtype)  # stable with large values
     out = ops.logsumexp(x)
-    expected = [-np.inf, np.nan, np.nan, np.inf, np.nan, 1000.0 + np.log(20.0)]
+    expected = [-np.inf, np.nan, np.nan, np.inf, np.nan, np.nan, 1000.0 + np.log(20.0)]
     np.testing.assert_allclose(out, expected, rtol=RTOL[dtype])
     np.testing.assert_allclose(out, reference.logsumexp(x), rtol=RTOL[dtype])
 
