@@ -2,9 +2,9 @@
 
 For every case: our time through `aiotranslate.ops` (with n_threads), numpy's time for the same result
 (numpy's own BLAS limited to the same thread count with threadpoolctl, around numpy's calls only), and
-ratio = numpy / ours (> 1: we are faster), each the median of several repeats. Where the project sets a bar for an op the ratio is marked
-PASS or below. Families without their native module run the numpy reference fallback (the header says
-which are loaded), so their figures mean nothing until it is built.
+ratio = numpy / ours (> 1: we are faster), each the median of several repeats. Where the project sets
+a bar for an op the ratio is marked PASS or below. Families without their native module run the numpy
+reference fallback (the header says which are loaded), so their figures mean nothing until it is built.
 
     python benchmarks/kernels.py [--threads 1 2] [--quick] [--match TEXT]
 
@@ -189,8 +189,9 @@ def header(blas) -> None:
                           f"({i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas")
     numpy_libs = ", ".join(os.path.basename(i["filepath"]) for i in blas.info())
     print(f"numpy {np.__version__}, OpenMP {openmp}; BLAS: {libraries or 'none found'}")
-    print(f"numpy's BLAS ({numpy_libs or 'none found'}) gets the compared thread count around numpy's calls only; "
-          f"{SETTLE_S} s pause before each multithreaded block; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"numpy's BLAS ({numpy_libs or 'none found'}) gets the compared thread count around numpy's calls "
+          f"only; {SETTLE_S} s pause before each multithreaded block; OMP_WAIT_POLICY={wait_policy}")
     print(f"kernels: {loaded}")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("gelu_tanh vs numpy 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x*x*x))); all float32")
