@@ -22,12 +22,18 @@ numpy copy, read + write counted, at the same thread count).
 The machine is shared: each repeat runs every engine once, in turn (interleaved), with a pause
 between engines so one's spinning threads do not eat into the next; figures are medians of the
 repeats. Absolute numbers drift with the load (printed): read the ratios.
+
+--profile prints, instead, where a step of the core engine spends its time: the wall time inside
+each `aiotranslate.ops` function (linear split into the output layer and the rest), per decoding
+step, the encoder apart (decoder-only models: the prefill counted in), and what is left: the Python
+of the layers and the search. Shares within one run hold under load; absolute times do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import statistics
 import sys
 import time
@@ -179,6 +185,70 @@ def measure(case: Case, batch: int, beam: int, repeats: int) -> dict[str, float]
     return {e: batch * n / statistics.median(t) for e, t in times.items()}
 
 
+PROFILED_OPS = ("linear", "batched_matmul", "softmax", "log_softmax", "logsumexp", "layer_norm", "rms_norm",
+                "argmax", "topk", "embedding", "rotary", "activation", "swiglu")
+
+
+def profile(case: Case, batch: int, beam: int, repeats: int) -> None:
+    """Print the time per decoding step of the core engine inside each op (see the module docstring)."""
+    from aiotranslate import ops
+
+    core, model = case.runners(batch, beam)["core"], case.core
+    core()  # warm-up
+    spent: collections.Counter = collections.Counter()
+    encoding = [False]
+
+    def timed(name, fn):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if not encoding[0]:
+                    output_layer = name == "linear" and args[1].shape[0] == model.vocab_size
+                    spent["linear (output layer)" if output_layer else name] += time.perf_counter() - start
+
+        return call
+
+    def encode(*args, **kwargs):
+        encoding[0], start = True, time.perf_counter()
+        try:
+            return original_encode(*args, **kwargs)
+        finally:
+            encoding[0] = False
+            spent["encoder"] += time.perf_counter() - start
+
+    originals = {name: getattr(ops, name) for name in PROFILED_OPS if hasattr(ops, name)}
+    original_encode = getattr(model, "encode", None)
+    try:  # layers and searches call ops.<name> at call time: swapping the attributes reaches them all
+        for name, fn in originals.items():
+            setattr(ops, name, timed(name, fn))
+        if original_encode is not None:
+            model.encode = encode
+        start = time.perf_counter()
+        for _ in range(repeats):
+            core()
+        total = time.perf_counter() - start - spent["encoder"]
+    finally:
+        for name, fn in originals.items():
+            setattr(ops, name, fn)
+        if original_encode is not None:
+            del model.encode  # the instance attribute: the method shows again
+    steps = repeats * NEW_TOKENS[case.name]
+    print(f"\n## profile: {case.name} batch {batch} beam {beam}, {case.n_threads} thread(s), core engine, "
+          f"{1e3 * total / steps:.2f} ms per step ({steps} steps over {repeats} calls); {bm.load_line()}")
+    in_ops = 0.0
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        if name != "encoder":
+            in_ops += seconds
+            print(f"  {name:24} {1e3 * seconds / steps:8.3f} ms {100 * seconds / total:5.1f}%")
+    rest = total - in_ops
+    print(f"  {'rest (Python)':24} {1e3 * rest / steps:8.3f} ms {100 * rest / total:5.1f}%")
+    if spent["encoder"]:
+        print(f"  encoder, apart: {1e3 * spent['encoder'] / repeats:.1f} ms per call "
+              f"({100 * spent['encoder'] / (total + spent['encoder']):.0f}% of a call)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 repeats, batch 1 and the larger batch, greedy")
@@ -187,6 +257,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: per model)")
     parser.add_argument("--search", nargs="+", choices=list(SEARCHES), help="default: greedy beam4 (quick: greedy)")
     parser.add_argument("--repeats", type=int, help="default 5 (quick: 2)")
+    parser.add_argument("--profile", action="store_true", help="time per op of the core engine's steps instead")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     searches = args.search or (["greedy"] if args.quick else list(SEARCHES))
@@ -197,13 +268,19 @@ def main() -> None:
 
     print(f"# decode benchmark: {bm.load_line()}")
     print(f"# torch {torch.__version__}, transformers {transformers.__version__}, ctranslate2 {ctranslate2.__version__}")
-    print(f"# {repeats} interleaved repeats per row, medians; tokens/s = batch x new tokens / s")
+    if not args.profile:
+        print(f"# {repeats} interleaved repeats per row, medians; tokens/s = batch x new tokens / s")
     with asyncio.Runner() as loop:
         for name in args.models:
             for n_threads in args.threads:
                 case = Case(name, n_threads, loop)
                 try:
-                    run_case(case, args.batch or DEFAULT_BATCHES[name], searches, repeats)
+                    if args.profile:
+                        for search in searches:
+                            for batch in args.batch or DEFAULT_BATCHES[name]:
+                                profile(case, batch, SEARCHES[search], repeats)
+                    else:
+                        run_case(case, args.batch or DEFAULT_BATCHES[name], searches, repeats)
                 finally:
                     case.close()
 

@@ -1,10 +1,10 @@
 """Kernel timings against numpy, at each thread count.
 
 For every case: our time through `aiotranslate.ops` (with n_threads), numpy's time for the same result
-(its BLAS limited to the same thread count with threadpoolctl), and ratio = numpy / ours (> 1: we are
-faster), each the median of several repeats. Where the project sets a bar for an op the ratio is marked
-PASS or below. Families without their native module run the numpy reference fallback (the header says
-which are loaded), so their figures mean nothing until it is built.
+(numpy's own BLAS limited to the same thread count with threadpoolctl, around numpy's calls only), and
+ratio = numpy / ours (> 1: we are faster), each the median of several repeats. Where the project sets
+a bar for an op the ratio is marked PASS or below. Families without their native module run the numpy
+reference fallback (the header says which are loaded), so their figures mean nothing until it is built.
 
     python benchmarks/kernels.py [--threads 1 2] [--quick] [--match TEXT]
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 
 from aiotranslate import _native, ops
 
@@ -35,6 +35,24 @@ ROW_SHAPES = [(32, 512), (128, 1024), (512, 2048), (8, 768), (64, 3072)]
 ATTENTION_T = [1, 16, 64, 128]
 ELEMENTWISE_BAR = 2.0  # softmax, layer_norm, gelu
 SETTLE_S = 0.25  # pause before a multithreaded block: OpenBLAS workers spin about 0.1 s after a call
+
+
+def numpy_blas():
+    """threadpoolctl's handle on the BLAS that numpy calls, apart from the one our kernels call.
+
+    Limiting *every* BLAS (`threadpool_limits(n, user_api="blas")` around both sides, as this script
+    once did) also raises scipy's OpenBLAS, which our GEMM calls once per OpenMP thread and which
+    `ops.gemm` holds to one thread: each of our 2 threads then started a 2-thread OpenBLAS call and
+    they queued on its lock (0.02x numpy at (128, 512, 512), 2 threads). numpy's wheels ship their
+    own OpenBLAS (under numpy.libs), so only that one gets the compared thread count. A BLAS that
+    numpy shares with scipy (system builds) is limited around numpy's calls only."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    root = os.path.dirname(os.path.realpath(np.__file__))  # matches numpy/ and numpy.libs/
+    own = [lib.filepath for lib in controller.lib_controllers
+           if lib.user_api == "blas" and os.path.realpath(lib.filepath).startswith(root)]
+    return controller.select(filepath=own) if own else controller.select(user_api="blas")
 
 
 @dataclass
@@ -145,28 +163,35 @@ def per_call(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def compare(case: Case, n_threads: int, repeats: int, target_s: float) -> tuple[float, float]:
-    """Median seconds per call (ours, numpy), each side's repeats run as one block.
+def compare(case: Case, n_threads: int, repeats: int, target_s: float, blas) -> tuple[float, float]:
+    """Median seconds per call (ours, numpy), each side's repeats run as one block, numpy's with its
+    BLAS (`blas`, from `numpy_blas`) at n_threads.
 
     With several threads each block starts after a pause: idle OpenBLAS workers spin for a while after
     a call (and OpenMP's for a shorter while), and on a 2-core machine a spinning thread stalls the
     other side's team for a scheduler time slice, which interleaved repeats would measure instead.
     """
     medians = []
-    for fn in (lambda: case.ours(n_threads), case.numpy):
+    for fn, threads in ((lambda: case.ours(n_threads), None), (case.numpy, n_threads)):
         if n_threads > 1:
             time.sleep(SETTLE_S)
-        number = max(1, int(target_s / max(min(per_call(fn, 1) for _ in range(3)), 1e-7)))  # warm-up too
-        medians.append(statistics.median(per_call(fn, number) for _ in range(repeats)))
+        with blas.limit(limits=threads):  # None: as they are (one thread, or the process default)
+            number = max(1, int(target_s / max(min(per_call(fn, 1) for _ in range(3)), 1e-7)))  # warm-up too
+            medians.append(statistics.median(per_call(fn, number) for _ in range(repeats)))
     return medians[0], medians[1]
 
 
-def header() -> None:
+def header(blas) -> None:
     cpu = _native.load("_cpu")
     openmp = "on" if cpu is not None and cpu.openmp_enabled() else "off"
     loaded = ", ".join(f"{name[1:]}={'native' if _native.load(name) else 'numpy fallback'}" for name in FAMILIES)
-    blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info() if i["user_api"] == "blas")
-    print(f"numpy {np.__version__} (BLAS: {blas or 'none found'}), OpenMP {openmp}")
+    libraries = "; ".join(f"{i['internal_api']} {i['version']} {os.path.basename(i['filepath'])} "
+                          f"({i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas")
+    numpy_libs = ", ".join(os.path.basename(i["filepath"]) for i in blas.info())
+    print(f"numpy {np.__version__}, OpenMP {openmp}; BLAS: {libraries or 'none found'}")
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"numpy's BLAS ({numpy_libs or 'none found'}) gets the compared thread count around numpy's calls "
+          f"only; {SETTLE_S} s pause before each multithreaded block; OMP_WAIT_POLICY={wait_policy}")
     print(f"kernels: {loaded}")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("gelu_tanh vs numpy 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x*x*x))); all float32")
@@ -180,22 +205,22 @@ def main() -> None:
     args = parser.parse_args()
     repeats, target_s = (3, 0.005) if args.quick else (7, 0.05)
     all_cases = [case for case in cases(np.random.default_rng(0)) if args.match in case.label]
-    header()
+    blas = numpy_blas()
+    header(blas)
     marks = {"PASS": 0, "below": 0}
     for n_threads in args.threads:
         print(f"\n== {n_threads} thread(s) ==")
         print(f"{'op':44} {'family':12} {'ours us':>10} {'numpy us':>10} {'ratio':>7} {'bar':>5}")
-        with threadpool_limits(n_threads, user_api="blas"):
-            for case in all_cases:
-                ours, theirs = compare(case, n_threads, repeats, target_s)
-                ratio = theirs / ours
-                mark = ""
-                if case.bar is not None:
-                    mark = "PASS" if ratio >= case.bar else "below"
-                    marks[mark] += 1
-                bar = f"{case.bar:.2f}" if case.bar is not None else "-"
-                print(f"{case.label:44} {case.family[1:]:12} {ours * 1e6:10.1f} {theirs * 1e6:10.1f} "
-                      f"{ratio:7.2f} {bar:>5} {mark}")
+        for case in all_cases:
+            ours, theirs = compare(case, n_threads, repeats, target_s, blas)
+            ratio = theirs / ours
+            mark = ""
+            if case.bar is not None:
+                mark = "PASS" if ratio >= case.bar else "below"
+                marks[mark] += 1
+            bar = f"{case.bar:.2f}" if case.bar is not None else "-"
+            print(f"{case.label:44} {case.family[1:]:12} {ours * 1e6:10.1f} {theirs * 1e6:10.1f} "
+                  f"{ratio:7.2f} {bar:>5} {mark}")
     print(f"\nbars: {marks['PASS']} PASS, {marks['below']} below")
 
 

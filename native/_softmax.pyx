@@ -1,14 +1,18 @@
-# softmax / log_softmax over the rows of a matrix, with scale, additive mask, lengths and causal masking.
-# Contract: aiotranslate.ops.reference.softmax; the row math is softmax_kernels.c, this layer checks
-# shapes, resolves each row's visible prefix and spreads rows over the call's OpenMP team.
+# softmax / log_softmax over the rows of a matrix, with scale, additive mask, lengths and causal masking,
+# and logsumexp of each row (their normalizer, for scoring one token without a log_softmax of the row).
+# Contracts: aiotranslate.ops.reference.softmax / logsumexp; the row math is softmax_kernels.c, this
+# layer checks shapes, resolves each row's visible prefix and spreads rows over the call's OpenMP team.
 
 from cython.parallel cimport prange
+from libc.math cimport INFINITY
 
 from common cimport check_output, floating, team_size
 
 cdef extern from "softmax_kernels.h" nogil:
     void aio_softmax_row_f32(const float *x, const float *mask, float *out, long n, long limit,
                              double scale, int log_space)
+    double aio_logsumexp_row_f32(const float *x, long n)
+    double aio_logsumexp_row_f64(const double *x, long n)
     void aio_softmax_row_f64(const double *x, const double *mask, double *out, long n, long limit,
                              double scale, int log_space)
 
@@ -75,3 +79,31 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out, double scale, const 
     with nogil:
         softmax_rows(&x[0, 0], &out[0, 0], r, n, scale, mask_ptr, mask_rows, lengths_ptr, rows_per_length,
                      causal_q, log, n_threads)
+
+
+cdef inline double logsumexp_row(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return aio_logsumexp_row_f32(x, n)
+    else:
+        return aio_logsumexp_row_f64(x, n)
+
+
+def logsumexp(const floating[:, ::1] x, double[::1] out, int n_threads):
+    """out[i] = log(sum_j exp(x[i, j])) for x (R, N), in double; see aiotranslate.ops.reference.logsumexp."""
+    cdef Py_ssize_t r = x.shape[0], n = x.shape[1], i
+    cdef const floating *xp
+    cdef int team = team_size(r, r * n, n_threads)
+    check_output(out.shape[0], 1, r, 1, n_threads)
+    if n == 0:  # an empty sum
+        out[:] = -INFINITY
+        return
+    if r == 0:
+        return
+    xp = &x[0, 0]
+    with nogil:
+        if team > 1:
+            for i in prange(r, num_threads=team, schedule='static'):
+                out[i] = logsumexp_row(xp + i * n, n)
+        else:
+            for i in range(r):
+                out[i] = logsumexp_row(xp + i * n, n)

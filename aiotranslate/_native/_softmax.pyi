@@ -1,4 +1,5 @@
-from ._types import Floats, Int32s
+from ._types import Float64s, Floats, Int32s
 
 def softmax(x: Floats, out: Floats, scale: float, mask: Floats | None, lengths: Int32s | None, causal_q: int,
             log: bool, n_threads: int) -> None: ...
+def logsumexp(x: Floats, out: Float64s, n_threads: int) -> None: ...

@@ -4,6 +4,7 @@ import numpy.typing as npt
 
 Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]  # one fused type: every argument alike
 Float32s = npt.NDArray[np.float32]
+Float64s = npt.NDArray[np.float64]
 Int32s = npt.NDArray[np.int32]
 Int8s = npt.NDArray[np.int8]
 Int64s = npt.NDArray[np.int64]

@@ -124,7 +124,7 @@ def beam_search(
     while live:
         beam_rows = [groups[g].row for g in live for _ in range(width)]
         beam_paths = [p for g in live for p in groups[g].paths]
-        logits = processors.processed(
+        processors.apply(  # in place: the logits of this step are ours
             logits,
             lambda: [row.context + list(p.tokens) for row, p in zip(beam_rows, beam_paths)],
             limits.can_end(beam_rows, beam_paths),

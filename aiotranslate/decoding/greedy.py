@@ -140,15 +140,16 @@ class GreedySearch:
         decoder once for the others."""
         live, options = self._live, self.options
         can_end = np.array([len(e.path.tokens) >= e.limits.min_new(e.row) for e in live], dtype=bool)
-        logits = self._logits
+        logits = self._logits  # this step's own: the processors change it in place
         if self.processors.changes(can_end):
             logits = host_float32(logits)  # the processors work on the host (a no-op for host logits)
-        logits = self.processors.processed(
-            logits, lambda: [e.row.context + list(e.path.tokens) for e in live], can_end
-        )
-        scores = ops.log_softmax(logits, n_threads=options.n_threads) if self.with_log_probs else logits
-        ids, values = self.sampler(scores, 1, [e.row.rng for e in live], n_threads=options.n_threads)
-        ids, values = to_host(ids), to_host(values)
+        self.processors.apply(logits, lambda: [e.row.context + list(e.path.tokens) for e in live], can_end)
+        if self.with_log_probs and isinstance(self.sampler, BestSampler) and isinstance(logits, np.ndarray):
+            ids, values = _best_log_probs(self.sampler, logits, options.n_threads)
+        else:
+            scores = ops.log_softmax(logits, n_threads=options.n_threads) if self.with_log_probs else logits
+            ids, values = self.sampler(scores, 1, [e.row.rng for e in live], n_threads=options.n_threads)
+            ids, values = to_host(ids), to_host(values)
 
         finished, kept, tokens = [], [], []
         for i, e in enumerate(live):
@@ -177,6 +178,17 @@ class GreedySearch:
                 self.model, self.state, tokens, options, on_host=not self.on_device
             )
         return finished
+
+
+def _best_log_probs(sampler: BestSampler, logits: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best token of each row of host logits (R, V) and its log-probability, (R, 1) each: the best
+    logit minus the row's logsumexp, the token and value that log_softmax(logits) would give, without
+    its (R, V) output (two read-only passes over each row instead of three with two writes). A row with
+    every token banned (-inf) gets -inf, as from log_softmax."""
+    ids, best = sampler(logits, 1, n_threads=n_threads)
+    lse = ops.logsumexp(logits, n_threads=n_threads)[:, None]
+    with np.errstate(invalid="ignore"):  # -inf - -inf: replaced just below
+        return ids, np.where(lse > -np.inf, best - lse, -np.inf)
 
 
 def greedy_search(

@@ -75,17 +75,15 @@ class LogitsProcessors:
         """Whether a call with this can_end may change any logit."""
         return self.reads_histories or bool(self.disable_ids.size) or bool(self.end_ids.size and not can_end.all())
 
-    def processed(
+    def apply(
         self, logits: np.ndarray, histories: Callable[[], Sequence[Sequence[int]]], can_end: np.ndarray
-    ) -> np.ndarray:
-        """The logits after every enabled processor: `logits` itself when none would change anything
-        (plain decoding: no copy, no histories built), else a processed copy. histories() lists each
+    ) -> None:
+        """Every enabled processor, in place, on float32 host logits that the caller owns (a search's
+        logits of one step: nothing else reads them, so no (R, V) copy). Nothing happens when no
+        processor would change anything (plain decoding: no histories built). histories() lists each
         row's history; it is only called when a processor reads them."""
-        if not self.changes(can_end):
-            return logits
-        logits = np.array(logits, dtype=np.float32)  # the processors work in place on our own copy
-        self(logits, histories() if self.reads_histories else [], can_end)
-        return logits
+        if self.changes(can_end):
+            self(logits, histories() if self.reads_histories else [], can_end)
 
     def __call__(self, logits: np.ndarray, histories: Sequence[Sequence[int]], can_end: np.ndarray) -> None:
         """logits: float32 (R, V), changed in place; can_end: bool (R,), False below the minimum length."""

@@ -42,13 +42,17 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
     b, h_kv, r, t, d = q.shape
     if probs_out is not None and offsets is not None:
         raise ValueError("probs_out is only available for bidirectional attention")
-    out = get_array_module(q).zeros((b, h_kv, r, t, d), dtype=q.dtype)
+    xp = get_array_module(q)
     # A window only cuts keys once some row holds more than `window` of them.
     windowed = offsets is not None and window is not None and int(key_lengths.max(initial=0)) > window
     # Every row's queries at the same key offset (or a single query): one causal mask fits all rows.
     aligned = offsets is None or t == 1 or b == 0 or bool((offsets == offsets[0]).all())
+    n = 0  # keys of the one block over all rows, when it fits
     if aligned and not windowed:
         n = int(key_lengths.max(initial=0)) if offsets is None else int(offsets.max(initial=0)) + t
+    # The one block writes every slot; row by row, the slots no row fills must read as zeros.
+    out = (xp.empty if n else xp.zeros)((b, h_kv, r, t, d), dtype=q.dtype)
+    if aligned and not windowed:
         if n:
             _attend_block(
                 q.reshape(b * h_kv, r * t, d),

@@ -88,6 +88,15 @@ class KVCache:
     def select(self, rows: np.ndarray, used: int) -> None:
         """Keep rows `rows` (may repeat and reorder), copying only the first `used` tokens of each."""
         n = len(rows)
+        if n == self.k.shape[0] and isinstance(self.k, np.ndarray):
+            moved = np.flatnonzero(rows != np.arange(n))
+            if 2 * len(moved) < n:
+                # Most rows keep their own (beams extending themselves, the usual case): move only the
+                # others, in place. The gather on the right is a copy, so every source is read before
+                # any row is overwritten.
+                for a in (self.k, self.v):
+                    a[moved, :, :used] = a[rows[moved], :, :used]
+                return
         spare = self._spare
         if spare is None or spare[0].shape[0] < n:
             shape = (n,) + self.k.shape[1:]

@@ -8,7 +8,7 @@ from .norms import layer_norm, rms_norm
 from .positions import embedding, rotary, rotary_tables, sinusoidal_table
 from .quantized import BF16Weight, Int8Weight, bf16_linear, int8_linear
 from .select import argmax, topk
-from .softmax import log_softmax, softmax
+from .softmax import log_softmax, logsumexp, softmax
 
 __all__ = [
     "BF16Weight",
@@ -22,6 +22,7 @@ __all__ = [
     "layer_norm",
     "linear",
     "log_softmax",
+    "logsumexp",
     "rms_norm",
     "rotary",
     "rotary_tables",

@@ -98,7 +98,8 @@ def softmax(
     causal_q: if > 0, rows are queries of a block of causal_q positions aligned to the end of the
       keys: row r (query q = r % causal_q) sees columns [0, N - causal_q + q + 1).
     Masked columns get probability 0 (log: -inf). A row with nothing visible is all 0 (log: all -inf),
-    never NaN.
+    never NaN. NaN in, NaN out: a NaN or +inf among a row's visible z makes all its visible outputs NaN
+    (as the plain formula would give; the masked columns stay 0 / -inf).
     """
     r, n = x.shape
     z = scale * x.astype(np.float64)
@@ -112,7 +113,8 @@ def softmax(
     visible = np.arange(n)[None, :] < limit[:, None]
     z = np.where(visible, z, -np.inf)
     with np.errstate(invalid="ignore"):
-        m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)
+        m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)  # NaN if the row holds one
+        poisoned = np.isnan(m) | (m == np.inf)
         m = np.where(np.isfinite(m), m, 0.0)
         e = np.exp(z - m)
         s = e.sum(axis=-1, keepdims=True)
@@ -120,7 +122,17 @@ def softmax(
             out = np.where(s > 0, z - m - np.log(np.where(s > 0, s, 1.0)), -np.inf)
         else:
             out = np.where(s > 0, e / np.where(s > 0, s, 1.0), 0.0)
-    return out.astype(x.dtype)
+    return np.where(poisoned & visible, np.nan, out).astype(x.dtype)
+
+
+def logsumexp(x: np.ndarray) -> np.ndarray:
+    """float64 (R,): log(sum_j exp(x[r, j])) of each row of x (R, N); -inf for an empty or all -inf
+    row, NaN for a row holding a NaN, else +inf for one holding a +inf."""
+    z = x.astype(np.float64)
+    m = np.max(z, axis=-1, initial=-np.inf)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return shift + np.log(np.exp(z - shift[:, None]).sum(axis=-1))
 
 
 def layer_norm(

@@ -1,9 +1,12 @@
-"""softmax and log_softmax over the last axis, with scale, additive mask, lengths and causal masking.
+"""softmax and log_softmax over the last axis, with scale, additive mask, lengths and causal masking;
+logsumexp of each row.
 
 The masking contract is `reference.softmax`'s; the kernel is `native/_softmax.pyx`.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .. import _native
 from . import _checks, _dispatch, reference
@@ -39,3 +42,17 @@ def softmax(x, *, scale=1.0, mask=None, lengths=None, causal_q=0, out=None, n_th
 def log_softmax(x, **kwargs):
     """log of `softmax` (same arguments), computed stably: masked columns are -inf."""
     return softmax(x, log=True, **kwargs)
+
+
+def logsumexp(x, *, n_threads=1):
+    """float64 log(sum(exp(x))) over the last axis of host x (..., N) -> (...); see `reference.logsumexp`.
+    log_softmax(x)[..., j] = x[..., j] - logsumexp(x): one token's log-probability without a row of them."""
+    _checks.host_array(x, "x", "logsumexp")
+    x = _checks.float_array(x, "x")
+    x2 = _checks.rows(x, "x")
+    out = np.empty(x2.shape[0], dtype=np.float64)
+    if _kernels is None:
+        out[...] = reference.logsumexp(x2)
+    else:
+        _kernels.logsumexp(x2, out, n_threads)
+    return out.reshape(x.shape[:-1])

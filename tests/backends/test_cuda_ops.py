@@ -75,6 +75,20 @@ def test_softmax_masks_lengths_and_causal(dtype, log):
     check(got, want, dtype)
 
 
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_nan_in_nan_out(log):
+    """NaN (either sign) or +inf among a row's visible logits: its visible outputs are NaN, as on the
+    CPU; masked columns keep 0 (log: -inf) and a masked-off NaN changes nothing."""
+    x = rand(np.random.default_rng(9), (5, 37))
+    x[0, 3], x[1, 36], x[2, 0], x[3, 30] = np.nan, -np.nan, np.inf, np.nan
+    lengths = np.array([20, 37, 37, 25, 37], np.int32)
+    got = cupy.asnumpy(ops.softmax(cupy.asarray(x), lengths=lengths, log=log))
+    want = reference.softmax(x, 1.0, None, lengths, 0, log)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[:3, :20]).all() and not np.isnan(got[3:]).any()
+    np.testing.assert_allclose(got[3:], want[3:], **TOL[np.float32])
+
+
 @pytest.mark.parametrize("causal_q", [1, 3])
 def test_softmax_causal_decoding_and_device_lengths(causal_q):
     rng = np.random.default_rng(2)

@@ -9,6 +9,7 @@ import pytest
 from hf_reference import HFAdapter, tiny_decoder
 
 from aiotranslate.decoding import DecodingOptions, decode, truncate_input
+from aiotranslate.ops import reference
 
 PROMPTS = [[1, 5, 7, 9], [1, 3], [1, 8, 8, 4, 4, 30]]
 END_IDS = (19, 52)
@@ -131,3 +132,20 @@ def test_truncate_input():
     assert truncate_input([1, 2, 3], 0) == [1, 2, 3]
     with pytest.raises(ValueError):
         truncate_input([1], -1)
+
+
+def test_greedy_scores_are_log_softmax_of_the_processed_logits(adapter):
+    """Greedy search scores its token as logit - logsumexp(logits): the log_softmax value of the chosen
+    token in the logits after the processors (which return_logits_vocab returns), summed over steps."""
+    results = _decode(adapter, return_scores=True, return_logits_vocab=True, return_prefix=False,
+                      return_end_token=True, length_penalty=0, min_length=3, repetition_penalty=1.3)
+    for result in results:
+        logits, tokens = result.logits[0], result.hypotheses[0]
+        log_probs = reference.softmax(logits.astype(np.float64), log=True)[np.arange(len(tokens)), tokens]
+        np.testing.assert_allclose(result.scores[0], log_probs.sum(), rtol=1e-5)
+
+
+def test_greedy_score_of_a_fully_banned_vocabulary_is_minus_inf(adapter):
+    results = _decode(adapter, [PROMPTS[0]], disable_ids=tuple(range(adapter.vocab_size)), max_length=2,
+                      return_scores=True, return_prefix=False)
+    assert results[0].scores == [-np.inf]

@@ -73,3 +73,24 @@ def test_no_processor_leaves_logits_alone():
     before = logits.copy()
     LogitsProcessors(DecodingOptions())(logits, [[1, 2], [], [3]], np.array([True, False, True]))
     np.testing.assert_array_equal(logits, before)
+
+
+def test_apply_bans_in_place_and_builds_histories_only_when_read():
+    """The searches hand over their own logits: apply changes that array (no (R, V) copy) and asks
+    for the histories only when a processor reads them."""
+    asked = []
+
+    def histories():
+        asked.append(True)
+        return [[1, 2], [3]]
+
+    logits = _logits(2)
+    expected = logits.copy()
+    expected[0, [10, 11]] = -np.inf  # row 0 is below its minimum length
+    LogitsProcessors(DecodingOptions(end_ids=(10, 11))).apply(logits, histories, np.array([False, True]))
+    np.testing.assert_array_equal(logits, expected)
+    assert not asked
+    LogitsProcessors(DecodingOptions(end_ids=(10, 11))).apply(logits, histories, np.array([True, True]))
+    np.testing.assert_array_equal(logits, expected)  # nothing to ban
+    LogitsProcessors(DecodingOptions(repetition_penalty=2.0)).apply(logits, histories, np.array([True, True]))
+    assert asked and logits[0, 1] != expected[0, 1]

@@ -1,5 +1,7 @@
 """softmax / log_softmax: the native kernel against ops.reference, through the public ops wrapper."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -161,3 +163,72 @@ def test_kernel_checks_shapes_itself():
         kernel.softmax(x, np.empty((4, 5)), 1.0, np.zeros((3, 5)), None, 0, False, 1)
     with pytest.raises(ValueError):
         kernel.softmax(x, np.empty((4, 5)), 1.0, None, np.zeros(3, np.int32), 0, False, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log", [False, True])
+def test_nan_in_nan_out(dtype, log):
+    """A NaN (either sign) or +inf among a row's visible logits makes its visible outputs NaN, in the
+    kernel and the reference alike; masked columns keep 0 (log: -inf), and a NaN that is masked off
+    changes nothing."""
+    x = np.random.default_rng(5).standard_normal((7, 37)).astype(dtype)
+    x[0, 3] = np.nan
+    x[1, 36] = -np.nan  # sign bit set: below -inf in the kernel's integer order of floats
+    x[2, 0] = np.inf
+    x[3, :] = -np.inf
+    x[3, 9] = np.nan  # NaN among -inf only: the max
+    x[4, :] = -np.inf
+    x[4, 9] = -np.nan  # -NaN among -inf only: the max is -inf, yet the row is not empty
+    x[5, 30] = np.nan  # past this row's length: masked, ignored
+    lengths = np.array([20, 37, 37, 37, 37, 25, 37], np.int32)
+    out = ops.softmax(x, lengths=lengths, log=log)
+    expected = reference.softmax(x, lengths=lengths, log=log)
+    visible = np.arange(37)[None, :] < lengths[:, None]
+    assert np.isnan(out[:5][visible[:5]]).all()
+    assert (out[0, 20:] == (-np.inf if log else 0.0)).all()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert not np.isnan(out[5:]).any()
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=RTOL[dtype], atol=8 * np.finfo(dtype).eps * 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (1, 1), (2, 17), (3, 33), (4, 1029), (2, 3, 50)])
+def test_logsumexp_matches_reference_and_log_softmax(dtype, shape):
+    x = (np.random.default_rng(6).standard_normal(shape) * 5).astype(dtype)
+    out = ops.logsumexp(x)
+    assert out.shape == shape[:-1] and out.dtype == np.float64
+    rows = x.reshape(math.prod(shape[:-1]), shape[-1])
+    np.testing.assert_allclose(out, reference.logsumexp(rows).reshape(shape[:-1]), rtol=RTOL[dtype])
+    # x - logsumexp(x) is log_softmax(x): how greedy search scores its token
+    log_softmax = reference.softmax(rows, log=True).reshape(shape)
+    np.testing.assert_allclose(x - out[..., None], log_softmax, rtol=RTOL[dtype], atol=8 * np.finfo(dtype).eps * 20)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logsumexp_special_rows(dtype):
+    x = np.zeros((7, 40), dtype)
+    x[0, :] = -np.inf  # empty sum: -inf
+    x[1, 5] = np.nan
+    x[2, 7] = -np.nan
+    x[3, 1] = np.inf  # +inf alone: +inf
+    x[4, 1], x[4, 2] = np.inf, -np.nan  # NaN wins
+    x[5, :] = -np.inf
+    x[5, 3] = -np.nan  # among -inf only
+    x[6] = np.array([1000.0, -1000.0] * 20, dtype)  # stable with large values
+    out = ops.logsumexp(x)
+    expected = [-np.inf, np.nan, np.nan, np.inf, np.nan, np.nan, 1000.0 + np.log(20.0)]
+    np.testing.assert_allclose(out, expected, rtol=RTOL[dtype])
+    np.testing.assert_allclose(out, reference.logsumexp(x), rtol=RTOL[dtype])
+
+
+def test_logsumexp_thread_count_does_not_change_a_bit():
+    x = np.random.default_rng(7).standard_normal((64, 1000)).astype(np.float32)  # above the grain
+    assert ops.logsumexp(x, n_threads=1).tobytes() == ops.logsumexp(x, n_threads=2).tobytes()
+
+
+def test_logsumexp_bad_arguments_raise():
+    with pytest.raises(TypeError):
+        ops.logsumexp(np.zeros((2, 3), np.int32))
+    with pytest.raises(ValueError):
+        ops.logsumexp(np.zeros((2, 3)), n_threads=0)

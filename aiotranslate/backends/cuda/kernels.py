@@ -93,7 +93,8 @@ __device__ __forceinline__ acc_t activate(acc_t v, int act) {
 // softmax_rows: one block per row of x (R, n); z = scale * x + mask[row % mask_rows] (mask_rows 0:
 // no mask). Columns >= limit are masked, limit = min(n, lengths[row / rows_per_length] if
 // rows_per_length > 0, n - causal_q + row % causal_q + 1 if causal_q > 0). Writes softmax(z), or
-// log_softmax(z) with log_out; a row whose visible sum is 0 is all 0 (log: all -inf), never NaN.
+// log_softmax(z) with log_out; a row whose visible sum is 0 is all 0 (log: all -inf), never NaN; a NaN
+// or +inf among the visible z makes every visible output NaN (NaN in, NaN out, as on the CPU).
 // out may be x: each element is read before the same thread writes it.
 __device__ __forceinline__ acc_t logit(const T* xr, const T* mr, int i, acc_t scale) {
     acc_t z = scale * ld(xr[i]);
@@ -116,12 +117,13 @@ extern "C" __global__ void softmax_rows(const T* x, const T* mask, const int* le
     acc_t m = -AIO_INF;
     for (int i = threadIdx.x; i < limit; i += blockDim.x) m = fmax(m, logit(xr, mr, i, scale));
     m = block_reduce(m, MaxOp(), (acc_t)-AIO_INF);
-    const acc_t shift = fabs(m) < AIO_INF ? m : (acc_t)0;  // all masked: exp(-inf - 0) = 0
+    // all masked: exp(-inf - 0) = 0; a +inf max makes exp(inf - inf) NaN, like a NaN z (fmax skips it)
+    const acc_t shift = m > -AIO_INF ? m : (acc_t)0;
 
     acc_t sum = 0;
     for (int i = threadIdx.x; i < limit; i += blockDim.x) sum += exp(logit(xr, mr, i, scale) - shift);
     sum = block_reduce(sum, SumOp(), (acc_t)0);
-    const bool visible = sum > (acc_t)0;
+    const bool visible = !(sum == (acc_t)0);  // a NaN sum stays visible: NaN out
     const acc_t log_sum = log(sum);
 
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
