@@ -3,8 +3,9 @@ the others: device and package report, the CPU extension (built with plain meson
 kernel compilation, the `gpu` tests (every op against the numpy reference; greedy parity of tiny
 Marian, GPT-2 and Llama with the CPU path; the engines with device="cuda"), op timings against
 numpy, then decoding throughput of an OPUS-MT-shaped model (6+6 layers, d 512, FFN 2048, vocabulary
-58101, random weights): tokens/s at batch 1 and 32 for 1 and 2 workers on one GPU, float32 and
-float16, and ctranslate2 on CUDA in the same shape when it is importable there.
+58101, random weights): tokens/s at batch 1 and 32 for 1 and 2 workers on one GPU, float32,
+float16 and bfloat16 (bfloat16 on compute capability 8.0 or later), and ctranslate2 on CUDA in the
+same shape and types when it is importable there.
 
     PYTHONPATH=. python3 benchmarks/gpu_check.py
 
@@ -157,6 +158,13 @@ def run_tests() -> tuple[bool, str]:
 # ---------------------------------------------------------------- timings
 
 
+def bf16_gpu() -> bool:
+    """GPU 0 runs bfloat16 GEMMs (compute capability 8.0 or later)."""
+    from aiotranslate.models.device import BF16_MIN_CAPABILITY, cuda_compute_capability
+
+    return cuda_compute_capability(0) >= BF16_MIN_CAPABILITY
+
+
 def numpy_softmax(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -197,6 +205,8 @@ def cases(rng):
     import cupy
 
     from aiotranslate import ops as gpu
+    from aiotranslate.models.device_bf16 import BF16DeviceLinear, bf16_bits
+    from aiotranslate.ops import reference
 
     def f32(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -216,6 +226,11 @@ def cases(rng):
         h, d = both(f32(m, k), f32(n, k, scale=k**-0.5), f32(n))
         yield (f"linear+bias M={m} K={k} N={n}", 2 * m * k * n, "TFLOP/s",
                lambda d=d: gpu.linear(*d), lambda h=h: h[0] @ h[1].T + h[2])
+        if bf16_gpu():  # the same product with bf16 weights; numpy on the bf16-rounded operands
+            lin = BF16DeviceLinear(cupy.asarray(bf16_bits(h[1])), d[2])
+            xr, wr = reference.bf16_round(h[0]), reference.bf16_round(h[1])
+            yield (f"bf16 linear+bias M={m} K={k} N={n}", 2 * m * k * n, "TFLOP/s",
+                   lambda d=d, lin=lin: lin(d[0]), lambda h=h, xr=xr, wr=wr: xr @ wr.T + h[2])
 
     g, t, dh = 64, 128, 64
     (q, kc, p), (qd, kd, pd) = both(f32(g, t, dh, scale=dh**-0.5), f32(g, t, dh), f32(g, t, t))
@@ -281,6 +296,7 @@ def ours(path: Path, compute_type: str):
             engines[workers] = Translator(path, device="cuda", compute_type=compute_type,
                                           inter_threads=workers, intra_threads=1)  # fmt: skip
         t = engines[workers]
+        assert t.compute_type == compute_type, f"{compute_type} ran as {t.compute_type}"
         options = dict(beam_size=1, max_decoding_length=NEW_TOKENS, min_decoding_length=NEW_TOKENS)
         futures = [t.submit_translate_batch(sources, **options) for _ in range(workers)]
         for f in futures:
@@ -322,8 +338,9 @@ def run_throughput() -> list[str]:
     path = marian(Path(tempfile.mkdtemp(prefix="aiotranslate-opus-")) / "opus", **OPUS)
     rows = [f"OPUS-MT shape {OPUS}, {SOURCE_TOKENS} source -> {NEW_TOKENS} target tokens, greedy"]
     print(rows[0])
-    engines = [(f"aiotranslate {c}", ours, c) for c in ("float32", "float16")]
-    engines += [(f"ctranslate2 {c}", ctranslate2_engine, c) for c in ("float32", "float16")]
+    types = ("float32", "float16", "bfloat16") if bf16_gpu() else ("float32", "float16")
+    engines = [(f"aiotranslate {c}", ours, c) for c in types]
+    engines += [(f"ctranslate2 {c}", ctranslate2_engine, c) for c in types]
     for label, make, compute_type in engines:
         try:
             run, close = make(path, compute_type)

@@ -8,11 +8,13 @@ Effective types on the CPU:
     bfloat16       linear layers bfloat16 (AVX512_BF16), products summed in float32
 Embedding tables, norms and attention stay float32 in every type.
 
-On a CUDA GPU the effective types are float32 and float16 (weights and activations in float16,
-products and reductions accumulated in float32: cuBLAS and the raw kernels). There are no int8 GPU
-kernels and CuPy has no bfloat16 dtype, so the other requests fall back as CTranslate2 falls back on
-a GPU without them (`CUDA_REQUESTS`): int8, int16 and int8_float16 -> float16; int8_float32 ->
-float32; bfloat16 and int8_bfloat16 -> float32. "auto" is float16 there.
+On a CUDA GPU the effective types are float32, float16 (weights and activations in float16,
+products and reductions accumulated in float32: cuBLAS and the raw kernels) and bfloat16 (linear,
+embedding and output-projection weights in bfloat16, activations float32, products summed in
+float32: `models.device_bf16`) on GPUs of compute capability 8.0 or later. There are no int8 GPU
+kernels, so the other requests fall back as CTranslate2 falls back on a GPU without them
+(`CUDA_REQUESTS`): int8, int16 and int8_float16 -> float16; int8_float32 -> float32;
+int8_bfloat16 -> bfloat16; and bfloat16 on a GPU before 8.0 -> float32. "auto" is float16 there.
 
 Requests resolve as CTranslate2 documents for x86-64 CPUs (docs/quantization.md, "Implicit type
 conversion on load"): "int8" keeps the model's float type (float32 here: int8_float32);
@@ -27,11 +29,12 @@ entry of the device.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .. import _native
 from ..backends.devices import resolve_device
 from ..layers.quantized import quantize_model
+from ..models.device import BF16_MIN_CAPABILITY, cuda_compute_capability
 
 NAMES = (
     "default", "auto", "float32", "float", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
@@ -49,7 +52,8 @@ REQUESTS = {
     "int8_bfloat16": "int8_bfloat16",
     "bfloat16": "bfloat16",
 }
-# The same for a CUDA GPU: what our float32/float16 GPU kernels run instead.
+# The same for a CUDA GPU: what our float32/float16/bfloat16 GPU kernels run instead (bfloat16 where
+# every listed GPU supports it, else float32).
 CUDA_REQUESTS = {
     "float32": "float32",
     "float": "float32",
@@ -58,8 +62,8 @@ CUDA_REQUESTS = {
     "int16": "float16",
     "int8_float16": "float16",
     "int8_float32": "float32",
-    "int8_bfloat16": "float32",
-    "bfloat16": "float32",
+    "int8_bfloat16": "bfloat16",
+    "bfloat16": "bfloat16",
 }
 # Effective type -> (weight type of the linear layers, of the output projection) for quantize_model.
 WEIGHTS = {
@@ -73,10 +77,12 @@ WEIGHTS = {
 def get_supported_compute_types(device: str = "cpu", device_index: int = 0) -> set[str]:
     """The compute types this build runs efficiently on `device` (CTranslate2's function of the same
     name): float32 always; int8 and int8_float32 with the int8 kernels; bfloat16 and int8_bfloat16
-    where the CPU has AVX512_BF16; on a CUDA GPU, float32 and float16."""
+    where the CPU has AVX512_BF16; on a CUDA GPU, float32 and float16, and bfloat16 from compute
+    capability 8.0."""
     device, _ = resolve_device(device, device_index)
     if device == "cuda":
-        return {"float32", "float16"}
+        bf16 = cuda_compute_capability(device_index) >= BF16_MIN_CAPABILITY
+        return {"float32", "float16"} | ({"bfloat16"} if bf16 else set())
     supported = {"float32"}
     if _native.load("_qgemm") is not None:
         supported |= {"int8", "int8_float32"}
@@ -86,10 +92,15 @@ def get_supported_compute_types(device: str = "cpu", device_index: int = 0) -> s
     return supported
 
 
-def resolve(compute_type: str | Mapping[str, str], device: str = "cpu", stored: str = "float32") -> str:
-    """The effective compute type of a request on `device` ("cpu", "cuda" or "auto") for a model
-    stored as `stored`."""
-    device, _ = resolve_device(device)
+def resolve(
+    compute_type: str | Mapping[str, str],
+    device: str = "cpu",
+    stored: str = "float32",
+    device_index: int | Sequence[int] = 0,
+) -> str:
+    """The effective compute type of a request on `device` ("cpu", "cuda" or "auto") and its GPUs
+    `device_index` for a model stored as `stored`."""
+    device, indices = resolve_device(device, device_index)
     if isinstance(compute_type, Mapping):
         compute_type = compute_type.get(device, "default")
     if compute_type not in NAMES:
@@ -97,7 +108,10 @@ def resolve(compute_type: str | Mapping[str, str], device: str = "cpu", stored: 
     if device == "cuda":
         if compute_type in ("default", "auto"):
             compute_type = stored if compute_type == "default" else "float16"
-        return CUDA_REQUESTS[compute_type]
+        wanted = CUDA_REQUESTS[compute_type]
+        if wanted == "bfloat16" and any(cuda_compute_capability(i) < BF16_MIN_CAPABILITY for i in indices):
+            return "float32"
+        return wanted
     supported = get_supported_compute_types(device)
     if compute_type == "default":
         compute_type = stored

@@ -7,7 +7,7 @@ exit (SystemExit(0)): the constructor does not return on them.
 The compute type is resolved against the model and the CPU (`compute_type.resolve`) and applied to
 the loaded model once, before any worker shares it; tensor parallelism shards float32 layers only.
 On CUDA (`device="cuda"`, or "auto" with a GPU), the model is loaded once on the host and copied
-once to each listed GPU (`models.device.to_device`, float32 or float16 weights): the workers of a
+once to each listed GPU (`models.device.to_device`, float32, float16 or bfloat16 weights): the workers of a
 GPU share its copy, and `LoadedModel.release` frees those copies when the engine closes.
 """
 
@@ -94,7 +94,8 @@ def load(
     device_indices: tuple[int, ...] = (0,),
 ) -> LoadedModel:
     model = load_model(model_path)
-    effective = compute.resolve(compute_type, device, getattr(model, "stored_compute_type", "float32"))
+    stored = getattr(model, "stored_compute_type", "float32")
+    effective = compute.resolve(compute_type, device, stored, device_indices)
     if device == "cpu":
         return finish(compute.apply(model, effective), model_path, effective)
     loaded = finish(model, model_path, effective)

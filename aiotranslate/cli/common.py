@@ -10,21 +10,53 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from ..api.compute_type import NAMES
+from ..backends.devices import DEVICES, resolve_device
+
 
 class CliError(Exception):
     """A user error the command reports in one line."""
 
 
+def device_indices(text: str) -> list[int]:
+    """--device-index: "1" or "0,1" -> [1] or [0, 1]."""
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N,N,... (GPU indices), got {text!r}") from None
+    if any(i < 0 for i in indices):
+        raise argparse.ArgumentTypeError(f"GPU indices are >= 0, got {text!r}")
+    return indices
+
+
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
+    group.add_argument("--device", choices=DEVICES, default="cpu",
+                       help="where the model runs; auto: a CUDA GPU when CuPy sees one (default: cpu)")
+    group.add_argument("--device-index", type=device_indices, default=[0], metavar="N[,N...]",
+                       help="the GPUs, --inter-threads workers on each (default: 0)")
+    group.add_argument("--compute-type", choices=NAMES, default="default", metavar="TYPE",
+                       help=f"weight and compute type, as CTranslate2's: {', '.join(NAMES)} (default: default)")
     group.add_argument("--inter-threads", type=int, default=1, metavar="N",
                        help="workers running batches in parallel, sharing the weights (default: 1)")
     group.add_argument("--intra-threads", type=int, default=0, metavar="N",
                        help="threads of each worker's kernels (default: 0, the cores split between workers)")
 
 
-def engine_options(args: argparse.Namespace) -> dict[str, int]:
-    return {"inter_threads": args.inter_threads, "intra_threads": args.intra_threads}
+def engine_options(args: argparse.Namespace) -> dict:
+    """The engines' keyword arguments. The device is checked here, so that "cuda" without CuPy or
+    without a GPU is the one-line error that says what to install or check."""
+    try:
+        resolve_device(args.device, args.device_index)
+    except (ImportError, RuntimeError) as e:
+        raise CliError(str(e)) from e
+    return {
+        "device": args.device,
+        "device_index": args.device_index,
+        "compute_type": args.compute_type,
+        "inter_threads": args.inter_threads,
+        "intra_threads": args.intra_threads,
+    }
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:

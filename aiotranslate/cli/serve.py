@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from .common import CliError, add_engine_options
+from .common import CliError, add_engine_options, engine_options
 
 SERVER_EXTRA_HINT = "pip install 'aiotranslate[server]'"
 
@@ -40,12 +40,13 @@ def run(args: argparse.Namespace) -> None:
 
     from ..server import ServerConfig, create_app
 
+    engine = engine_options(args)
+    engine["device_index"] = tuple(engine["device_index"])  # a frozen config
     config = ServerConfig(
         max_body_bytes=args.max_body_bytes,
         max_tokens=args.max_tokens,
-        inter_threads=args.inter_threads,
-        intra_threads=args.intra_threads,
         max_queued_batches=args.max_queued_batches,
+        **engine,
     )
     app = create_app(args.model or ["en-pt"], config)
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop" if args.uvloop else "asyncio", ws="none",

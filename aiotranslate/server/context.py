@@ -31,13 +31,21 @@ class ServerConfig:
     default_chat_tokens: int = 512  # chat completions without max_tokens (completions default to 16)
     max_texts: int = 256  # texts in one translation or embedding request
     retry_after_s: int = 1  # what a 429 tells clients to wait
+    device: str = "cpu"  # "cpu", "cuda" or "auto", as the engines take it
+    device_index: int | tuple[int, ...] = 0  # the GPUs, inter_threads workers on each
+    compute_type: str = "default"
     inter_threads: int = 1
     intra_threads: int = 0
     max_queued_batches: int = 0
 
-    def engine_options(self) -> dict[str, int]:
+    def engine_options(self) -> dict:
         return dict(
-            inter_threads=self.inter_threads, intra_threads=self.intra_threads, max_queued_batches=self.max_queued_batches
+            device=self.device,
+            device_index=self.device_index if isinstance(self.device_index, int) else list(self.device_index),
+            compute_type=self.compute_type,
+            inter_threads=self.inter_threads,
+            intra_threads=self.intra_threads,
+            max_queued_batches=self.max_queued_batches,
         )
 
 

@@ -16,6 +16,7 @@ import types
 import numpy as np
 
 from aiotranslate import _native
+from aiotranslate.ops import reference
 
 
 class ndarray:  # noqa: N801 - cupy's name, which `backends.is_cuda_array` looks for
@@ -200,8 +201,15 @@ class _Pool:
         return 0
 
 
+class _Device(contextlib.nullcontext):
+    compute_capability = "80"  # a test may lower it (monkeypatch) to see the bfloat16 fallback
+
+    def __init__(self, index=0):
+        super().__init__()
+
+
 cuda = types.SimpleNamespace(
-    Device=lambda index=0: contextlib.nullcontext(),
+    Device=_Device,
     Stream=_Stream,
     get_current_stream=lambda: _Stream(),
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, deviceSynchronize=lambda: None),
@@ -217,8 +225,22 @@ def _unwrapped(fn):
     return call
 
 
+def _bf16_values(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _bf16_linear(x, w, bias, act, residual, out, n_threads=1):
+    """The arithmetic the CUDA bf16 linear runs (x and w in bf16, sums in float32), in numpy."""
+    out[...] = reference.bf16_linear(x, _bf16_values(w), bias, act, residual)
+
+
+def _embedding_bf16(ids, table, scale, out, n_threads=1):
+    out[...] = reference.embedding(ids, _bf16_values(table), scale)
+
+
 def kernels_module() -> types.ModuleType:
-    """`backends.cuda.ops`' interface over the CPU kernels (the reference where they are missing)."""
+    """`backends.cuda.ops`' interface over the CPU kernels (the reference where they are missing);
+    the bfloat16 kernels are their numpy reference."""
     module = types.ModuleType("aiotranslate.backends.cuda.ops")
     families = {"_softmax": ["softmax"], "_norms": ["layer_norm", "rms_norm"], "_gemm": ["linear", "batched_matmul"],
                 "_activations": ["bias_activation", "swiglu"], "_positions": ["rotary", "embedding"],
@@ -229,5 +251,6 @@ def kernels_module() -> types.ModuleType:
             raise RuntimeError(f"the fake CUDA kernels need the CPU extension ({family})")
         for name in names:
             setattr(module, name, _unwrapped(getattr(native, name)))
+    module.bf16_linear, module.embedding_bf16 = _unwrapped(_bf16_linear), _unwrapped(_embedding_bf16)
     return module
 

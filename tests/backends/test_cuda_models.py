@@ -20,6 +20,8 @@ from aiotranslate.models import load_model
 from aiotranslate.models.device import to_device
 
 pytestmark = requires_gpu
+BF16_GPU = cupy is not None and int(cupy.cuda.Device(0).compute_capability) >= 80
+needs_bf16 = pytest.mark.skipif(not BF16_GPU, reason="bfloat16 GEMMs need compute capability 8.0")
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,12 @@ def checkpoints(tmp_path_factory):
     return {name: build(root / name) for name, build in {**BUILDERS, "bert": bert}.items()}
 
 
-@pytest.mark.parametrize("dtype, bar", [("float32", 1.0), ("float16", 0.9)])
+@pytest.mark.parametrize(
+    "dtype, bar", [("float32", 1.0), ("float16", 0.9), pytest.param("bfloat16", 0.9, marks=needs_bf16)]
+)
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_greedy_tokens_on_the_gpu_equal_the_cpu(checkpoints, name, dtype, bar):
-    """float32: every token; float16: at least 90% of them."""
+    """float32: every token; float16 and bfloat16: at least 90% of them."""
     host = load_model(checkpoints[name])
     want = greedy(host, name)
     with cupy.cuda.Device(0):
@@ -49,6 +53,17 @@ def test_device_twin_leaves_the_host_model_and_keeps_shared_tables_shared(checkp
     rotary = llama.layers[0].attention.rotary
     assert rotary is llama.layers[1].attention.rotary  # still one Rotary for every layer
     assert all(is_cuda_array(t) and t.dtype == np.float32 for t in rotary._tables)
+
+
+@needs_bf16
+def test_bfloat16_twin_halves_the_weights_and_shares_the_tied_table(checkpoints):
+    host = load_model(checkpoints["gpt2"])  # LM head tied to the token table
+    twin = to_device(host, 0, "bfloat16")
+    assert twin.embedding.bits.dtype == np.uint16 and twin.lm_head.weight is twin.embedding.bits
+    down = twin.layers[0].ffn.down
+    assert down.weight.dtype == np.uint16 and down.weight.nbytes * 2 == host.layers[0].ffn.down.weight.nbytes
+    assert down.bias.dtype == np.float32 and twin.final_norm.gamma.dtype == np.float32
+    assert twin.positions.table.dtype == np.float32
 
 
 # engine, its thread-API method, inputs, options, the result field compared
@@ -73,7 +88,10 @@ def test_engines_on_cuda_match_the_cpu(checkpoints, name, device_index):
     assert got == want * 4
 
 
-@pytest.mark.parametrize("compute_type, tolerance", [("float32", 1e-4), ("float16", 2e-2)])
+@pytest.mark.parametrize(
+    "compute_type, tolerance",
+    [("float32", 1e-4), ("float16", 2e-2), pytest.param("bfloat16", 5e-2, marks=needs_bf16)],
+)
 def test_encoder_on_cuda_matches_the_cpu(checkpoints, compute_type, tolerance):
     inputs = [[2, 5, 6, 7, 3], [2, 9, 3]]
     with Encoder(checkpoints["bert"], intra_threads=1) as cpu:
@@ -84,6 +102,21 @@ def test_encoder_on_cuda_matches_the_cpu(checkpoints, compute_type, tolerance):
         a, b = getattr(got, name), getattr(want, name)
         assert isinstance(a, np.ndarray) and a.dtype == np.float32  # handed over on the host
         np.testing.assert_allclose(a, b, atol=tolerance * np.abs(b).max(), err_msg=name)
+
+
+@needs_bf16
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engines_run_bfloat16_on_cuda(checkpoints, name):
+    """compute_type="bfloat16" is bfloat16 on this GPU (no silent float32), two workers agree with
+    the CPU's float32 on 90% of the tokens."""
+    engine_class, submit, inputs, options, field = ENGINES[name]
+    with engine_class(checkpoints[name], intra_threads=1) as cpu:
+        want = [getattr(r, field)[0] for r in getattr(cpu, submit)(inputs, **options).result()]
+    with engine_class(checkpoints[name], device="cuda", compute_type="bfloat16", inter_threads=2, intra_threads=1) as gpu:
+        assert gpu.compute_type == "bfloat16"
+        futures = [getattr(gpu, submit)([x], **options) for x in inputs]
+        got = [getattr(f.result()[0], field)[0] for f in futures]
+    assert agreement(got, want) >= 0.9, (got, want)
 
 
 def test_auto_picks_the_gpu_and_close_frees_the_weights(checkpoints):

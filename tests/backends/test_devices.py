@@ -1,6 +1,6 @@
 """Device selection on a machine without cupy (cupy is hidden when the machine has it): "auto" is
 the CPU, "cuda" names the package to install, no GPU is counted, and the CUDA compute types fall
-back as CTranslate2's do on a GPU without int8 or bfloat16."""
+back as CTranslate2's do on a GPU without int8 or bfloat16 (compute capability before 8.0)."""
 
 from __future__ import annotations
 
@@ -50,28 +50,35 @@ def test_cpu_engine_reports_its_device(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "requested, effective",
+    "requested, before_ampere, from_ampere",
     [
-        ("float32", "float32"),
-        ("float", "float32"),
-        ("float16", "float16"),
-        ("auto", "float16"),
-        ("default", "float32"),
-        ("int8", "float16"),
-        ("int16", "float16"),
-        ("int8_float16", "float16"),
-        ("int8_float32", "float32"),
-        ("bfloat16", "float32"),
-        ("int8_bfloat16", "float32"),
-        ({"cuda": "float16", "cpu": "int8"}, "float16"),
+        ("float32", "float32", "float32"),
+        ("float", "float32", "float32"),
+        ("float16", "float16", "float16"),
+        ("auto", "float16", "float16"),
+        ("default", "float32", "float32"),
+        ("int8", "float16", "float16"),
+        ("int16", "float16", "float16"),
+        ("int8_float16", "float16", "float16"),
+        ("int8_float32", "float32", "float32"),
+        ("bfloat16", "float32", "bfloat16"),
+        ("int8_bfloat16", "float32", "bfloat16"),
+        ({"cuda": "float16", "cpu": "int8"}, "float16", "float16"),
     ],
 )
-def test_cuda_compute_types_resolve_to_what_the_gpu_kernels_run(monkeypatch, requested, effective):
+def test_cuda_compute_types_resolve_to_what_the_gpu_kernels_run(monkeypatch, requested, before_ampere, from_ampere):
+    """bfloat16 needs compute capability 8.0 (checked on every listed GPU); before it, float32."""
     from aiotranslate.api import compute_type
 
-    monkeypatch.setattr(compute_type, "resolve_device", lambda device, index=0: ("cuda", (0,)))
-    assert compute_type.resolve(requested, "cuda") == effective
-    assert compute_type.get_supported_compute_types("cuda") == {"float32", "float16"}
+    capabilities = {0: 75, 1: 80, 2: 90}
+    monkeypatch.setattr(compute_type, "resolve_device", lambda device, index=0: ("cuda", tuple(index)))
+    monkeypatch.setattr(compute_type, "cuda_compute_capability", capabilities.__getitem__)
+    assert compute_type.resolve(requested, "cuda", device_index=[0]) == before_ampere
+    assert compute_type.resolve(requested, "cuda", device_index=[1, 0]) == before_ampere  # one old GPU
+    assert compute_type.resolve(requested, "cuda", device_index=[1, 2]) == from_ampere
+    monkeypatch.setattr(compute_type, "resolve_device", lambda device, index=0: ("cuda", (index,)))
+    assert compute_type.get_supported_compute_types("cuda", 0) == {"float32", "float16"}
+    assert compute_type.get_supported_compute_types("cuda", 2) == {"float32", "float16", "bfloat16"}
 
 
 def test_models_without_device_support_say_so():

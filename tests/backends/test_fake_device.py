@@ -11,7 +11,7 @@ import types
 import fake_cupy
 import numpy as np
 import pytest
-from random_checkpoints import BUILDERS, MAX_LENGTH, PROMPTS, SOURCES, bert, greedy
+from random_checkpoints import BUILDERS, MAX_LENGTH, PROMPTS, SOURCES, agreement, bert, greedy
 
 from aiotranslate import _native
 from aiotranslate.backends import is_cuda_array
@@ -56,6 +56,54 @@ def test_a_device_model_decodes_what_the_host_model_decodes(fake_gpu, checkpoint
     layers = twin.decoder_layers if name == "marian" else twin.layers
     assert all(is_cuda_array(layer.ffn.down.weight) for layer in layers)
     assert greedy(twin, name) == greedy(host, name)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_bfloat16_device_model_agrees_with_the_host_model(fake_gpu, checkpoints, name):
+    """Every linear and embedding becomes a bf16 twin (uint16 bits, half the bytes; a tied table
+    stays one copy), the rest stays float32, and greedy decoding through the unchanged model code
+    (the fake's bf16 kernels are the numpy reference) keeps 90% of the float32 tokens."""
+    from aiotranslate.models import load_model
+    from aiotranslate.models.device import to_device
+    from aiotranslate.models.device_bf16 import BF16DeviceEmbedding, BF16DeviceLinear
+
+    host = load_model(checkpoints[name])
+    twin = to_device(host, 0, "bfloat16")
+    layers = twin.decoder_layers if name == "marian" else twin.layers
+    hosts = host.decoder_layers if name == "marian" else host.layers
+    for layer, host_layer in zip(layers, hosts):
+        down = layer.ffn.down
+        assert isinstance(down, BF16DeviceLinear) and is_cuda_array(down.weight) and down.weight.dtype == np.uint16
+        assert 2 * down.weight.size * down.weight.itemsize == host_layer.ffn.down.weight.nbytes
+    embedding = twin.decoder_embeddings.tokens if name == "marian" else twin.embedding
+    assert isinstance(embedding, BF16DeviceEmbedding) and embedding.table.dtype == np.float32
+    if name in ("marian", "gpt2"):  # output projection tied to the token table
+        assert twin.lm_head.weight is embedding.bits
+    norm = layers[0].norm1 if name == "marian" else twin.final_norm
+    assert is_cuda_array(norm.gamma) and norm.gamma.dtype == np.float32
+    assert agreement(greedy(twin, name), greedy(host, name)) >= 0.9
+
+
+def test_bfloat16_on_a_gpu_before_ampere_falls_back_or_says_so(fake_gpu, checkpoints, monkeypatch):
+    """compute_type="bfloat16" runs float32 there (CTranslate2's fallback); asking to_device for
+    bf16 weights on such a GPU is a clear error, never float32 in disguise."""
+    import aiotranslate
+    from aiotranslate.models import load_model
+    from aiotranslate.models.device import to_device
+    from aiotranslate.models.device_bf16 import BF16DeviceLinear
+
+    with aiotranslate.Generator(checkpoints["llama"], device="cuda", compute_type="bfloat16", intra_threads=1) as g:
+        assert g.compute_type == "bfloat16"
+        assert isinstance(g._loaded.replicas[0].lm_head, BF16DeviceLinear)
+        got = g.submit_generate_batch(PROMPTS, max_length=MAX_LENGTH).result()
+    with aiotranslate.Generator(checkpoints["llama"], intra_threads=1) as cpu:
+        want = cpu.submit_generate_batch(PROMPTS, max_length=MAX_LENGTH).result()
+    assert agreement([r.sequences_ids[0] for r in got], [r.sequences_ids[0] for r in want]) >= 0.9
+    monkeypatch.setattr(fake_cupy._Device, "compute_capability", "75")
+    with aiotranslate.Generator(checkpoints["llama"], device="cuda", compute_type="bfloat16", intra_threads=1) as g:
+        assert g.compute_type == "float32"
+    with pytest.raises(ValueError, match=r"compute capability 7\.5\) has no bfloat16"):
+        to_device(load_model(checkpoints["llama"]), 0, "bfloat16")
 
 
 # engine, its thread-API method, inputs, options, the result field compared

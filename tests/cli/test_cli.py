@@ -81,6 +81,67 @@ def test_user_errors_print_one_line_and_exit_1(models, capsys, monkeypatch, tmp_
     assert err.count("\n") == 1 and err.startswith(f"aiotranslate {argv[0]}: error: ") and message in err
 
 
+def test_device_and_compute_type_options_reach_the_engine(models, capsys, monkeypatch):
+    """--device, --device-index and --compute-type are the engines' arguments of the same names."""
+    from aiotranslate.cli import translate as command
+
+    seen = {}
+
+    class Recording(Translator):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+            seen["effective"] = self.compute_type
+
+    monkeypatch.setattr(command, "Translator", Recording)
+    expected = asyncio.run(translations(models.translator, [LINES[0]]))
+    argv = ["translate", "-m", str(models.translator), *DECODING, "--device", "cpu", "--device-index", "0",
+            "--compute-type", "float", LINES[0]]  # fmt: skip
+    assert run(capsys, *argv) == (0, expected[0] + "\n", "")
+    assert seen == {"device": "cpu", "device_index": [0], "compute_type": "float", "inter_threads": 1,
+                    "intra_threads": 1, "effective": "float32"}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["translate", "generate", "embed"])
+def test_cuda_without_cupy_or_a_gpu_is_a_one_line_error(models, capsys, monkeypatch, command):
+    from aiotranslate.backends import devices
+
+    model = {"translate": models.translator, "generate": models.generator, "embed": models.encoder}[command]
+    argv = [command, "-m", str(model), "--device", "cuda", "--device-index", "0,1", "hello"]
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` fails, as on a machine without it
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith(f"aiotranslate {command}: error: ") and "pip install 'aiotranslate[gpu]'" in err
+    monkeypatch.setattr(devices, "_cupy", lambda: object())  # CuPy present, but no driver or GPU
+    monkeypatch.setattr(devices, "get_cuda_device_count", lambda: 0)
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "") and err.count("\n") == 1 and "CUDA reports no GPU" in err
+
+
+@pytest.mark.parametrize("bad", ["--device=gpu", "--device-index=a", "--device-index=0,-1", "--compute-type=int4"])
+def test_bad_device_options_are_usage_errors(capsys, bad):
+    with pytest.raises(SystemExit) as exit_:
+        main(["translate", bad, "hello"])
+    assert exit_.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_serve_hands_the_device_options_to_every_model(monkeypatch):
+    """The server's config carries them; its engines are opened with `config.engine_options()`."""
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    import aiotranslate.server
+
+    made = {}
+    monkeypatch.setattr(aiotranslate.server, "create_app", lambda specs, config: made.update(config=config) or "app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: made.update(app=app))
+    argv = ["serve", "-m", "x=y", "--device", "cpu", "--device-index", "0", "--compute-type", "int8",
+            "--inter-threads", "2", "--intra-threads", "1", "--max-queued-batches", "3"]  # fmt: skip
+    assert main(argv) == 0 and made["app"] == "app"
+    assert made["config"].engine_options() == {"device": "cpu", "device_index": [0], "compute_type": "int8",
+                                               "inter_threads": 2, "intra_threads": 1, "max_queued_batches": 3}  # fmt: skip
+
+
 def test_generate_prints_the_stream(models, capsys):
     async def expected(chat: bool) -> str:
         async with Generator(models.generator, intra_threads=1) as generator:

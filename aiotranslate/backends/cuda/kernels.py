@@ -13,6 +13,8 @@ Design:
 - RawKernel ignores strides: callers pass C-contiguous arrays. Scalars go as numpy scalars of the
   exact C type (`int` <- int32, `long long` <- int64, `double` <- float64). A pointer that a flag
   disables is never read, so callers pass any array for it (RawKernel has no reliable NULL).
+- bfloat16 weights: `to_bf16` and `embedding_bf16` read and write bf16 bits (unsigned short) and
+  float32 whatever T is; callers launch them from the float32 module.
 - Kernels run on the current CuPy stream, so each worker thread's `with stream:` applies.
 """
 
@@ -219,6 +221,34 @@ extern "C" __global__ void embedding(const int* ids, const T* table, T* out, lon
          i += (long long)gridDim.x * blockDim.x) {
         const long long n = i / c, j = i % c;
         out[i] = st((acc_t)((double)ld(table[(long long)ids[n] * c + j]) * scale));
+    }
+}
+
+// bfloat16 weights (compute_type "bfloat16"): a bf16 value is the upper half of a float32, kept as
+// its raw bits in unsigned short (no cuda_bf16.h needed), whatever T the module is built for.
+// to_bf16 rounds to nearest even as models.device_bf16.bf16_bits does on the host; a NaN stays a
+// (quiet) NaN of the same sign instead of rounding into inf.
+__device__ __forceinline__ unsigned short bf16_from_float(float v) {
+    const unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+extern "C" __global__ void to_bf16(const float* x, unsigned short* out, long long total) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x)
+        out[i] = bf16_from_float(x[i]);
+}
+
+// embedding_bf16: out (N, c) float32 = table[ids[n]] * scale for a bf16 table (V, c) (product in
+// double, as `embedding`); ids already checked in range.
+extern "C" __global__ void embedding_bf16(const int* ids, const unsigned short* table, float* out,
+                                          long long total, int c, double scale) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long n = i / c, j = i % c;
+        const float v = __uint_as_float((unsigned int)table[(long long)ids[n] * c + j] << 16);
+        out[i] = (float)((double)v * scale);
     }
 }
 

@@ -4,12 +4,14 @@ Each function has the name and arguments of its twin in `native/` (`_softmax.sof
 `_norms.layer_norm`, ...): `aiotranslate.ops` checks the arguments once for both backends, then
 calls the module its input's type picks (`ops._dispatch`). So the arrays here are already checked:
 C-contiguous (or strided rows where noted), matching dtypes and shapes, int32 indices on the device.
-The contract of each kernel is its twin in `aiotranslate.ops.reference`.
+The contract of each kernel is its twin in `aiotranslate.ops.reference`. Two have no native twin:
+`bf16_linear` and `embedding_bf16` take bfloat16 weights as uint16 bits, the GPU's own layout
+(`models.device_bf16` calls them; the CPU's bfloat16 packs its weights for `native/_qgemm`).
 
 GEMMs are cuBLAS (through `cupy.matmul`, fp32 unless CUPY_TF32=1; float16 inputs accumulate in
-float32); the fused row and elementwise ops are the raw kernels of `kernels.py`. Everything is
-queued on the current CuPy stream and nothing here synchronizes. `n_threads` is accepted for the
-shared interface and ignored.
+float32; bfloat16 weights through cublasGemmEx, `bf16.bf16_gemm`); the fused row and elementwise
+ops are the raw kernels of `kernels.py`. Everything is queued on the current CuPy stream and
+nothing here synchronizes. `n_threads` is accepted for the shared interface and ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import cupy
 import numpy as np
 
 from ...ops import reference
+from .bf16 import bf16_gemm
 from .kernels import launch_flat, launch_rows
 
 
@@ -98,17 +101,31 @@ def swiglu(x, out, n_threads=1):
     launch_flat("swiglu", x.dtype, out.size, (x, out, np.int64(out.size), np.int32(f)))
 
 
-def linear(x, w, bias, act, residual, out, n_threads=1):
-    """out (M, N) = act(x @ w.T + bias) + residual for x (M, K), w (N, K).
-
-    cuBLAS writes x @ w.T into out (w.T is a transposed view: no copy), then one fused kernel
-    applies bias, activation and residual in place, skipped when there is none of them.
-    out may be residual itself (the residual stream updated in place): the GEMM then goes to a
+def _linear(product, x, w, bias, act, residual, out):
+    """out = act(product(x, w) + bias) + residual: `product(x, w, y)` writes x @ w.T into y, then one
+    fused kernel applies bias, activation and residual in place, skipped when there is none of them.
+    out may be residual itself (the residual stream updated in place): the product then goes to a
     scratch buffer first, since it would overwrite the residual before the epilogue reads it."""
     in_place = residual is not None and residual.data.ptr == out.data.ptr
-    y = cupy.matmul(x, w.T, out=None if in_place else out)
+    y = cupy.empty_like(out) if in_place else out
+    product(x, w, y)
     if bias is not None or residual is not None or act != reference.ACT_NONE:
         _epilogue(y, bias, residual, act, out)
+
+
+def _float_product(x, w, y):
+    cupy.matmul(x, w.T, out=y)  # w.T is a transposed view: no copy
+
+
+def linear(x, w, bias, act, residual, out, n_threads=1):
+    """out (M, N) = act(x @ w.T + bias) + residual for x (M, K), w (N, K), through cuBLAS."""
+    _linear(_float_product, x, w, bias, act, residual, out)
+
+
+def bf16_linear(x, w, bias, act, residual, out, n_threads=1):
+    """`linear` of float32 x (M, K) by a bfloat16 weight w: uint16 bits (N, K) (`bf16_gemm`); bias,
+    residual and out float32."""
+    _linear(bf16_gemm, x, w, bias, act, residual, out)
 
 
 def batched_matmul(a, b, out, trans_b, alpha, n_threads=1):
@@ -135,6 +152,13 @@ def embedding(ids, table, scale, out, n_threads=1):
     c = table.shape[1]
     args = (ids, table, out, np.int64(out.size), np.int32(c), np.float64(scale))
     launch_flat("embedding", table.dtype, out.size, args)
+
+
+def embedding_bf16(ids, table, scale, out, n_threads=1):
+    """`embedding` of a bfloat16 table: uint16 bits (V, C) -> float32 rows out (N, C)."""
+    c = table.shape[1]
+    args = (ids, table, out, np.int64(out.size), np.int32(c), np.float64(scale))
+    launch_flat("embedding_bf16", np.float32, out.size, args)
 
 
 def argmax(x, out, n_threads=1):
