@@ -27,6 +27,7 @@
  *   vphaddd to finish) and share one scalar float loop (fmaf; hardware FMA in the AVX2 copy).
  * - No AMX path: batch-1 decoding, the case this scheme is for, is bound by reading the weight.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -52,13 +53,19 @@ AIO_CLONES void aio_qb_quantize_rows(const float *x, long ldx, long m, long k, i
             const float *r = x + i * ldx + b * BLOCK;
             int8_t *s = xq + i * k + b * BLOCK;
             /* max |x| as the integer max of the sign-cleared bits (as aio_q8_quantize_rows; a NaN
-             * wins and makes the scale NaN) */
+             * wins) */
             int32_t top = 0;
             for (int t = 0; t < BLOCK; t++) {
                 int32_t bits = aio_bits_f32(r[t]) & 0x7fffffff;
                 top = bits > top ? bits : top;
             }
             float amax = aio_from_bits_f32(top);
+            xd[i * nb + b] = amax / 127.0f;
+            if (!(amax <= FLT_MAX)) { /* inf or NaN: s = 0 and the scale makes the block's products NaN */
+                memset(s, 0, BLOCK);
+                xc[i * nb + b] = 0;
+                continue;
+            }
             float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
             int32_t sum = 0;
             for (int t = 0; t < BLOCK; t++) { /* |x * inv| <= 127 (1 + 2^-23)^2: rint is in [-127, 127] */
@@ -66,7 +73,6 @@ AIO_CLONES void aio_qb_quantize_rows(const float *x, long ldx, long m, long k, i
                 s[t] = (int8_t)v;
                 sum += v;
             }
-            xd[i * nb + b] = amax / 127.0f;
             xc[i * nb + b] = 128 * sum;
         }
 }

@@ -13,7 +13,8 @@ void aio_qb_pack(const int8_t *q, long n, long k, uint8_t *packed);
 
 /* Activations: each block of 32 values of the m rows of x (row stride ldx) quantized symmetrically,
  * s = rint(x * (127 / max|x|)) in [-127, 127] into xq (m rows of k); per row and block (m rows of
- * k / 32): xd = max|x| / 127 (0 for a zero block) and xc = 128 * sum(s), the VNNI compensation. */
+ * k / 32): xd = max|x| / 127 (0 for a zero block) and xc = 128 * sum(s), the VNNI compensation.
+ * A block holding inf or NaN gets s = 0 and xd = inf or NaN: its products come out NaN. */
 void aio_qb_quantize_rows(const float *x, long ldx, long m, long k, int8_t *xq, float *xd, int32_t *xc);
 
 /* sums (m, n, k / 32) int32 = the exact block dot products sum_{p in block} s[i, p] q[j, p]: a test hook. */

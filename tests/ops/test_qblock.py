@@ -205,3 +205,14 @@ def test_without_the_extension_the_reference_computes_the_same(monkeypatch):
     monkeypatch.setattr(quantized, "_kernels", None)
     fallback = ops.int8_linear(x, Int8BlockWeight.from_int8(q, scales).select(rows), activation="silu")
     np.testing.assert_allclose(fallback, native_out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_input_spoils_only_its_own_row(bad):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    x[1, 40] = bad
+    weight = Int8BlockWeight.from_int8(*random_weight(rng, 10, 64))
+    out = ops.int8_linear(x, weight, n_threads=2)
+    assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+    np.testing.assert_array_equal(out[[0, 2]], ops.int8_linear(x[[0, 2]], weight))
