@@ -25,7 +25,11 @@
  *   totals in registers (24 zmm); each block ends with sub, convert and FMA per accumulator. AVX2
  *   and portable compute the block sums of a tile into a buffer (AVX2: vpmaddwd on half a panel,
  *   vphaddd to finish) and share one scalar float loop (fmaf; hardware FMA in the AVX2 copy).
- * - No AMX path: batch-1 decoding, the case this scheme is for, is bound by reading the weight.
+ * - AMX (amx-int8; where aio_q_amx allows): whole blocks of 16 rows. tdpbsud is the signed x
+ *   unsigned form, so the same s and u go in: per block, A = 16 rows x 32 bytes of s, and B = one
+ *   block of 16 packed columns as they lie (8 groups x 64 bytes, 256 apart); four C tiles (64
+ *   columns) go through an int32 buffer into the float update of the AVX-512 path, the totals of
+ *   16 x 64 outputs kept in L1. Same exact sums, same FMAs: bitwise the AVX-512 result.
  */
 #include <float.h>
 #include <math.h>
@@ -163,6 +167,78 @@ AIO_T512 static void qb_cols_512(const int8_t *xq, const float *xd, const int32_
     }
 }
 
+enum { AMX_ROWS = 16 }; /* rows of one AMX block */
+
+#ifdef AIO_AMX
+
+/* Palette 1: C tiles 0-3 (16 rows x 16 int32), A tile 4 (16 rows x 32 bytes: one block of s),
+ * B tiles 5-6 (8 groups x 16 columns x 4 bytes). Static: see qgemm_kernels.c's amx_config. */
+static const struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} qb_amx_config __attribute__((aligned(64))) = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, BLOCK, 64, 64},
+    .rows = {16, 16, 16, 16, 16, BLOCK / 4, BLOCK / 4},
+};
+
+/* Whole 16-row blocks of rows [0, m) x one panel (columns [0, w)); returns the rows done. */
+AIO_TAMX static long qb_cols_amx(const int8_t *xq, const float *xd, const int32_t *xc, long m, long k,
+                                 const uint8_t *panel, const float *wd, long ldw, const float *bias, float *out,
+                                 long ldo, long w) {
+    long nb = k / BLOCK, i = 0;
+    int32_t acc[AMX_ROWS * PANEL] __attribute__((aligned(64)));
+    __m512 f[AMX_ROWS][4];
+    for (; i + AMX_ROWS <= m; i += AMX_ROWS) {
+        for (int r = 0; r < AMX_ROWS; r++)
+            for (int v = 0; v < 4; v++) f[r][v] = _mm512_setzero_ps();
+        for (long b = 0; b < nb; b++) {
+            const uint8_t *block = panel + b * BLOCK * PANEL;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            _tile_loadd(4, xq + i * k + b * BLOCK, k);
+            _tile_loadd(5, block, PANEL * 4);
+            _tile_loadd(6, block + 64, PANEL * 4);
+            _tile_dpbsud(0, 4, 5);
+            _tile_dpbsud(1, 4, 6);
+            _tile_loadd(5, block + 128, PANEL * 4);
+            _tile_loadd(6, block + 192, PANEL * 4);
+            _tile_dpbsud(2, 4, 5);
+            _tile_dpbsud(3, 4, 6);
+            _tile_stored(0, acc, PANEL * 4);
+            _tile_stored(1, acc + 16, PANEL * 4);
+            _tile_stored(2, acc + 32, PANEL * 4);
+            _tile_stored(3, acc + 48, PANEL * 4);
+            __m512 wv[4];
+            for (int v = 0; v < 4; v++) wv[v] = _mm512_loadu_ps(wd + b * ldw + 16 * v);
+            for (int r = 0; r < AMX_ROWS; r++) {
+                __m512 sc = _mm512_set1_ps(xd[(i + r) * nb + b]);
+                __m512i cx = _mm512_set1_epi32(xc[(i + r) * nb + b]);
+                for (int v = 0; v < 4; v++)
+                    f[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + r * PANEL + 16 * v), cx)),
+                                              _mm512_mul_ps(sc, wv[v]), f[r][v]);
+            }
+        }
+        for (int v = 0; v < 4 && 16 * v < w; v++) {
+            long left = w - 16 * v;
+            __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + 16 * v) : _mm512_setzero_ps();
+            for (int r = 0; r < AMX_ROWS; r++)
+                _mm512_mask_storeu_ps(out + (i + r) * ldo + 16 * v, mask, _mm512_add_ps(f[r][v], bv));
+        }
+    }
+    return i;
+}
+
+/* The tile configuration is per thread: every call loads it, and releases the tiles at its end. */
+AIO_TAMX static void qb_amx_begin(void) { _tile_loadconfig(&qb_amx_config); }
+
+AIO_TAMX static void qb_amx_end(void) { _tile_release(); }
+#endif
+
 /* AVX2: one row, half a panel (32 columns) at a time: 8 accumulators of 4 columns x 2 partial sums. */
 AIO_T256 static void qb_sums_avx2(const int8_t *xq, long k, long b, const uint8_t *panel, int mr, int32_t *acc) {
     const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
@@ -247,21 +323,34 @@ static void qb_cols_portable(const int8_t *xq, const float *xd, const int32_t *x
 void aio_qb_linear_cols(const int8_t *xq, const float *xd, const int32_t *xc, long m, long k, const uint8_t *packed,
                         const float *wd, long ldw, const float *bias, int act, const float *residual, float *out,
                         long ldo, long c0, long c1) {
-    int isa = aio_q_isa();
+    int isa = aio_q_isa(), amx = m >= AMX_ROWS && isa == AIO_ISA_AVX512 && aio_q_amx();
+    long nb = k / BLOCK;
+#ifdef AIO_AMX
+    if (amx) qb_amx_begin();
+#endif
     for (long c = c0; c < c1; c += PANEL) {
         long w = c1 - c < PANEL ? c1 - c : PANEL;
         const uint8_t *panel = packed + (c / PANEL) * PANEL * k;
         const float *b = bias ? bias + c : NULL;
 #ifdef AIO_X86
-        if (isa == AIO_ISA_AVX512)
-            qb_cols_512(xq, xd, xc, m, k, panel, wd + c, ldw, b, out + c, ldo, w);
-        else if (isa == AIO_ISA_AVX2)
+        if (isa == AIO_ISA_AVX512) {
+            long done = 0;
+#ifdef AIO_AMX
+            if (amx) done = qb_cols_amx(xq, xd, xc, m, k, panel, wd + c, ldw, b, out + c, ldo, w);
+#endif
+            qb_cols_512(xq + done * k, xd + done * nb, xc + done * nb, m - done, k, panel, wd + c, ldw, b,
+                        out + done * ldo + c, ldo, w);
+        } else if (isa == AIO_ISA_AVX2)
             qb_cols_avx2(xq, xd, xc, m, k, panel, wd + c, ldw, b, out + c, ldo, w);
         else
 #endif
             qb_cols_portable(xq, xd, xc, m, k, panel, wd + c, ldw, b, out + c, ldo, w);
         aio_q_finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
     }
+#ifdef AIO_AMX
+    if (amx) qb_amx_end();
+#endif
+    (void)nb;
 }
 
 void aio_qb_block_sums(const int8_t *xq, const int32_t *xc, long m, long k, const uint8_t *packed, long n,

@@ -20,4 +20,10 @@ static inline __attribute__((always_inline)) int32_t load4(const void *p) {
 }
 #endif
 
+/* AMX (amx-int8) where Linux can lend the tile state (aio_q_amx says whether it does). */
+#if defined(AIO_X86) && defined(__linux__)
+#define AIO_AMX 1
+#define AIO_TAMX __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
+#endif
+
 #endif

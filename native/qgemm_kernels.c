@@ -51,12 +51,10 @@
 #ifdef AIO_X86
 #define AIO_TBF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 #endif
-#if defined(AIO_X86) && defined(__linux__)
-#define AIO_AMX 1
+#ifdef AIO_AMX
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#define AIO_TAMX __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
 #endif
 
 enum { PANEL = AIO_Q_PANEL, MR512 = 6 };

@@ -4,8 +4,8 @@ The integer stages are exact: the kernels' quantization of x per block of 32 equ
 `reference.quantize_rows` on each block bit for bit, and their block dot products (VNNI with the
 activation-side compensation, AVX2, portable) equal numpy's int64 sums. The float sum over the
 blocks is checked against `block_reference` to float32 rounding, and is bitwise the same for every
-thread count and every instruction set (the same FMA on the same exact sums). Shapes cross the
-panel (64 columns), the AVX-512 row tile (3) and sizes 0 and 1.
+thread count and every instruction set, AMX included (the same FMA on the same exact sums). Shapes
+cross the panel (64 columns), the AVX-512 row tile (3), the AMX row block (16) and sizes 0 and 1.
 """
 
 import numpy as np
@@ -26,7 +26,10 @@ ISAS = ["avx512", "avx2", "portable"]
 ACTS = [None, "relu", "gelu", "gelu_tanh", "silu"]
 
 # (M, K, N): M and N cross the row tile and the panel, K is blocks of 32
-SHAPES = [(1, 32, 5), (2, 64, 64), (4, 96, 70), (7, 128, 130), (13, 576, 200), (1, 1536, 65), (0, 32, 4), (3, 32, 0)]
+SHAPES = [
+    (1, 32, 5), (2, 64, 64), (4, 96, 70), (7, 128, 130), (13, 576, 200), (1, 1536, 65), (0, 32, 4), (3, 32, 0),
+    (16, 64, 64), (37, 160, 130),  # AMX blocks of 16 rows and the rows left over
+]  # fmt: skip
 
 
 def block_sums(s: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -84,14 +87,18 @@ def test_block_linear_matches_the_reference(isa, m, k, n, act):
 
 
 @needs_native
-def test_results_are_bitwise_equal_for_every_thread_count_and_instruction_set():
+@pytest.mark.parametrize("m", [5, 37])
+def test_results_are_bitwise_equal_for_every_thread_count_and_instruction_set(m):
+    """37 rows: two AMX blocks of 16 (where the CPU has AMX) and 5 rows on AVX-512, against AMX off."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 320)).astype(np.float32)
+    x = rng.standard_normal((m, 320)).astype(np.float32)
     weight = Int8BlockWeight.from_int8(*random_weight(rng, 700, 320))
     first = ops.int8_linear(x, weight, n_threads=1)
     for n_threads in (2, 3, 4):
         np.testing.assert_array_equal(ops.int8_linear(x, weight, n_threads=n_threads), first)
     try:
+        native.set_amx(False)
+        np.testing.assert_array_equal(ops.int8_linear(x, weight, n_threads=2), first)
         for name in ISAS:
             if native.set_isa(name) == name:
                 np.testing.assert_array_equal(ops.int8_linear(x, weight, n_threads=2), first)
