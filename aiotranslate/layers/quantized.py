@@ -24,10 +24,12 @@ Float weights are quantized per row, decoder-only LLMs included; the weight type
 compute type names it) quantizes them per block of 32 instead, to measure one against the other
 (benchmarks/smollm2.py). Measured on SmolLM2-135M (its Q4_1 GGUF dequantized; greedy, 50 prompts x
 12 tokens, tokens equal to float32's position by position): per-row int8 weights and activations
-50%, blocks of 32 for both 79-81% (teacher-forced next tokens 93-95%, per row 88-90%), at the same
-speed; block weights with float or 16-bit activations 92%. Rounding the activations to 8 bits is
-what drives the divergence, and blocks of 32 do not bring it to the 90% bar, so per row stays the
-scheme of float checkpoints and blocks serve the checkpoints that store Q8_0.
+50%, blocks of 32 for both 79-81% (teacher-forced next tokens 93-95%, per row 88-90%); block
+weights with float or 16-bit activations 92%. The block kernel matches the per-row one on a batch-1
+product and is 1.4-1.7x slower from 32 rows on (both on AMX; side by side, on a loaded machine).
+Rounding the activations to 8 bits is what drives the divergence, and blocks of 32 do not bring it
+to the 90% bar, so per row stays the scheme of float checkpoints and blocks serve the checkpoints
+that store Q8_0.
 """
 
 from __future__ import annotations
