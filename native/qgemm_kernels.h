@@ -46,6 +46,10 @@ void aio_q8_linear_cols(const uint8_t *xu, const float *xs, long m, long k, cons
                         const int32_t *comp, const float *ws, const float *bias, int act,
                         const float *residual, float *out, long ldo, long c0, long c1);
 
+/* The epilogue's tail on rows [0, mr) x w columns of out (row stride ldo): the activation, then
+ * + residual (same stride). */
+void aio_q_finish_rows(float *out, long ldo, const float *residual, long mr, long w, int act);
+
 /* bfloat16: w (n, k) float32 -> packed (padded_rows(n) * padded_k(k) bf16, round to nearest even). */
 void aio_bf16_pack(const float *w, long n, long k, uint16_t *packed);
 void aio_bf16_select(const uint16_t *packed, long k, const int64_t *rows, long count, uint16_t *out);

@@ -22,7 +22,8 @@ int8_float16 and int16 -> int8_float32; float16 -> float32; bfloat16 types witho
 their float32 twin; int8 types without the int8 kernels (a build without the extension) -> float32.
 "default" is the model's `stored_compute_type`: float32 for every model here, Bergamot included (its
 intgemm8 weights run in float32 unless int8 is asked for: int8 agrees less often with the reference
-engine, models/bergamot.py). "auto" is the fastest this CPU supports (int8_float32). A dict picks the
+engine, models/bergamot.py), except a GGUF file whose linear weights are all Q8_0: int8_float32, on
+the file's own int8 blocks (convert/gguf.py, `stored_compute_type`). "auto" is the fastest this CPU supports (int8_float32). A dict picks the
 entry of the device.
 """
 

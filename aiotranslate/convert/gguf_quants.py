@@ -1,11 +1,13 @@
 """Dequantize GGUF tensor data (ggml block formats) to float32 with vectorized numpy.
 
 What it is: `dequantize(raw, ggml_type, shape)` for F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K
-and Q6_K; `BLOCK_SIZES` says how many values and bytes one block of each type holds. Every block of
+and Q6_K; `q8_0_values(raw, shape)`, a Q8_0 tensor's int8 values and block scales as stored (what
+the block-scaled int8 kernels compute on); `BLOCK_SIZES` says how many values and bytes one block of each type holds. Every block of
 a tensor is decoded at once: the byte fields of a block become columns of an (n_blocks, bytes)
 array, and the formulas below run over whole columns.
 
-What it is not: no quantization, no file reading (`gguf.py`), no compute on quantized blocks. Other
+What it is not: no quantization, no file reading (`gguf.py`), no compute on quantized blocks
+(`ops.quantized.Int8BlockWeight`). Other
 types (Q2_K, Q3_K, IQ*, ...) raise ValueError naming the type.
 
 Block layouts and formulas: ggml's `ggml-common.h` (the `block_*` structs) and `ggml-quants.c`
@@ -61,6 +63,22 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...]) -> np.nd
     ggml_type = int(ggml_type)
     if ggml_type not in BLOCK_SIZES:
         raise ValueError(f"{type_name(ggml_type)} tensors are not supported; supported: {', '.join(TYPE_NAMES.values())}")
+    return _DECODERS[ggml_type](_blocks(raw, ggml_type, shape)).reshape(shape)
+
+
+def q8_0_values(raw: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A Q8_0 tensor of `shape` as stored: int8 values q (`shape`) and float32 scales d (`shape`
+    with the last dimension / 32), x = q * d per block; rows never share a block (ggml blocks run
+    along the last dimension, which must be a multiple of 32)."""
+    if not shape or shape[-1] % 32:
+        raise ValueError(f"Q8_0 rows must hold whole blocks of 32 values, got shape {list(shape)}")
+    b = _blocks(raw, Q8_0, shape)
+    q = b[:, 2:34].view(np.int8).reshape(shape)
+    return np.ascontiguousarray(q), _half(b[:, 0:2]).reshape(*shape[:-1], shape[-1] // 32)
+
+
+def _blocks(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...]) -> np.ndarray:
+    """raw as (n_blocks, bytes per block), checked to hold the values of `shape`."""
     count = int(np.prod(shape, dtype=np.int64))
     block_values, block_bytes = BLOCK_SIZES[ggml_type]
     data = np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
@@ -69,8 +87,7 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...]) -> np.nd
             f"{type_name(ggml_type)} data of {data.size} bytes does not hold {count} values "
             f"(blocks of {block_values} values in {block_bytes} bytes)"
         )
-    blocks = data.reshape(-1, block_bytes)  # (n_blocks, bytes)
-    return _DECODERS[ggml_type](blocks).reshape(shape)
+    return data.reshape(-1, block_bytes)
 
 
 def _half(columns: np.ndarray) -> np.ndarray:

@@ -32,8 +32,9 @@ def freeze(a: np.ndarray) -> np.ndarray:
 class Linear:
     """A dense float32 layer: weight (N, K) as torch.nn.Linear stores it, optional bias (N,).
 
-    int8: the weight as the checkpoint stores it in int8, (values int8 (N, K), scales (N,)) with
-    weight = scales[:, None] * values; None when it stores floats."""
+    int8: the weight as the checkpoint stores it in int8, (values int8 (N, K), scales) with scales (N,)
+    per row (weight = scales[:, None] * values: Bergamot) or (N, K/32) per block of 32 along K
+    (GGUF Q8_0); None when it stores floats."""
 
     def __init__(
         self,
@@ -46,8 +47,8 @@ class Linear:
             raise ValueError(f"weight must be a C-contiguous float32 (N, K) array, got {weight.dtype} {weight.shape}")
         if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
             raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
-        if int8 is not None and (int8[0].shape != weight.shape or int8[1].shape != weight.shape[:1]):
-            raise ValueError(f"int8 values and scales must be {weight.shape} and {weight.shape[:1]}")
+        if int8 is not None and (int8[0].shape != weight.shape or int8[1].shape[:1] != weight.shape[:1]):
+            raise ValueError(f"int8 values must be {weight.shape} and scales have {weight.shape[0]} rows")
         self.weight = freeze(weight)
         self.bias = None if bias is None else freeze(bias)
         self.int8 = int8

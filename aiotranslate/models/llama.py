@@ -90,9 +90,12 @@ def build(config: HFConfig, ckpt, generation_config: GenerationConfig) -> Decode
     rotary = _rotary(cfg, d)
     windows = _windows(cfg, n_layers)
 
+    # A weight source may also hand over weights it stores in int8 (GGUF Q8_0) as they are.
+    int8_of = getattr(ckpt, "get_int8", lambda name: None)
+
     def linear(name: str, n_out: int, n_in: int, has_bias: bool) -> Linear:
         bias = ckpt.get(f"{name}.bias", (n_out,)) if has_bias else None
-        return Linear(ckpt.get(f"{name}.weight", (n_out, n_in)), bias)
+        return Linear(ckpt.get(f"{name}.weight", (n_out, n_in)), bias, int8=int8_of(f"{name}.weight"))
 
     def rms_norm(name: str, dim: int) -> RMSNorm:
         return RMSNorm(ckpt.get(f"{name}.weight", (dim,)), eps)
@@ -125,13 +128,14 @@ def build(config: HFConfig, ckpt, generation_config: GenerationConfig) -> Decode
         norm1, norm2 = rms_norm(f"{p}.input_layernorm", c), rms_norm(f"{p}.post_attention_layernorm", c)
         layers.append(DecoderLayer(norm1, attention, norm2, ffn))
 
-    embedding = Embedding(ckpt.get("model.embed_tokens.weight", (vocab, c)))
+    embedding_name = "model.embed_tokens.weight"
+    embedding = Embedding(ckpt.get(embedding_name, (vocab, c)))
     tied = cfg.get("tie_word_embeddings", bool)
     model = DecoderOnlyModel(
         embedding=embedding,
         layers=layers,
         final_norm=rms_norm("model.norm", c),
-        lm_head=Linear(embedding.table) if tied else linear("lm_head", vocab, c, False),
+        lm_head=Linear(embedding.table, int8=int8_of(embedding_name)) if tied else linear("lm_head", vocab, c, False),
         config=config,
         generation_config=generation_config,
     )

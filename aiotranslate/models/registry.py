@@ -65,4 +65,6 @@ def _load_gguf(path: Path):
 
     file = gguf.GGUFFile.open(path)
     config = gguf.llama_config(file)
-    return build(config, gguf.GGUFCheckpoint(file, config), gguf.generation_config(file))
+    model = build(config, gguf.GGUFCheckpoint(file, config), gguf.generation_config(file))
+    model.stored_compute_type = gguf.stored_compute_type(file)
+    return model

