@@ -25,7 +25,7 @@ from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from common cimport ACT_NONE, ACT_SILU, floating
+from common cimport ACT_NONE, ACT_SILU, floating, overlap
 
 cdef extern from "activation.h" nogil:
     void aio_activate_f32(float *x, long n, int act)
@@ -234,13 +234,6 @@ cdef inline void _batch_item(const floating *a, Py_ssize_t sa, Py_ssize_t lda, c
         _product_nn(a + i * sa, lda, b + i * sb, ldb, out + i * m * n, m, n, k, alpha)
 
 
-cdef inline bint _overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_ssize_t q_bytes):
-    """Whether the byte ranges [p, p + p_bytes) and [q, q + q_bytes) intersect."""
-    cdef const char *a = <const char *> p
-    cdef const char *b = <const char *> q
-    return p_bytes > 0 and q_bytes > 0 and a < b + q_bytes and b < a + p_bytes
-
-
 cdef int _check_sizes(int n_threads, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) except -1:
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
@@ -275,14 +268,14 @@ def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::
     op = &out[0, 0]
     if k:
         xp, wp = &x[0, 0], &w[0, 0]
-    if _overlap(xp, m * k * item, op, m * n * item) or _overlap(wp, n * k * item, op, m * n * item):
+    if overlap(xp, m * k * item, op, m * n * item) or overlap(wp, n * k * item, op, m * n * item):
         raise ValueError("out must not overlap x or w")
     if bias is not None:
         bp = &bias[0]
-        if _overlap(bp, n * item, op, m * n * item):
+        if overlap(bp, n * item, op, m * n * item):
             raise ValueError("out must not overlap bias")
     if residual is not None:
-        if _overlap(&residual[0, 0], m * n * item, op, m * n * item):
+        if overlap(&residual[0, 0], m * n * item, op, m * n * item):
             residual = residual.copy()
         rp = &residual[0, 0]
     with nogil:
@@ -315,8 +308,8 @@ def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floatin
     op = &out[0, 0, 0]
     if k:
         ap, bp = &a[0, 0, 0], &b[0, 0, 0]
-    if (_overlap(ap, ((g - 1) * sa + (m - 1) * lda + k) * item, op, g * m * n * item)
-            or _overlap(bp, ((g - 1) * sb + (b_rows - 1) * ldb + b.shape[2]) * item, op, g * m * n * item)):
+    if (overlap(ap, ((g - 1) * sa + (m - 1) * lda + k) * item, op, g * m * n * item)
+            or overlap(bp, ((g - 1) * sb + (b_rows - 1) * ldb + b.shape[2]) * item, op, g * m * n * item)):
         raise ValueError("out must not overlap a or b")
     with nogil:
         batched_matmul_core(ap, sa, lda, bp, sb, ldb, op, g, m, n, k, trans_b, <floating> alpha, n_threads)

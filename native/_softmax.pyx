@@ -6,7 +6,7 @@
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
-from common cimport check_output, floating, team_size
+from common cimport check_output, floating, team_size, visible_columns
 
 cdef extern from "softmax_kernels.h" nogil:
     void aio_softmax_row_f32(const float *x, const float *mask, float *out, long n, long limit,
@@ -20,12 +20,7 @@ cdef extern from "softmax_kernels.h" nogil:
 cdef inline void softmax_row(const floating *x, floating *out, Py_ssize_t n, Py_ssize_t i, double scale,
                              const floating *mask, Py_ssize_t mask_rows, const int *lengths,
                              Py_ssize_t rows_per_length, Py_ssize_t causal_q, bint log) noexcept nogil:
-    cdef Py_ssize_t limit = n
-    if lengths != NULL:
-        limit = min(limit, max(<Py_ssize_t>0, <Py_ssize_t>lengths[i // rows_per_length]))
-    if causal_q > 0:
-        # query q of the block sees the keys up to its own position, the block ending at key n - 1
-        limit = min(limit, n - causal_q + i % causal_q + 1)
+    cdef Py_ssize_t limit = visible_columns(i, n, lengths, rows_per_length, causal_q)
     if mask != NULL:
         mask += (i % mask_rows) * n
     if floating is float:

@@ -28,3 +28,22 @@ cdef inline int check_output(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t expect
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     return 0
+
+
+cdef inline Py_ssize_t visible_columns(Py_ssize_t i, Py_ssize_t n, const int *lengths, Py_ssize_t rows_per_length,
+                                       Py_ssize_t causal_q) noexcept nogil:
+    """The columns [0, limit) that row i of a softmax over n columns sees: lengths[i // rows_per_length]
+    (lengths may be NULL), and with causal_q > 0 query i % causal_q of a block that ends at column n - 1."""
+    cdef Py_ssize_t limit = n
+    if lengths != NULL:
+        limit = min(limit, max(<Py_ssize_t>0, <Py_ssize_t>lengths[i // rows_per_length]))
+    if causal_q > 0:
+        limit = min(limit, n - causal_q + i % causal_q + 1)
+    return limit
+
+
+cdef inline bint overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_ssize_t q_bytes) noexcept nogil:
+    """Whether the byte ranges [p, p + p_bytes) and [q, q + q_bytes) intersect."""
+    cdef const char *a = <const char *> p
+    cdef const char *b = <const char *> q
+    return p_bytes > 0 and q_bytes > 0 and a < b + q_bytes and b < a + p_bytes

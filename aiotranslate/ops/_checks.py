@@ -131,6 +131,19 @@ def output(out, name: str, expected: tuple[int, ...], dtype, like=None):
     return out
 
 
+def masking(lengths, causal_q: int, rows: int, cols: int, like):
+    """The checked masks of a softmax over `rows` rows of `cols` columns (see `reference.softmax`):
+    lengths as int32 in the namespace of `like` (or None); causal_q must divide the rows, <= cols."""
+    if lengths is not None:
+        lengths = int_array(lengths, "lengths", like)
+        ndim(lengths, "lengths", 1)
+        if len(lengths) == 0 or rows % len(lengths):
+            raise ValueError(f"{len(lengths)} lengths do not divide {rows} rows")
+    if causal_q < 0 or (causal_q and (rows % causal_q or causal_q > cols)):
+        raise ValueError(f"causal_q={causal_q} must divide the {rows} rows and be <= {cols} columns")
+    return lengths
+
+
 def rows(x, name: str):
     """View of x (..., N) as 2-D (R, N); x must have at least one dimension."""
     if x.ndim == 0:

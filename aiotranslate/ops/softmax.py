@@ -23,13 +23,7 @@ def softmax(x, *, scale=1.0, mask=None, lengths=None, causal_q=0, out=None, n_th
         mask = _checks.rows(_checks.float_array(mask, "mask", x), "mask")
         if mask.shape[1] != n or mask.shape[0] == 0 or r % mask.shape[0]:
             raise ValueError(f"mask of shape {mask.shape} does not tile rows of shape ({r}, {n})")
-    if lengths is not None:
-        lengths = _checks.int_array(lengths, "lengths", x)
-        _checks.ndim(lengths, "lengths", 1)
-        if len(lengths) == 0 or r % len(lengths):
-            raise ValueError(f"{len(lengths)} lengths do not divide {r} rows")
-    if causal_q < 0 or (causal_q and (r % causal_q or causal_q > n)):
-        raise ValueError(f"causal_q={causal_q} must divide the {r} rows and be <= {n} columns")
+    lengths = _checks.masking(lengths, causal_q, r, n, x)
     out = _checks.output(out, "out", x.shape, x.dtype, x)
     kernels = _dispatch.kernels(x, _kernels)
     if kernels is None:
