@@ -3,6 +3,7 @@ passes `out`, and runs the native kernel (or `reference` when the extension is m
 Every op takes `n_threads`, the OpenMP team size of that one call."""
 
 from .activations import activation, swiglu
+from .attention import attention
 from .gemm import batched_matmul, linear
 from .norms import layer_norm, rms_norm
 from .positions import embedding, rotary, rotary_tables, sinusoidal_table
@@ -15,6 +16,7 @@ __all__ = [
     "Int8Weight",
     "activation",
     "argmax",
+    "attention",
     "batched_matmul",
     "bf16_linear",
     "embedding",

@@ -125,6 +125,26 @@ def softmax(
     return np.where(poisoned & visible, np.nan, out).astype(x.dtype)
 
 
+def attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    scale: float,
+    lengths: np.ndarray | None = None,
+    causal_q: int = 0,
+) -> np.ndarray:
+    """softmax(scale * q @ k^T) @ v for q (G, M, D), k and v (G, N, D) -> (G, M, D).
+
+    The scores, viewed as (G*M, N) rows, are masked as `softmax` masks them with lengths and causal_q:
+    a query that sees no key gets zeros. The values of keys that no query of a group sees do not
+    matter (the kernel does not read them); here they are multiplied by 0, so keep them finite.
+    """
+    g, m, n = q.shape[0], q.shape[1], k.shape[1]
+    scores = batched_matmul(q, k, trans_b=True).reshape(g * m, n)
+    probs = softmax(scores, scale, lengths=lengths, causal_q=causal_q).reshape(g, m, n)
+    return batched_matmul(probs, v)
+
+
 def logsumexp(x: np.ndarray) -> np.ndarray:
     """float64 (R,): log(sum_j exp(x[r, j])) of each row of x (R, N); -inf for an empty or all -inf
     row, NaN for a row holding a NaN, else +inf for one holding a +inf."""

@@ -301,6 +301,21 @@ def test_batched_matmul_takes_strided_kv_cache_views(trans_b):
     check(got, want, np.float32, **gemm_tol(np.float32, t_max))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal_q", [0, 3])
+def test_attention_on_kv_cache_views_matches_reference(dtype, causal_q):
+    """On the GPU the op is its three ops (batched_matmul, softmax, batched_matmul) on the device."""
+    rng = np.random.default_rng(14)
+    g, m, t_max, t, d = 8, 6, 96, 41, 64
+    q = rand(rng, (g, m, d), dtype)
+    k, v = rand(rng, (g, t_max, d), dtype), rand(rng, (g, t_max, d), dtype)
+    lengths = np.array([41, 30, 3, 0], np.int32)
+    got = ops.attention(cupy.asarray(q), cupy.asarray(k)[:, :t], cupy.asarray(v)[:, :t], scale=0.125,
+                        lengths=lengths, causal_q=causal_q)  # fmt: skip
+    want = reference.attention(q, k[:, :t], v[:, :t], 0.125, lengths, causal_q)
+    check(got, want, dtype, **gemm_tol(dtype, t))
+
+
 def test_gemm_shape_checks():
     with pytest.raises(ValueError):
         ops.linear(cupy.zeros((2, 5), dtype=cupy.float32), cupy.zeros((3, 4), dtype=cupy.float32))

@@ -169,3 +169,16 @@ def test_ops_refuse_to_mix_host_and_device_arrays(fake_gpu):
     with pytest.raises(TypeError, match="lengths is a cupy"):
         ops.softmax(host, lengths=fake_cupy.asarray(np.array([4, 4], dtype=np.int32)))
     assert is_cuda_array(ops.softmax(device, lengths=[4, 2]))  # host lengths move to the device
+
+
+def test_attention_on_the_device_runs_its_three_ops_there(fake_gpu):
+    """ops.attention has no CUDA kernel of its own: device arrays go through batched_matmul, softmax
+    and batched_matmul on the device, which compute what the fused host kernel computes."""
+    from aiotranslate import ops
+
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal(shape).astype(np.float32) for shape in ((4, 3, 16), (4, 9, 16), (4, 9, 16)))
+    kwargs = {"scale": 0.25, "lengths": [9, 5], "causal_q": 3}
+    got = ops.attention(fake_cupy.asarray(q), fake_cupy.asarray(k), fake_cupy.asarray(v), **kwargs)
+    assert is_cuda_array(got)
+    np.testing.assert_array_equal(got.get(), ops.attention(q, k, v, **kwargs))

@@ -1,0 +1,42 @@
+"""Scaled dot-product attention in one op: softmax(scale * q k^T, masked) v over groups of queries.
+
+The kernel is `native/_attention.pyx` (float32 on the host): scores stay in per-thread scratch and
+only the keys some query sees are read. float64, CuPy arrays, or a missing extension run the same
+math as three ops (batched_matmul, softmax, batched_matmul), which have their own kernels there.
+The contract is `reference.attention`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _native
+from . import _checks
+from .gemm import batched_matmul
+from .softmax import softmax
+
+_kernels = _native.load("_attention")
+
+
+def attention(q, k, v, *, scale, lengths=None, causal_q=0, out=None, n_threads=1):
+    """softmax(scale * q @ k^T, masked) @ v for q (G, M, D), k and v (G, N, D) -> (G, M, D).
+
+    The scores (G*M, N) are masked as `ops.softmax` masks its rows with lengths and causal_q. q, k
+    and v may be strided views whose last axis is contiguous (KV-cache slices): no copy is made."""
+    q = _checks.float_array(q, "q", strided_rows=True)
+    k = _checks.float_array(k, "k", q, strided_rows=True)
+    v = _checks.float_array(v, "v", q, strided_rows=True)
+    for x, name in ((q, "q"), (k, "k"), (v, "v")):
+        _checks.ndim(x, name, 3)
+    g, m, d = q.shape
+    n = k.shape[1]
+    if k.shape != (g, n, d) or v.shape != k.shape:
+        raise ValueError(f"k {k.shape} and v {v.shape} do not fit q {q.shape}: expected (G, N, D) = ({g}, N, {d})")
+    lengths = _checks.masking(lengths, causal_q, g * m, n, q)
+    out = _checks.output(out, "out", (g, m, d), q.dtype, q)
+    if _kernels is None or q.dtype != np.float32 or not isinstance(q, np.ndarray):
+        scores = batched_matmul(q, k, trans_b=True, n_threads=n_threads)  # (G, M, N)
+        probs = softmax(scores, scale=scale, lengths=lengths, causal_q=causal_q, n_threads=n_threads)
+        return batched_matmul(probs, v, out=out, n_threads=n_threads)
+    _kernels.attention(q, k, v, out, scale, lengths, causal_q, n_threads)
+    return out
