@@ -185,7 +185,7 @@ def measure(case: Case, batch: int, beam: int, repeats: int) -> dict[str, float]
     return {e: batch * n / statistics.median(t) for e, t in times.items()}
 
 
-PROFILED_OPS = ("linear", "batched_matmul", "softmax", "log_softmax", "logsumexp", "layer_norm", "rms_norm",
+PROFILED_OPS = ("linear", "attention", "batched_matmul", "softmax", "log_softmax", "logsumexp", "layer_norm", "rms_norm",
                 "argmax", "topk", "embedding", "rotary", "activation", "swiglu")
 
 

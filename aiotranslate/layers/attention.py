@@ -93,6 +93,8 @@ def _attend_block(
     q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, probs_out=None, n_threads=1
 ) -> np.ndarray:
     """q (G, M, D), k and v (G, N, D) -> (G, M, D); the probabilities (G, M, N) go to probs_out if given."""
+    if probs_out is None and mask is None:  # the fused op: no scores in memory, masked keys not read
+        return ops.attention(q, k, v, scale=scale, lengths=lengths, causal_q=causal_q, out=out, n_threads=n_threads)
     scores = ops.batched_matmul(q, k, trans_b=True, n_threads=n_threads)  # (G, M, N)
     probs = ops.softmax(
         scores, scale=scale, lengths=lengths, causal_q=causal_q, mask=mask, out=probs_out, n_threads=n_threads
