@@ -42,8 +42,11 @@
  *   accumulators of a tile of rows. One tile of rows (up to WQ_MR) dequantizes in registers; more
  *   rows dequantize OP_KC x OP_NR pieces once into a float panel for gemm_tiles.h's outer-product
  *   tiles. Both make each element one FMA chain in k order over the same float weights: the same
- *   bits for a row alone or in any batch. At one row (49152 x 576, AVX-512, 1 thread) 3.5-4x faster
- *   than float32, 1.5x slower than the per-row W8A8 VNNI kernel (conversion-bound, not memory-bound).
+ *   bits for a row alone or in any batch. One row, AVX-512, 1 thread, weights streamed from memory:
+ *   8-10 GB/s of int8 weights (3-4x float32's time per product), the per-row W8A8 VNNI kernel 12-13:
+ *   4 vector uops per 16 weights leave less room to hide memory latency; a prefetch WQ_PREFETCH
+ *   steps (4 KiB) ahead gained 10-20% end to end on SmolLM2 over 1 KiB. Scaling each block's sum
+ *   once instead of each weight (3 uops) measured no faster, and would make one row differ from a batch.
  */
 #include <stdint.h>
 #include <string.h>
@@ -51,7 +54,7 @@
 #include "gemm_kernels.h"
 
 enum { PACK_MIN_M = 8, PACK_MAX_K = 128, PACK_COLS = 64, NN_PREFETCH = 8, NT_PREFETCH = 64 };
-enum { OP_MIN_M = 16, OP_KC = 128, WQ_PREFETCH = 16 };
+enum { OP_MIN_M = 16, OP_KC = 128, WQ_PREFETCH = 64 };
 
 /* A span of memory to bring into L2 while other work runs, over a given number of steps: each
  * prefetch_step touches the two cache lines at `at` and moves on by `stride` <= 128 bytes (so no
