@@ -401,8 +401,13 @@ def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=N
 
 
 def isa() -> dict[str, str]:
-    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'; int8 adds
-    '+amx' where 32-row blocks run on AMX tiles), or 'reference' for both without the extension."""
-    if _kernels is None:
-        return {"int8": "reference", "bfloat16": "reference"}
-    return {"int8": _kernels.isa() + ("+amx" if _kernels.amx() else ""), "bfloat16": _kernels.bf16_isa()}
+    """The instruction sets the quantized kernels run on: int8 per row and in blocks ('avx512', 'avx2',
+    'portable'; '+amx' where 32-row blocks run on AMX tiles), int8 weight-only (the float32 kernels':
+    'avx512', 'avx2', 'base') and bfloat16, or 'reference' without the extension."""
+    if _kernels is None or _float_kernels is None:
+        return dict.fromkeys(("int8", "int8_weight_only", "bfloat16"), "reference")
+    return {
+        "int8": _kernels.isa() + ("+amx" if _kernels.amx() else ""),
+        "int8_weight_only": _float_kernels.instruction_set(),
+        "bfloat16": _kernels.bf16_isa(),
+    }
