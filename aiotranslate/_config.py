@@ -46,8 +46,8 @@ def show_config() -> None:
         print(f"OpenMP: {omp}")
         print(f"CPU features: {', '.join(c['cpu_features']) or 'baseline only'}")
         kernels = c["quantized_kernels"]
-        print(f"compute types: {', '.join(c['compute_types'])} (int8 kernels: {kernels['int8']}, "
-              f"bfloat16 kernels: {kernels['bfloat16']})")
+        print(f"compute types: {', '.join(c['compute_types'])} (int8 kernels: {kernels['int8']}, int8 "
+              f"weight-only: {kernels['int8_weight_only']}, bfloat16 kernels: {kernels['bfloat16']})")
     if not c["blas"]:
         print("BLAS: none loaded")
     for b in c["blas"]:

@@ -20,12 +20,16 @@
 # - Epilogue: each block gets + bias, activation (activation.h), + residual right after its
 #   product, while it is in cache. BLAS and our kernels write out before the epilogue reads
 #   residual, so a residual overlapping out is copied first (in-place `out=residual` works).
+# - linear_int8w is the weight-only int8 linear: float32 x and products, the weight stored as int8
+#   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
+#   int8"). Threads split the panels, and the epilogue runs on each panel as above.
 
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
+from libc.stdint cimport int8_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from common cimport ACT_NONE, ACT_SILU, floating, overlap
+from common cimport ACT_NONE, check_linear, floating, overlap
 
 cdef extern from "activation.h" nogil:
     void aio_activate_f32(float *x, long n, int act)
@@ -36,11 +40,18 @@ cdef extern from "gemm_kernels.h" nogil:
                          long m, long n, long k, float alpha, const float *b_next, long n_next)
     void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                          long m, long n, long k, float alpha)
+    enum:
+        AIO_WQ_PANEL
+        AIO_WQ_BLOCK
+    void aio_gemm_wq_f32(const float *a, long lda, const int8_t *panel, const float *scales, long lds, float *c,
+                         long ldc, long m, long n, long k, const int8_t *next)
     int aio_gemm_isa()
     int aio_gemm_use_isa(int isa)
     enum: AIO_ISA_BASE
 
 INSTRUCTION_SETS = ("base", "avx2", "avx512")
+WQ_PANEL = AIO_WQ_PANEL
+WQ_BLOCK = AIO_WQ_BLOCK
 
 cdef enum:
     # float32 products with at most SMALL_M rows or at most SHORT_K terms use our kernels (where
@@ -255,13 +266,7 @@ def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::
     if w.shape[1] != k or out.shape[0] != m or out.shape[1] != n:
         raise ValueError(f"x ({m}, {k}), w ({n}, {w.shape[1]}) and out ({out.shape[0]}, "
                          f"{out.shape[1]}) do not fit out = x @ w.T")
-    if bias is not None and bias.shape[0] != n:
-        raise ValueError(f"bias has {bias.shape[0]} values, expected N = {n}")
-    if residual is not None and (residual.shape[0] != m or residual.shape[1] != n):
-        raise ValueError(f"residual has shape ({residual.shape[0]}, {residual.shape[1]}), "
-                         f"expected ({m}, {n})")
-    if not ACT_NONE <= act <= ACT_SILU:
-        raise ValueError(f"unknown activation code {act}")
+    check_linear(m, n, bias, act, residual, out, n_threads)
     _check_sizes(n_threads, m, n, k)
     if m == 0 or n == 0:
         return
@@ -313,6 +318,62 @@ def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floatin
         raise ValueError("out must not overlap a or b")
     with nogil:
         batched_matmul_core(ap, sa, lda, bp, sb, ldb, op, g, m, n, k, trans_b, <floating> alpha, n_threads)
+
+
+cdef inline void _wq_panel(const float *x, const int8_t *packed, const float *scales, Py_ssize_t lds,
+                          const float *bias, int act, const float *residual, float *out, Py_ssize_t m,
+                          Py_ssize_t n, Py_ssize_t k, Py_ssize_t panel) noexcept nogil:
+    """The columns of panel number `panel` of linear_int8w, epilogue included."""
+    cdef Py_ssize_t c0 = panel * AIO_WQ_PANEL, c = min(<Py_ssize_t> AIO_WQ_PANEL, n - c0)
+    cdef const int8_t *q = packed + c0 * k
+    cdef const int8_t *q_next = q + AIO_WQ_PANEL * k if c0 + AIO_WQ_PANEL < n and k else NULL
+    aio_gemm_wq_f32(x, k, q, scales + c0, lds, out + c0, n, m, c, k, q_next)
+    _epilogue(out + c0, n, m, c, bias + c0 if bias != NULL else NULL, act,
+              residual + c0 if residual != NULL else NULL)
+
+
+def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const float[:, ::1] scales, Py_ssize_t n,
+                 const float[::1] bias, int act, const float[:, ::1] residual, float[:, ::1] out, int n_threads):
+    """out = act(x @ W^T + bias) + residual for float32 x (M, K) and the weight-only int8 W (N, K),
+    W[j, p] = q[j, p] * s[p // 32, j]: packed (ceil(N / 64), K, 64) holds q[64 t + c, p] at [t, p, c]
+    and scales (K / 32, 64 ceil(N / 64)) holds s, both zero-padded. residual may be out itself; out
+    must not overlap x."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], panels = _cdiv(n, AIO_WQ_PANEL), panel
+    cdef const float *xp = NULL
+    cdef const int8_t *qp = NULL
+    cdef const float *sp = NULL
+    cdef const float *bp = NULL
+    cdef const float *rp = NULL
+    cdef int team
+    if k % AIO_WQ_BLOCK:
+        raise ValueError(f"K = {k} is not a multiple of the weight-only block size {AIO_WQ_BLOCK}")
+    if packed.shape[0] != panels or packed.shape[1] != k or packed.shape[2] != AIO_WQ_PANEL:
+        raise ValueError(f"packed has shape ({packed.shape[0]}, {packed.shape[1]}, {packed.shape[2]}), "
+                         f"expected ({panels}, {k}, {AIO_WQ_PANEL})")
+    if scales.shape[0] != k // AIO_WQ_BLOCK or scales.shape[1] != panels * AIO_WQ_PANEL:
+        raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), "
+                         f"expected ({k // AIO_WQ_BLOCK}, {panels * AIO_WQ_PANEL})")
+    check_linear(m, n, bias, act, residual, out, n_threads)
+    if m == 0 or n == 0:
+        return
+    if k:
+        xp, qp, sp = &x[0, 0], &packed[0, 0, 0], &scales[0, 0]
+        if overlap(xp, m * k * sizeof(float), &out[0, 0], m * n * sizeof(float)):
+            raise ValueError("out must not overlap x")
+    if bias is not None:
+        bp = &bias[0]
+    if residual is not None:
+        if overlap(&residual[0, 0], m * n * sizeof(float), &out[0, 0], m * n * sizeof(float)):
+            residual = residual.copy()
+        rp = &residual[0, 0]
+    team = _team(n_threads, panels, <double> m * n * k)
+    with nogil:
+        if team > 1:
+            for panel in prange(panels, num_threads=team, schedule='static'):
+                _wq_panel(xp, qp, sp, scales.shape[1], bp, act, rp, &out[0, 0], m, n, k, panel)
+        else:
+            for panel in range(panels):
+                _wq_panel(xp, qp, sp, scales.shape[1], bp, act, rp, &out[0, 0], m, n, k, panel)
 
 
 def instruction_set():

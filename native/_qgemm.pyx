@@ -24,7 +24,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc
 
-from common cimport ACT_NONE, ACT_SILU
+from common cimport check_linear
 
 cdef extern from "qgemm_kernels.h" nogil:
     enum:
@@ -133,19 +133,6 @@ cdef inline int _team(int n_threads, Py_ssize_t blocks, double work) noexcept no
 def _check_packed(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t n, Py_ssize_t kp):
     if rows != aio_q_padded_rows(n) or cols != kp:
         raise ValueError(f"packed has shape ({rows}, {cols}), expected ({aio_q_padded_rows(n)}, {kp})")
-
-
-def _check_linear(Py_ssize_t m, Py_ssize_t n, bias, int act, residual, out, int n_threads):
-    if out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({m}, {n})")
-    if bias is not None and bias.shape[0] != n:
-        raise ValueError(f"bias has {bias.shape[0]} values, expected N = {n}")
-    if residual is not None and (residual.shape[0] != m or residual.shape[1] != n):
-        raise ValueError(f"residual has shape ({residual.shape[0]}, {residual.shape[1]}), expected ({m}, {n})")
-    if not ACT_NONE <= act <= ACT_SILU:
-        raise ValueError(f"unknown activation code {act}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
 
 
 cdef const float[:, ::1] _apart(const float[:, ::1] residual, float[:, ::1] out):
@@ -275,7 +262,7 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
     cdef const float *rp = NULL
     cdef int team
     _check_packed(packed.shape[0], packed.shape[1], n, kp)
-    _check_linear(m, n, bias, act, residual, out, n_threads)
+    check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
     residual = _apart(residual, out)
@@ -384,7 +371,7 @@ def int8_block_linear(const float[:, ::1] x, const uint8_t[:, ::1] packed, const
     _check_packed(packed.shape[0], packed.shape[1], n, k)
     if scales.shape[0] != nb or scales.shape[1] != packed.shape[0]:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), expected ({nb}, {packed.shape[0]})")
-    _check_linear(m, n, bias, act, residual, out, n_threads)
+    check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
     residual = _apart(residual, out)
@@ -451,7 +438,7 @@ def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t
     cdef const float *rp = NULL
     cdef int team
     _check_packed(packed.shape[0], packed.shape[1], n, kp)
-    _check_linear(m, n, bias, act, residual, out, n_threads)
+    check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
     residual = _apart(residual, out)

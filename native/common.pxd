@@ -47,3 +47,19 @@ cdef inline bint overlap(const void *p, Py_ssize_t p_bytes, const void *q, Py_ss
     cdef const char *a = <const char *> p
     cdef const char *b = <const char *> q
     return p_bytes > 0 and q_bytes > 0 and a < b + q_bytes and b < a + p_bytes
+
+
+cdef inline int check_linear(Py_ssize_t m, Py_ssize_t n, bias, int act, residual, out, int n_threads) except -1:
+    """ValueError unless out is (m, n), bias (n,) or None, residual (m, n) or None, act an ACT_* code and
+    n_threads >= 1: the epilogue arguments of a linear kernel."""
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({m}, {n})")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError(f"bias has {bias.shape[0]} values, expected N = {n}")
+    if residual is not None and (residual.shape[0] != m or residual.shape[1] != n):
+        raise ValueError(f"residual has shape ({residual.shape[0]}, {residual.shape[1]}), expected ({m}, {n})")
+    if not ACT_NONE <= act <= ACT_SILU:
+        raise ValueError(f"unknown activation code {act}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    return 0

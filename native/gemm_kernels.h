@@ -1,6 +1,7 @@
 /* Small-M float32 GEMM kernels (gemm_kernels.c), called by _gemm.pyx on the sub-block of one thread. */
 #ifndef AIO_GEMM_KERNELS_H
 #define AIO_GEMM_KERNELS_H
+#include <stdint.h>
 
 /* c[i, j] = alpha * sum_p a[i, p] * b[j, p] for i < m, j < n: a (m, k), b (n, k), c (m, n) row-major.
  * b_next (n_next rows, same k and ldb; NULL if none) is the b of the caller's next call: its first
@@ -11,6 +12,16 @@ void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *
 /* c[i, j] = alpha * sum_p a[i, p] * b[p, j] for i < m, j < n: a (m, k), b (k, n), c (m, n) row-major. */
 void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                      long m, long n, long k, float alpha);
+
+/* Weight-only int8 (w stored as int8 q with one float32 scale per block of AIO_WQ_BLOCK values along k):
+ * c[i, j] = sum_p a[i, p] * (float(q[j, p]) * scales[p / AIO_WQ_BLOCK, j]) for i < m, j < n <= AIO_WQ_PANEL,
+ * for one panel of a weight packed as AIO_WQ_PANEL columns k-major (q[j, p] at panel[p * AIO_WQ_PANEL + j])
+ * whose scales are rows of stride lds; the panel and its scales are zero-padded to AIO_WQ_PANEL
+ * columns. k is a multiple of AIO_WQ_BLOCK. next: the panel of the caller's next call, prefetched
+ * (a hint; NULL if none). */
+enum { AIO_WQ_PANEL = 64, AIO_WQ_BLOCK = 32 };
+void aio_gemm_wq_f32(const float *a, long lda, const int8_t *panel, const float *scales, long lds, float *c,
+                     long ldc, long m, long n, long k, const int8_t *next);
 
 /* The kernels' instruction set: the CPU's best unless aio_gemm_use_isa chose a lower one (tests run
  * every variant that way, between calls: it is not synchronised; -1 restores the CPU's).

@@ -10,7 +10,9 @@
  *   OP_MR, OP_NV  the outer-product NT tile, if any: up to OP_MR (6 or 8) a-rows x OP_NV vectors of
  *               packed b columns (OP_MR * OP_NV accumulators, plus OP_NV b vectors, in the registers)
  *   OP_NR       OP_NV * VL, the columns of a packed b panel
- * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt) and ISA(gemm_nn).
+ *   WQ_MR, WQ_NV  the weight-only int8 tile (gemm_wq_tiles.h, included at the end)
+ * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt), ISA(gemm_nn) and
+ * ISA(gemm_wq).
  */
 typedef float ISA(vec) __attribute__((vector_size(VL * sizeof(float))));
 typedef float ISA(vecu) __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
@@ -231,10 +233,10 @@ INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long l
     if (j < n) ISA(nn_rows)(a, lda, b + j, ldb, c + j, ldc, m, k, alpha, 1, (int)(n - j), padded);
 }
 
-#ifdef OP_MR
 /* The columns of vector v in a tile w columns wide: VL, or fewer in the last one. */
 INLINE long ISA(lanes)(long w, int v) { return w - VL * v < VL ? w - VL * v : VL; }
 
+#ifdef OP_MR
 /* Outer-product NT tile: c[i, j] += sum_p a[i, p] b[j, p] for i < mb, j < w (w > VL * (nv - 1)),
  * c taken as 0 if `first`, from kw steps of a packed panel bp[p * OP_NR + j] = b[j, p]: per step,
  * nv vector loads of bp and mb broadcasts of a feed mb * nv FMAs, with no reduction. Each element
@@ -364,6 +366,8 @@ ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, lo
     j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, NT_MB, NT_NB);
     ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, NT_MB, 1);
 }
+
+#include "gemm_wq_tiles.h"
 
 #undef V
 #undef OP_NR

@@ -3,7 +3,10 @@ and what a request resolves to (`resolve`), then applied to a loaded model (`app
 
 Effective types on the CPU:
     float32        every weight float32
-    int8_float32   linear layers (output projection included) int8 with per-row scales, the rest float32
+    int8_float32   linear layers (output projection included) int8, the rest float32: per the model's
+                   `int8_weights` (`weight_types`), weights and activations per row (W8A8), or for
+                   the Llama family weight-only (a weight scale per block of 32, float32
+                   activations; layers/quantized.py has the measurements); `describe` says which
     int8_bfloat16  as int8_float32 (all linear layers are int8, so no float layer is left for bf16 here)
     bfloat16       linear layers bfloat16 (AVX512_BF16), products summed in float32
 Embedding tables, norms and attention stay float32 in every type.
@@ -23,8 +26,8 @@ their float32 twin; int8 types without the int8 kernels (a build without the ext
 "default" is the model's `stored_compute_type`: float32 for every model here, Bergamot included (its
 intgemm8 weights run in float32 unless int8 is asked for: int8 agrees less often with the reference
 engine, models/bergamot.py), except a GGUF file whose linear weights are all Q8_0: int8_float32, on
-the file's own int8 blocks (convert/gguf.py, `stored_compute_type`). "auto" is the fastest this CPU supports (int8_float32). A dict picks the
-entry of the device.
+the file's own int8 blocks, weight-only (convert/gguf.py, `stored_compute_type`). "auto" is the
+fastest this CPU supports (int8_float32). A dict picks the entry of the device.
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ WEIGHTS = {
     "int8_float32": ("int8", "int8"),
     "int8_bfloat16": ("int8", "int8"),
     "bfloat16": ("bfloat16", "bfloat16"),
+}
+
+# Weight type of the linear layers -> what `describe` says of it.
+SCHEMES = {
+    "float32": "float32",
+    "int8": "int8 weights and activations, one scale per row (W8A8)",
+    "int8_weight_only": "int8 weights, one scale per block of 32 along K; float32 activations (weight-only)",
+    "bfloat16": "bfloat16 weights and activations, float32 sums",
 }
 
 
@@ -125,7 +136,20 @@ def resolve(
     return "float32"
 
 
+def weight_types(model, compute_type: str) -> tuple[str, str]:
+    """The weight types of `quantize_model` (linear layers, output projection) for the effective CPU
+    `compute_type` on `model`: its int8 is the model's `int8_weights` ("int8", per-row weights and
+    activations, where the model does not say; "int8_weight_only" for the Llama family)."""
+    int8 = getattr(model, "int8_weights", "int8")
+    weights, output = WEIGHTS[compute_type]
+    return (int8 if weights == "int8" else weights), (int8 if output == "int8" else output)
+
+
+def describe(model, compute_type: str) -> str:
+    """How the linear layers of `model` compute under the effective CPU `compute_type`."""
+    return SCHEMES[weight_types(model, compute_type)[0]]
+
+
 def apply(model, compute_type: str):
     """The model with its linear layers converted for the effective `compute_type` (in place)."""
-    weights, output = WEIGHTS[compute_type]
-    return quantize_model(model, weights, output)
+    return quantize_model(model, *weight_types(model, compute_type))

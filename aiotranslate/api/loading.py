@@ -68,6 +68,11 @@ class LoadedModel:
     device_indices: tuple[int, ...] = (0,)  # the GPUs, one set of workers per entry (may repeat)
     replicas: dict[int, Any] = field(default_factory=dict)  # GPU index -> the model's copy there
 
+    @property
+    def quantization(self) -> str:
+        """How the linear layers compute: `compute_type.describe` on the CPU, the compute type on a GPU."""
+        return compute.describe(self.model, self.compute_type) if self.device == "cpu" else self.compute_type
+
     def replica(self, device_index: int | None) -> Any:
         """The model the workers of that GPU (None: the CPU) share."""
         return self.model if device_index is None else self.replicas[device_index]

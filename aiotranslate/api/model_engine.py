@@ -53,6 +53,7 @@ class ModelEngine(Engine):
         self._admitted = 0  # requests admitted and not yet finished: what unload_model waits for
         self.device, self.device_index = self._current.device, device_index
         self.compute_type = self._current.compute_type
+        self.quantization = self._current.quantization  # the scheme behind compute_type, in words
         self.model_path = str(model_path)
         super().__init__(
             device_indices=self._current.device_indices if self.device == "cuda" else (),

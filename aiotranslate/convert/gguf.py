@@ -326,7 +326,8 @@ def stored_compute_type(file: GGUFFile) -> str:
     """"int8_float32" when every weight of the linear layers (the blocks' projections, and the output
     projection: `output` or the tied `token_embd`) is Q8_0, else "float32". compute_type "default" runs
     what the model stores (CTranslate2's rule), and for Q8_0 that is the int8 path on the file's own
-    blocks, the arithmetic llama.cpp runs on them (activations quantized to Q8_0 blocks too)."""
+    blocks: weight-only, activations float32 (llama.cpp quantizes them to Q8_0 blocks too, which
+    agrees less often with float32: layers/quantized.py)."""
     names = [n for n in file.tensors if n.endswith(".weight") and n.split(".")[-2] in BLOCK_NAMES]
     names = [n for n in names if not n.split(".")[-2].endswith("_norm")]
     names.append("output.weight" if "output.weight" in file.tensors else "token_embd.weight")

@@ -1,10 +1,12 @@
 """Quantized replacements of `Linear` and the pass that puts them into a loaded model.
 
-- `Int8Linear`: the weight as int8 values with one scale per output row (`ops.Int8Weight`), the bias
-  in float32; each call quantizes x per row and multiplies in int32 (`ops.int8_linear`). A weight
-  stored in GGUF Q8_0 blocks (one scale per 32 values along K) stays in those blocks
-  (`ops.quantized.Int8BlockWeight`), and x is then quantized per block of 32 too: llama.cpp's Q8_0
-  arithmetic, on the file's own values.
+- `Int8Linear`: an int8 weight and a float32 bias, in one of three schemes (`ops.int8_linear`):
+  - per row (`ops.Int8Weight`): one scale per output row; each call quantizes x per row and
+    multiplies in int32 (W8A8, CTranslate2's int8);
+  - weight-only (`ops.quantized.Int8WeightOnly`): one scale per block of 32 values along K; x stays
+    float32 and the products are summed in float32 (the weight dequantized in registers);
+  - blocks (`ops.quantized.Int8BlockWeight`): one scale per block of 32 for the weight and for x,
+    int32 block products (llama.cpp's Q8_0 x Q8_0 arithmetic).
   An `IntgemmLinear` (a checkpoint of Marian's "8bit alpha" kind) becomes an `Int8Linear` that
   quantizes x with the checkpoint's fixed input multiplier and runs intgemm's arithmetic instead
   (`ops.quantized.IntgemmInput`).
@@ -16,20 +18,34 @@ Both have `Linear`'s call (`activation=`, `residual=`, `out=`, `n_threads=`), `i
 `quantize_model` is the pass over a loaded model: it replaces every `Linear` it reaches through the
 model's attributes (lists, tuples and dicts included), keeping shared layers shared (tied decoder
 layers). A `Linear` carrying its checkpoint's int8 values (`Linear.int8`) becomes an `Int8Linear` of
-exactly those values and scales (per row or per block), with no float round trip. Embedding tables
-stay float32: a gather reads a few rows per token, and a tied output projection gets its own
-quantized copy.
+exactly those values and scales (per row, or the blocks of GGUF Q8_0), with no float round trip.
+Embedding tables stay float32: a gather reads a few rows per token, and a tied output projection
+gets its own quantized copy.
 
-Float weights are quantized per row, decoder-only LLMs included; the weight type "int8_blocks" (no
-compute type names it) quantizes them per block of 32 instead, to measure one against the other
-(benchmarks/smollm2.py). Measured on SmolLM2-135M (its Q4_1 GGUF dequantized; greedy, 50 prompts x
-12 tokens, tokens equal to float32's position by position): per-row int8 weights and activations
-50%, blocks of 32 for both 79-81% (teacher-forced next tokens 93-95%, per row 88-90%); block
-weights with float or 16-bit activations 92%. The block kernel matches the per-row one on a batch-1
-product and is 1.4-1.7x slower from 32 rows on (both on AMX; side by side, on a loaded machine).
-Rounding the activations to 8 bits is what drives the divergence, and blocks of 32 do not bring it
-to the 90% bar, so per row stays the scheme of float checkpoints and blocks serve the checkpoints
-that store Q8_0.
+Which int8: compute type int8 gives each model the weight type its `int8_weights` names
+(`api.compute_type.weight_types`): "int8_weight_only" for the Llama family (Llama, Mistral, Qwen,
+SmolLM2; every GGUF file), "int8" (per row) for the others (Marian, BART, BERT, GPT-2, whose speed
+against CTranslate2 int8 rests on the int32 products). Measured on SmolLM2-135M (its Q4_1 GGUF
+dequantized; greedy, 50 prompts x 12 tokens, tokens equal to float32's position by position; the
+teacher-forced next tokens of 40 texts x 12 positions in parentheses):
+    per-row weights and activations (W8A8)            52.8%  (88.3%)
+    blocks of 32 for weights and activations          79-81% (93-95%)
+    weight-only, blocks of 32                          92.0%  (97.5%)
+    weight-only, output projection's Q8_0 in blocks    82.0%  (96.7%)   (x quantized per block there)
+    weight-only per row (simulated)                    76.7%
+Rounding the activations to 8 bits is what drives the divergence (LLM activations have outlier
+channels that set a whole row's scale); blocks of 32 keep a weight outlier in its block. So the
+Llama family runs weight-only, the file's Q8_0 values included (llama.cpp quantizes x to Q8_0
+there; on our float32 activations the same values compute the dequantized float32 model, to the
+order of the sums). On the OPUS-MT shape per-row W8A8 already agrees with float32 on >= 90% of the
+tokens (tests/models/test_int8.py), and is faster. "int8_blocks" (no compute type names it) keeps
+the blocks scheme for measuring (benchmarks/smollm2.py).
+Speed on SmolLM2, 1 thread (benchmarks/smollm2.py, two runs on a shared machine), generated tokens/s:
+weight-only 38-52 at batch 1 and 218-231 at batch 8, per-row W8A8 51-63 and 228-242, float32 20 and
+88-90, CTranslate2 int8 43-77 and 237-241. Weight-only decodes 1.8-2.6x faster than float32 (a
+quarter of the weight bytes) but converts each weight to float32 in registers, so a 32-token
+prompt runs near float32's speed (360-460 tokens/s, float32 310-350) where W8A8's int8 products
+run 1.6-2.2x faster.
 """
 
 from __future__ import annotations
@@ -37,7 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ops.quantized import BLOCK, Int8BlockWeight, IntgemmInput, int8_linear_static
+from ..ops.quantized import BLOCK, Int8BlockWeight, Int8WeightOnly, IntgemmInput, int8_linear_static
 from .linear import Linear, freeze
 
 
@@ -68,7 +84,7 @@ class IntgemmLinear(Linear):
 class Int8Linear:
     def __init__(
         self,
-        weight: ops.Int8Weight | Int8BlockWeight,
+        weight: ops.Int8Weight | Int8BlockWeight | Int8WeightOnly,
         bias: np.ndarray | None = None,
         intgemm: IntgemmInput | None = None,
     ):
@@ -76,7 +92,7 @@ class Int8Linear:
             raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
         self.weight = weight
         self.bias = None if bias is None else freeze(bias)
-        self.intgemm = intgemm  # None: x quantized per row on each call
+        self.intgemm = intgemm  # None: x quantized as the weight says (per row, per block, not at all)
 
     @classmethod
     def from_linear(cls, linear: Linear) -> Int8Linear:
@@ -95,6 +111,17 @@ class Int8Linear:
         (`Int8BlockWeight.quantize`), not per row: the "int8_blocks" weight type of `quantize_model`."""
         if linear.int8 is None and linear.in_features % BLOCK == 0:
             return cls(Int8BlockWeight.quantize(linear.weight), linear.bias)
+        return cls.from_linear(linear)
+
+    @classmethod
+    def weight_only(cls, linear: Linear) -> Int8Linear:
+        """Weight-only int8 (`Int8WeightOnly`: x stays float32): a float weight whose K is a multiple of
+        32 quantized per block of 32, and the Q8_0 blocks a checkpoint stores as they are; other
+        weights as `from_linear`. The "int8_weight_only" weight type of `quantize_model`."""
+        if linear.int8 is not None and linear.int8[1].ndim == 2:  # scales (N, K/32): GGUF Q8_0
+            return cls(Int8WeightOnly.from_int8(*linear.int8), linear.bias)
+        if linear.int8 is None and linear.in_features % BLOCK == 0:
+            return cls(Int8WeightOnly.quantize(linear.weight), linear.bias)
         return cls.from_linear(linear)
 
     @property
@@ -160,7 +187,8 @@ class BF16Linear:
 CONVERSIONS = {
     "float32": None,
     "int8": Int8Linear.from_linear,
-    "int8_blocks": Int8Linear.in_blocks,  # no compute type names it: for measuring it against "int8"
+    "int8_blocks": Int8Linear.in_blocks,  # no compute type names it: for measuring it against the others
+    "int8_weight_only": Int8Linear.weight_only,
     "bfloat16": BF16Linear.from_linear,
 }
 # Attributes naming a model's output projection (decoder-only and seq2seq models, Bergamot).

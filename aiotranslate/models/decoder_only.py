@@ -106,11 +106,13 @@ class DecoderOnlyModel:
         positions: PositionEmbedding | None = None,
         config: HFConfig | None = None,
         generation_config: GenerationConfig | None = None,
+        int8_weights: str = "int8",
     ):
         self.embedding, self.positions, self.layers = embedding, positions, layers
         self.final_norm, self.lm_head = final_norm, lm_head
         self.config = config
         self.generation_config = generation_config or GenerationConfig()
+        self.int8_weights = int8_weights  # what compute type int8 makes of the linears (api.compute_type)
 
     @property
     def vocab_size(self) -> int:

@@ -138,6 +138,7 @@ def build(config: HFConfig, ckpt, generation_config: GenerationConfig) -> Decode
         lm_head=Linear(embedding.table, int8=int8_of(embedding_name)) if tied else linear("lm_head", vocab, c, False),
         config=config,
         generation_config=generation_config,
+        int8_weights="int8_weight_only",  # activation outliers: layers/quantized.py has the measurements
     )
     ckpt.check_all_read(ignore=("*.rotary_emb.inv_freq", "lm_head.weight"))
     return model

@@ -9,6 +9,10 @@ int8 and bfloat16 of the quantized layers (`layers.quantized`).
 - `Int8BlockWeight`: W as int8 values with one float32 scale per block of 32 along K (GGUF Q8_0's
   values: `from_int8`, or `quantize` a float matrix the same way); `int8_linear` then quantizes x per
   block of 32 too and sums the int32 block products scaled by both scales (`block_reference`).
+- `Int8WeightOnly`: the same values (int8, a float32 scale per block of 32 along K) for float32
+  activations: `int8_linear` leaves x as it is and multiplies it with the weight dequantized in the
+  kernel's registers, summing in float32 (`weight_only_reference`); int8 only saves the bytes of
+  weights read (the float32 kernels' `linear_int8w`, native/gemm_wq_tiles.h).
 - `IntgemmInput`: the other activation scheme, Marian's "8bit alpha" models (Bergamot): x quantized
   with a fixed multiplier stored in the model, and intgemm's shifted product with its float bias
   compensation (`int8_linear_static`).
@@ -31,7 +35,8 @@ from . import _checks, reference
 from .gemm import linear_arguments
 
 _kernels = _native.load("_qgemm")
-BLOCK = 32  # values per scale along K of an Int8BlockWeight (GGUF Q8_0's block)
+_float_kernels = _native.load("_gemm")  # the weight-only product is a float32 one
+BLOCK = 32  # values per scale along K of an Int8BlockWeight or Int8WeightOnly (GGUF Q8_0's block)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -100,38 +105,42 @@ class Int8Weight:
 
 
 @dataclass(frozen=True, eq=False)
-class Int8BlockWeight:
+class _BlockScaled:
     """An (N, K) weight as int8 values q and float32 scales (N, K/32), one per block of 32 values along
-    K: W[j, 32b + t] = scales[j, b] * q[j, 32b + t]. K must be a multiple of 32.
-
-    data: with the extension, q packed as the kernel reads it and the scales transposed and padded to
-    (K/32, padded N); else (q, scales)."""
+    K: W[j, 32b + t] = scales[j, b] * q[j, 32b + t]. K must be a multiple of 32. Subclasses pack q and
+    the scales for their kernel (`from_int8`) into data."""
 
     shape: tuple[int, int]
     data: tuple[np.ndarray, np.ndarray]
 
     @classmethod
-    def quantize(cls, w: np.ndarray) -> Int8BlockWeight:
-        """Quantize a float32 (N, K) matrix per block of 32 (symmetric, max|block| / 127 as for rows)."""
-        w = np.ascontiguousarray(w, dtype=np.float32)
-        _checks.ndim(w, "w", 2)
-        _check_blocks(w.shape)
-        q, scales = reference.quantize_rows(w.reshape(w.shape[0], w.shape[1] // BLOCK, BLOCK))
-        return cls.from_int8(q.reshape(w.shape), scales)
+    def quantize(cls, w: np.ndarray):
+        """Quantize a float32 (N, K) matrix per block of 32 (`quantize_blocks`)."""
+        return cls.from_int8(*quantize_blocks(w))
+
+    @classmethod
+    def from_int8(cls, q: np.ndarray, scales: np.ndarray):
+        raise NotImplementedError
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.data)
+
+
+@dataclass(frozen=True, eq=False)
+class Int8BlockWeight(_BlockScaled):
+    """A block-scaled weight (`_BlockScaled`) for activations quantized per block of 32 too.
+
+    data: with the extension, q packed as the kernel reads it and the scales transposed and padded to
+    (K/32, padded N); else (q, scales)."""
 
     @classmethod
     def from_int8(cls, q: np.ndarray, scales: np.ndarray) -> Int8BlockWeight:
         """W = q * scales per block for q int8 (N, K) and scales (N, K/32) (GGUF Q8_0's qs and d)."""
-        if q.dtype != np.int8 or q.ndim != 2:
-            raise ValueError(f"q must be an int8 (N, K) matrix, got {q.dtype} {q.shape}")
-        _check_blocks(q.shape)
+        q, scales = _block_values(q, scales)
         n, k = q.shape
-        scales = np.asarray(scales, dtype=np.float32)
-        if scales.shape != (n, k // BLOCK):
-            raise ValueError(f"scales must have shape {(n, k // BLOCK)} for q {q.shape}, got {scales.shape}")
-        q = np.ascontiguousarray(q)
         if _kernels is None:
-            return cls(q.shape, (_frozen(q), _frozen(np.ascontiguousarray(scales))))
+            return cls(q.shape, (_frozen(q), _frozen(scales)))
         packed = np.empty((_kernels.padded_rows(n), k), dtype=np.uint8)
         _kernels.pack_int8_blocks(q, packed)
         by_block = np.zeros((k // BLOCK, packed.shape[0]), dtype=np.float32)
@@ -150,14 +159,78 @@ class Int8BlockWeight:
         by_block[:, : len(rows)] = self.data[1][:, rows]
         return Int8BlockWeight(shape, (_frozen(packed), _frozen(by_block)))
 
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.data)
-
 
 def _check_blocks(shape: tuple[int, ...]) -> None:
     if shape[-1] % BLOCK:
         raise ValueError(f"a block-scaled int8 weight needs K a multiple of {BLOCK}, got shape {tuple(shape)}")
+
+
+def quantize_blocks(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 (N, K) matrix quantized per block of 32 along K (symmetric, max|block| / 127 as for
+    rows): q int8 (N, K) and scales (N, K/32)."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    _checks.ndim(w, "w", 2)
+    _check_blocks(w.shape)
+    q, scales = reference.quantize_rows(w.reshape(w.shape[0], w.shape[1] // BLOCK, BLOCK))
+    return q.reshape(w.shape), scales
+
+
+def _block_values(q: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """q int8 (N, K) and scales float32 (N, K/32) of a block-scaled weight, checked and contiguous."""
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise ValueError(f"q must be an int8 (N, K) matrix, got {q.dtype} {q.shape}")
+    _check_blocks(q.shape)
+    n, k = q.shape
+    scales = np.asarray(scales, dtype=np.float32)
+    if scales.shape != (n, k // BLOCK):
+        raise ValueError(f"scales must have shape {(n, k // BLOCK)} for q {q.shape}, got {scales.shape}")
+    return np.ascontiguousarray(q), np.ascontiguousarray(scales)
+
+
+@dataclass(frozen=True, eq=False)
+class Int8WeightOnly(_BlockScaled):
+    """A block-scaled weight (`_BlockScaled`) for float32 activations.
+
+    data: with the extension, q in panels of 64 rows stored K-major, (ceil(N/64), K, 64) with q[64t + c, p]
+    at [t, p, c], and the scales transposed, (K/32, 64 ceil(N/64)), zero-padded; else (q, scales)."""
+
+    @classmethod
+    def from_int8(cls, q: np.ndarray, scales: np.ndarray) -> Int8WeightOnly:
+        """W = q * scales per block for q int8 (N, K) and scales (N, K/32) (GGUF Q8_0's qs and d)."""
+        q, scales = _block_values(q, scales)
+        if _float_kernels is None:
+            return cls(q.shape, (_frozen(q), _frozen(scales)))
+        (n, k), width = q.shape, _float_kernels.WQ_PANEL
+        panels = -(-n // width)
+        padded = np.zeros((panels * width, k), np.int8)
+        padded[:n] = q
+        by_block = np.zeros((k // BLOCK, panels * width), np.float32)
+        by_block[:, :n] = scales.T
+        packed = np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1))
+        return cls(q.shape, (_frozen(packed), _frozen(by_block)))
+
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """q (N, K) and scales (N, K/32), as `from_int8` takes them."""
+        if _float_kernels is None:
+            return self.data
+        packed, by_block = self.data
+        n, k = self.shape
+        return packed.transpose(0, 2, 1).reshape(-1, k)[:n], by_block[:, :n].T
+
+    def select(self, rows: np.ndarray) -> Int8WeightOnly:
+        """The weight of output rows `rows` (in that order)."""
+        rows = _selected_rows(rows, self.shape[0])
+        q, scales = self.values()
+        return Int8WeightOnly.from_int8(q[rows], scales[rows])
+
+
+def weight_only_reference(x: np.ndarray, q: np.ndarray, scales: np.ndarray, bias=None, act: int = 0, residual=None):
+    """`int8_linear` of an `Int8WeightOnly` in numpy: W dequantized in float32 (q * scale, one rounding,
+    as the kernel's registers hold it), then `reference.linear` (float64 sums: the kernel's float32
+    sums agree to rounding)."""
+    n, k = q.shape
+    w = (q.reshape(n, k // BLOCK, BLOCK).astype(np.float32) * scales[..., None]).reshape(n, k)
+    return reference.linear(np.asarray(x, np.float32), w, bias, act, residual)
 
 
 def block_reference(x: np.ndarray, q: np.ndarray, scales: np.ndarray, bias=None, act: int = 0, residual=None):
@@ -276,13 +349,20 @@ def _prepare(x, shape, bias, residual, out, activation):
     return linear_arguments(_checks.float_array(x, "x", dtype=np.float32), shape, bias, residual, out, activation)
 
 
-def int8_linear(x, weight: Int8Weight | Int8BlockWeight, bias=None, *, activation=None, residual=None, out=None,
-                n_threads=1):
+def int8_linear(x, weight: Int8Weight | Int8BlockWeight | Int8WeightOnly, bias=None, *, activation=None,
+                residual=None, out=None, n_threads=1):
     """act(x @ W.T + bias) + residual for float32 x (..., K) and an int8 weight W (N, K) -> (..., N);
     x is quantized as W is: per row for an `Int8Weight` (`reference.int8_linear` is the contract), per
-    block of 32 for an `Int8BlockWeight` (`block_reference`)."""
+    block of 32 for an `Int8BlockWeight` (`block_reference`), not at all for an `Int8WeightOnly`
+    (`weight_only_reference`; out must not overlap x then)."""
     x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
-    if isinstance(weight, Int8BlockWeight):
+    if isinstance(weight, Int8WeightOnly):
+        if _float_kernels is None:
+            out2[...] = weight_only_reference(x2, *weight.data, bias, act, residual)
+        else:
+            packed, scales = weight.data
+            _float_kernels.linear_int8w(x2, packed, scales, weight.shape[0], bias, act, residual, out2, n_threads)
+    elif isinstance(weight, Int8BlockWeight):
         if _kernels is None:
             out2[...] = block_reference(x2, *weight.data, bias, act, residual)
         else:
@@ -321,8 +401,13 @@ def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=N
 
 
 def isa() -> dict[str, str]:
-    """The instruction sets the int8 and bf16 kernels run on ('avx512', 'avx2', 'portable'; int8 adds
-    '+amx' where 32-row blocks run on AMX tiles), or 'reference' for both without the extension."""
-    if _kernels is None:
-        return {"int8": "reference", "bfloat16": "reference"}
-    return {"int8": _kernels.isa() + ("+amx" if _kernels.amx() else ""), "bfloat16": _kernels.bf16_isa()}
+    """The instruction sets the quantized kernels run on: int8 per row and in blocks ('avx512', 'avx2',
+    'portable'; '+amx' where 32-row blocks run on AMX tiles), int8 weight-only (the float32 kernels':
+    'avx512', 'avx2', 'base') and bfloat16, or 'reference' without the extension."""
+    if _kernels is None or _float_kernels is None:
+        return dict.fromkeys(("int8", "int8_weight_only", "bfloat16"), "reference")
+    return {
+        "int8": _kernels.isa() + ("+amx" if _kernels.amx() else ""),
+        "int8_weight_only": _float_kernels.instruction_set(),
+        "bfloat16": _kernels.bf16_isa(),
+    }

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from aiotranslate import ops
 from aiotranslate._native import load
 from aiotranslate.ops import reference
-from aiotranslate.ops.quantized import BLOCK, Int8BlockWeight, block_reference
+from aiotranslate.ops.quantized import BLOCK, Int8BlockWeight, Int8WeightOnly, block_reference, weight_only_reference
 
 from test_qgemm import isa  # noqa: F401  (the fixture: each instruction set the CPU has)
 
@@ -109,21 +109,23 @@ def test_results_are_bitwise_equal_for_every_thread_count_and_instruction_set(m)
 @needs_native
 @settings(max_examples=40, deadline=None)
 @given(
-    m=st.integers(0, 9),
+    m=st.integers(0, 20),
     blocks=st.integers(0, 6),
     n=st.integers(0, 140),
     transposed=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_any_shape_and_layout_matches_the_reference(m, blocks, n, transposed, seed):
-    """Odd M and N, K = 0, strided (transposed) and read-only inputs: the same as the reference."""
+@pytest.mark.parametrize(("kind", "expected"), [(Int8BlockWeight, block_reference), (Int8WeightOnly, weight_only_reference)])
+def test_any_shape_and_layout_matches_the_reference(kind, expected, m, blocks, n, transposed, seed):
+    """Odd M and N, K = 0, strided (transposed) and read-only inputs: the same as the reference, for
+    activations in blocks and weight-only (test_weight_only.py) alike."""
     rng = np.random.default_rng(seed)
     k = blocks * BLOCK
     x = rng.standard_normal((k, m)).astype(np.float32).T if transposed else rng.standard_normal((m, k)).astype(np.float32)
     x.flags.writeable = False
     q, scales = random_weight(rng, n, k)
-    got = ops.int8_linear(x, Int8BlockWeight.from_int8(q, scales), n_threads=2)
-    np.testing.assert_allclose(got, block_reference(np.ascontiguousarray(x), q, scales), rtol=1e-5, atol=1e-4)
+    got = ops.int8_linear(x, kind.from_int8(q, scales), n_threads=2)
+    np.testing.assert_allclose(got, expected(np.ascontiguousarray(x), q, scales), rtol=1e-5, atol=1e-4)
 
 
 def test_float_weights_quantize_per_block():
@@ -159,26 +161,17 @@ def test_selected_rows_compute_those_columns():
         weight.select(np.array([150]))
 
 
-def test_in_place_residual():
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, 3, 64)).astype(np.float32)
-    weight = Int8BlockWeight.quantize(rng.standard_normal((64, 64)).astype(np.float32))
-    h = rng.standard_normal((2, 3, 64)).astype(np.float32)
-    expected = ops.int8_linear(x, weight) + h
-    ops.int8_linear(x, weight, residual=h, out=h)
-    np.testing.assert_allclose(h, expected, rtol=1e-6, atol=1e-6)
-
-
-def test_bad_arguments_are_refused():
+@pytest.mark.parametrize("kind", [Int8BlockWeight, Int8WeightOnly])
+def test_bad_arguments_are_refused(kind):
     with pytest.raises(ValueError, match="multiple of 32"):
-        Int8BlockWeight.quantize(np.ones((4, 40), np.float32))
+        kind.quantize(np.ones((4, 40), np.float32))
     with pytest.raises(ValueError, match="multiple of 32"):
-        Int8BlockWeight.from_int8(np.ones((4, 40), np.int8), np.ones((4, 1), np.float32))
+        kind.from_int8(np.ones((4, 40), np.int8), np.ones((4, 1), np.float32))
     with pytest.raises(ValueError, match="int8"):
-        Int8BlockWeight.from_int8(np.ones((4, 32), np.float32), np.ones((4, 1), np.float32))
+        kind.from_int8(np.ones((4, 32), np.float32), np.ones((4, 1), np.float32))
     with pytest.raises(ValueError, match="scales must have shape"):
-        Int8BlockWeight.from_int8(np.ones((4, 64), np.int8), np.ones(4, np.float32))
-    weight = Int8BlockWeight.quantize(np.ones((4, 64), np.float32))
+        kind.from_int8(np.ones((4, 64), np.int8), np.ones(4, np.float32))
+    weight = kind.quantize(np.ones((4, 64), np.float32))
     with pytest.raises(ValueError, match="features"):
         ops.int8_linear(np.ones((2, 32), np.float32), weight)
     with pytest.raises(TypeError, match="float32"):
@@ -201,16 +194,17 @@ def test_kernel_refuses_k_outside_whole_blocks_and_mismatched_scales():
 
 
 @needs_native
-def test_without_the_extension_the_reference_computes_the_same(monkeypatch):
+@pytest.mark.parametrize(("kind", "kernels"), [(Int8BlockWeight, "_kernels"), (Int8WeightOnly, "_float_kernels")])
+def test_without_the_extension_the_reference_computes_the_same(monkeypatch, kind, kernels):
     from aiotranslate.ops import quantized
 
     rng = np.random.default_rng(8)
     x = rng.standard_normal((3, 64)).astype(np.float32)
     q, scales = random_weight(rng, 70, 64)
     rows = np.array([69, 2, 5])
-    native_out = ops.int8_linear(x, Int8BlockWeight.from_int8(q, scales).select(rows), activation="silu")
-    monkeypatch.setattr(quantized, "_kernels", None)
-    fallback = ops.int8_linear(x, Int8BlockWeight.from_int8(q, scales).select(rows), activation="silu")
+    native_out = ops.int8_linear(x, kind.from_int8(q, scales).select(rows), activation="silu")
+    monkeypatch.setattr(quantized, kernels, None)
+    fallback = ops.int8_linear(x, kind.from_int8(q, scales).select(rows), activation="silu")
     np.testing.assert_allclose(fallback, native_out, rtol=1e-5, atol=1e-5)
 
 

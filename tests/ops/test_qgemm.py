@@ -13,7 +13,7 @@ import pytest
 from aiotranslate import ops
 from aiotranslate._native import load
 from aiotranslate.ops import reference
-from aiotranslate.ops.quantized import BF16Weight, Int8Weight
+from aiotranslate.ops.quantized import BF16Weight, Int8BlockWeight, Int8Weight, Int8WeightOnly
 
 native = load("_qgemm")
 needs_native = pytest.mark.skipif(native is None, reason="native kernels not built")
@@ -105,11 +105,12 @@ def test_int8_error_is_small_against_float32():
     assert np.abs(got - exact).max() <= 0.02 * np.abs(exact).max()
 
 
-def test_in_place_residual_and_batched_shapes():
+@pytest.mark.parametrize("kind", [Int8Weight, Int8BlockWeight, Int8WeightOnly])
+def test_in_place_residual_and_batched_shapes(kind):
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 3, 40)).astype(np.float32)
-    w = rng.standard_normal((40, 40)).astype(np.float32)
-    weight = Int8Weight.quantize(w)
+    x = rng.standard_normal((2, 3, 64)).astype(np.float32)
+    w = rng.standard_normal((40, 64)).astype(np.float32)
+    weight = kind.quantize(w)
     h = rng.standard_normal((2, 3, 40)).astype(np.float32)
     expected = ops.int8_linear(x, weight) + h
     ops.int8_linear(x, weight, residual=h, out=h)
