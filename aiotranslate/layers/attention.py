@@ -54,7 +54,7 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
     out = (xp.empty if n else xp.zeros)((b, h_kv, r, t, d), dtype=q.dtype)
     if aligned and not windowed:
         if n:
-            _attend_block(
+            ops.attention(
                 q.reshape(b * h_kv, r * t, d),
                 k[:, :, :n].reshape(b * h_kv, n, d),
                 v[:, :, :n].reshape(b * h_kv, n, d),
@@ -76,7 +76,7 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
                 # Query j sits at start + j and sees keys > start + j - window.
                 qpos = start + np.arange(c)[:, None]
                 mask = place_like(np.where(np.arange(n)[None, :] > qpos - window, 0.0, -np.inf).astype(q.dtype), q)
-            ctx = _attend_block(
+            ctx = ops.attention(
                 q[i, :, :, :c].reshape(h_kv, r * c, d),
                 k[i, :, :n],
                 v[i, :, :n],
@@ -87,19 +87,6 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
             )
             out[i, :, :, :c] = ctx.reshape(h_kv, r, c, d)
     return out.transpose(0, 3, 1, 2, 4).reshape(b * t, h_kv * r * d)  # (B, T, H_kv, r, D) -> (B*T, H*D)
-
-
-def _attend_block(
-    q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, probs_out=None, n_threads=1
-) -> np.ndarray:
-    """q (G, M, D), k and v (G, N, D) -> (G, M, D); the probabilities (G, M, N) go to probs_out if given."""
-    if probs_out is None and mask is None:  # the fused op: no scores in memory, masked keys not read
-        return ops.attention(q, k, v, scale=scale, lengths=lengths, causal_q=causal_q, out=out, n_threads=n_threads)
-    scores = ops.batched_matmul(q, k, trans_b=True, n_threads=n_threads)  # (G, M, N)
-    probs = ops.softmax(
-        scores, scale=scale, lengths=lengths, causal_q=causal_q, mask=mask, out=probs_out, n_threads=n_threads
-    )
-    return ops.batched_matmul(probs, v, out=out, n_threads=n_threads)
 
 
 class SelfAttention:

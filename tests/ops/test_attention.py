@@ -88,6 +88,24 @@ def test_float32_equals_the_unfused_ops_bit_for_bit(g, t, n, causal):
     assert fused.tobytes() == unfused(q, k, v, 0.125, lengths, causal_q).tobytes()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_additive_mask_and_probabilities_out(dtype):
+    """With an additive mask or probs_out the op runs the three ops, and probs_out holds exactly the
+    probabilities whose product with v is the result."""
+    rng = np.random.default_rng(5)
+    g, m, n, d = 3, 4, 6, 8
+    q, k, v = (rng.standard_normal(shape).astype(dtype) for shape in ((g, m, d), (g, n, d), (g, n, d)))
+    mask = np.where(rng.random((m, n)) < 0.3, -np.inf, 0.0).astype(dtype)
+    mask[:, 0] = 0.0  # every query sees key 0
+    probs = np.zeros((g, m, n), dtype)
+    got = ops.attention(q, k, v, scale=0.5, lengths=[5, 6, 4], mask=mask, probs_out=probs)
+    scores = ops.batched_matmul(q, k, trans_b=True)
+    expected_probs = ops.softmax(scores, scale=0.5, lengths=[5, 6, 4], mask=mask)
+    np.testing.assert_array_equal(probs, expected_probs)
+    np.testing.assert_array_equal(got, ops.batched_matmul(expected_probs, v))
+    np.testing.assert_array_equal(probs[np.broadcast_to(mask == -np.inf, probs.shape)], 0)
+
+
 def test_queries_that_see_no_key_get_zeros():
     rng = np.random.default_rng(2)
     q = rng.standard_normal((4, 2, 16)).astype(np.float32)
