@@ -135,8 +135,7 @@ INLINE void ISA(nt_tile)(const float *a, long lda, const float *b, long ldb, flo
         V bv[NACC];
         for (int j = 0; j < nb; j++) {
             bv[j] = ISA(load_once)(b + j * ldb + p);
-            if (mb == 1) /* one a-row: a pure stream of b, which the L1 prefetchers lag behind */
-                __builtin_prefetch(b + j * ldb + p + NT_PREFETCH);
+            __builtin_prefetch(b + (j + nb) * ldb + p); /* the next tile's row j; never faults */
         }
         for (int i = 0; i < mb; i++) {
             V av = ISA(load)(a + i * lda + p);
