@@ -23,7 +23,8 @@
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
- *   accumulators into VL sums. With one or two a-rows, tiles take more b-rows. Each k-step
+ *   accumulators into VL sums. With two a-rows, tiles take more b-rows; with one, 4 (as with
+ *   several: more parallel streams read memory slower, 3-10% at 8 rows per tile). Each k-step
  *   prefetches the same step of the next tile's b-rows (one tile ahead: the weights of decoding
  *   come from memory in nb parallel streams, which the hardware prefetchers lag behind). Against a
  *   prefetch 64 floats ahead for one a-row only: OPUS-MT float32 beam 4 at batch 1 (4 a-rows),

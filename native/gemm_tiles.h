@@ -358,8 +358,8 @@ ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, lo
         return;
     }
     long j = 0;
-    if (m == 1)
-        j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 1, NACC / 2);
+    if (m == 1) /* 4 b-rows: fewer parallel streams from memory (measured 3-10% over 8) */
+        j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 1, 4);
     else if (m == 2)
         j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 2, NACC / 2);
     j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, NT_MB, NT_NB);
