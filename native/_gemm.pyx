@@ -23,13 +23,16 @@
 # - linear_int8w is the weight-only int8 linear: float32 x and products, the weight stored as int8
 #   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
+# - attention (attention.pxi, included at the end) is the fused softmax(q k^T) v of ops.attention.
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.stdint cimport int8_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from common cimport ACT_NONE, check_linear, floating, overlap
+import numpy as np
+
+from common cimport ACT_NONE, check_linear, floating, overlap, team_size, visible_columns
 
 cdef extern from "activation.h" nogil:
     void aio_activate_f32(float *x, long n, int act)
@@ -387,3 +390,6 @@ def _use_instruction_set(name):
     isa = -1 if name == "auto" else INSTRUCTION_SETS.index(name)
     if not aio_gemm_use_isa(isa):
         raise ValueError(f"this CPU cannot run the {name} kernels")
+
+
+include "attention.pxi"

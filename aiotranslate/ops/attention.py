@@ -1,7 +1,7 @@
 """Scaled dot-product attention in one op: softmax(scale * q k^T, masked) v over groups of queries.
 
-The kernel is `native/_attention.pyx` (float32 on the host): scores stay in per-thread scratch and
-only the keys some query sees are read. An additive mask or the probabilities asked back (alignments
+The kernel is `native/attention.pxi`, part of the `_gemm` module (float32 on the host): scores stay
+in per-thread scratch and only the keys some query sees are read. An additive mask or the probabilities asked back (alignments
 of cross-attention), float64, CuPy arrays, or a missing extension run the same math as three ops
 (batched_matmul, softmax, batched_matmul), which have their own kernels there. The contract is
 `reference.attention`.
@@ -16,7 +16,7 @@ from . import _checks
 from .gemm import batched_matmul
 from .softmax import softmax
 
-_kernels = _native.load("_attention")
+_kernels = _native.load("_gemm")
 
 
 def attention(q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, probs_out=None, n_threads=1):

@@ -162,6 +162,20 @@ def test_thread_count_does_not_change_a_bit(causal_q):
     assert one.tobytes() == ops.attention(q, k, v, n_threads=2, **kwargs).tobytes()
 
 
+def test_every_instruction_set(isa):
+    """The fused kernel runs the GEMM kernels of the instruction set in force (they share a module):
+    on each, it equals the unfused ops bit for bit, matches the reference, and ignores n_threads."""
+    rng = np.random.default_rng(8)
+    for g, t, n, d in [(64, 1, 37, 64), (6, 5, 9, 17), (4, 70, 80, 64)]:  # decode, odd D, row blocks
+        q = rng.standard_normal((g, t, d)).astype(np.float32)
+        k, v = cache_view(rng, g, n, d, np.float32), cache_view(rng, g, n, d, np.float32)
+        kwargs = {"scale": d**-0.5, "lengths": rng.integers(t, n + 1, 2).astype(np.int32), "causal_q": t}
+        outs = [ops.attention(q, k, v, n_threads=threads, **kwargs) for threads in (1, 2)]
+        assert outs[0].tobytes() == outs[1].tobytes()
+        assert outs[0].tobytes() == unfused(q, k, v, **kwargs).tobytes()
+        assert_matches(outs[0], reference.attention(q, k, v, **kwargs), v)
+
+
 def test_without_the_extension_it_runs_the_ops(monkeypatch):
     monkeypatch.setattr(attention_module, "_kernels", None)
     rng = np.random.default_rng(7)

@@ -35,19 +35,6 @@ def random_weight(rng, n, k):
     return q, rng.uniform(0.001, 0.05, (n, k // BLOCK)).astype(np.float32)
 
 
-@pytest.fixture(params=["avx512", "avx2", "base"])
-def isa(request):
-    """Each instruction set of the float32 kernels the CPU has."""
-    if native is None:
-        pytest.skip("native kernels not built")
-    try:
-        native._use_instruction_set(request.param)
-    except ValueError:
-        pytest.skip(f"this CPU cannot run {request.param}")
-    yield request.param
-    native._use_instruction_set("auto")
-
-
 @pytest.mark.parametrize(("m", "k", "n", "act"), [s + (ACTS[i % len(ACTS)],) for i, s in enumerate(SHAPES)])
 def test_matches_the_reference(isa, m, k, n, act):
     rng = np.random.default_rng(0)

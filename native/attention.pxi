@@ -1,11 +1,13 @@
 # Fused scaled dot-product attention for aiotranslate.ops.attention: out = softmax(scale q k^T) v over G
 # independent groups (batch x KV heads), masked by lengths and causal_q as the softmax kernel masks.
+# Included in _gemm.pyx: one module, so the GEMM kernels it calls follow the instruction set that
+# `_use_instruction_set` picks (tests run it on every set).
 #
 # Design
-# - Per group, query rows in even blocks of at most ROWS: the block's scores (rows x visible keys) go
+# - Per group, query rows in even blocks of at most ATTENTION_ROWS: the block's scores (rows x visible keys) go
 #   to a per-thread scratch that stays in L2, then softmax in place, then p @ v into out. The three steps
 #   are the kernels of batched_matmul and softmax (gemm_kernels.c, softmax_kernels.c, compiled into
-#   this module too), called on pointers: no probabilities in memory beyond the scratch, no op calls
+#   _gemm), called on pointers: no probabilities in memory beyond the scratch, no op calls
 #   between the steps. The blocks are even so that none is too short for the path batched_matmul
 #   takes on all M rows: each element is computed exactly as the unfused ops compute it (up to
 #   M = 256 with N > 128, where batched_matmul hands p @ v to BLAS).
@@ -23,23 +25,12 @@
 #   causal prefill, G = 12, M = N = 512: 5.1 vs 14.4 ms;  G = 4, M = N = 2048: 22 vs 79 ms
 # The composition won nowhere, so every shape runs fused.
 
-from cython.parallel cimport prange, threadid
-import numpy as np
-
-from common cimport overlap, team_size, visible_columns
-
-cdef extern from "gemm_kernels.h" nogil:
-    void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-                         long m, long n, long k, float alpha, const float *b_next, long n_next)
-    void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-                         long m, long n, long k, float alpha)
-
 cdef extern from "softmax_kernels.h" nogil:
     void aio_softmax_row_f32(const float *x, const float *mask, float *out, long n, long limit,
                              double scale, int log_space)
 
 cdef enum:
-    ROWS = 64  # query rows per block: 64 x 2048 scores are 512 KiB, within L2
+    ATTENTION_ROWS = 64  # query rows per block: 64 x 2048 scores are 512 KiB, within L2
 
 
 cdef void attend_group(const float *q, Py_ssize_t ldq, const float *k, Py_ssize_t ldk, const float *v,
@@ -47,7 +38,7 @@ cdef void attend_group(const float *q, Py_ssize_t ldq, const float *k, Py_ssize_
                        Py_ssize_t row0, const int *lengths, Py_ssize_t rows_per_length, Py_ssize_t causal_q,
                        float *scores) noexcept nogil:
     """out (m, d) of the group whose first query row is row0 of all G * m rows (the masking index)."""
-    cdef Py_ssize_t blocks = (m + ROWS - 1) // ROWS, block, i0, i, mb, keys, limit
+    cdef Py_ssize_t blocks = (m + ATTENTION_ROWS - 1) // ATTENTION_ROWS, block, i0, i, mb, keys, limit
     for block in range(blocks):
         i0 = block * m // blocks
         mb = (block + 1) * m // blocks - i0
@@ -114,7 +105,7 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
             or overlap(vp, extent(g, sv, n, ldv, d) * item, op, out_bytes)):
         raise ValueError("out must not overlap q, k or v")
     cdef int team = team_size(g, g * m * n * d, n_threads)
-    cdef Py_ssize_t per_thread = min(m, <Py_ssize_t>ROWS) * n
+    cdef Py_ssize_t per_thread = min(m, <Py_ssize_t>ATTENTION_ROWS) * n
     cdef float[::1] scratch = np.empty(team * per_thread, dtype=np.float32)
     cdef float *sp = &scratch[0]
     with nogil:
