@@ -23,12 +23,13 @@
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
- *   accumulators into VL sums. With two a-rows, tiles take more b-rows; with one, 4 (as with
- *   several: more parallel streams read memory slower, 3-10% at 8 rows per tile). Each k-step
- *   prefetches the same step of the next tile's b-rows (one tile ahead: the weights of decoding
- *   come from memory in nb parallel streams, which the hardware prefetchers lag behind). Against a
- *   prefetch 64 floats ahead for one a-row only: OPUS-MT float32 beam 4 at batch 1 (4 a-rows),
- *   1 thread, +36% end to end; greedy +6%; from cache, (4, 512, 2048) +30%, one row equal. Short products
+ *   accumulators into VL sums. With two a-rows, tiles take 8 b-rows; with one, only 4: fewer
+ *   parallel streams read faster from L3 and memory (8 rows per tile were 3-10% slower). Each
+ *   k-step prefetches the same step of the next tile's b-rows (one tile ahead: the weights of
+ *   decoding come from memory in nb parallel streams, which the hardware prefetchers lag behind).
+ *   Against a prefetch 64 floats ahead for one a-row only: OPUS-MT float32 beam 4 at batch 1
+ *   (4 a-rows), 1 thread, +36% end to end, greedy +6%; from cache, (4, 512, 2048) +30%, one row
+ *   equal. Short products
  *   (k <= PACK_MAX_K) with at least PACK_MIN_M rows would spend as much on reductions as on FMAs:
  *   they transpose b in PACK_COLS-row panels onto the stack and run NN instead.
  * - NN (c = a b, b n-contiguous, as P @ V): a tile of up to 4 rows x NN_NV vectors accumulates
