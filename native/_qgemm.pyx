@@ -130,9 +130,10 @@ cdef inline int _team(int n_threads, Py_ssize_t blocks, double work) noexcept no
     return <int> t if t > 1 else 1
 
 
-def _check_packed(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t n, Py_ssize_t kp):
+cdef int _check_packed(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t n, Py_ssize_t kp) except -1:
     if rows != aio_q_padded_rows(n) or cols != kp:
         raise ValueError(f"packed has shape ({rows}, {cols}), expected ({aio_q_padded_rows(n)}, {kp})")
+    return 0
 
 
 cdef const float[:, ::1] _apart(const float[:, ::1] residual, float[:, ::1] out):

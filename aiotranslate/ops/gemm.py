@@ -56,17 +56,11 @@ def activation_code(activation) -> int:
         raise ValueError(f"unknown activation {activation!r}; expected one of {names}") from None
 
 
-def _rows(x, name: str):
-    """x as 2-D rows: itself when it is 2-D already (the reshape costs about 0.6 us, a few percent
-    of a one-row product such as (1, 512, 512))."""
-    return x if x.ndim == 2 else _checks.rows(x, name)
-
-
 def linear_arguments(x, shape: tuple[int, int], bias, residual, out, activation):
     """The checked arguments of a linear of x (..., K) (already a checked float array) by a weight of
     `shape` (N, K): 2-D views of x, bias, residual, the output (allocated unless given) and its 2-D
     view, and the activation code. Shared by the float and the quantized linears."""
-    x2 = _rows(x, "x")
+    x2 = _checks.rows(x, "x")
     n, k = shape
     if x2.shape[1] != k:
         raise ValueError(f"x has {x2.shape[1]} features but the weight has shape {tuple(shape)} (N, K={k} expected)")
@@ -77,7 +71,7 @@ def linear_arguments(x, shape: tuple[int, int], bias, residual, out, activation)
         residual = _checks.rows(_checks.float_array(residual, "residual", x), "residual")
         _checks.shape(residual, "residual", (x2.shape[0], n))
     out = _checks.output(out, "out", x.shape[:-1] + (n,), x.dtype, x)
-    return x2, bias, residual, out, _rows(out, "out"), activation_code(activation)
+    return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
 
 
 def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
