@@ -22,7 +22,9 @@
  *   p*64*k + g*256 + c*4 + t is u[64p + c, 4g + t]); one block of a panel is 8 groups, 2048 bytes.
  *   wd is (k / 32, padded rows), so the 64 scales of a panel's block are contiguous.
  * - Tiles: AVX-512 keeps MR = 3 rows x 4 vectors (64 columns) of int32 block sums and of float
- *   totals in registers (24 zmm); each block ends with sub, convert and FMA per accumulator. AVX2
+ *   totals in registers (24 zmm); each block ends with sub, convert and FMA per accumulator; the
+ *   panel is prefetched AIO_Q_STREAM_PREFETCH bytes ahead (as qgemm_kernels.c's tiles: weights cycled
+ *   from memory, 1 thread, (M, 576, 1536) and (M, 576, 49152): M = 4 +23-26%, M = 1 0-8%). AVX2
  *   and portable compute the block sums of a tile into a buffer (AVX2: vpmaddwd on half a panel,
  *   vphaddd to finish) and share one scalar float loop (fmaf; hardware FMA in the AVX2 copy).
  * - AMX (amx-int8; where aio_q_amx allows): whole blocks of 16 rows. tdpbsud is the signed x
@@ -106,7 +108,11 @@ AIO_T512 static inline __attribute__((always_inline)) void qb_block_512(const in
         for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
     for (int g = 0; g < BLOCK / 4; g++) {
         __m512i wv[4];
-        for (int v = 0; v < 4; v++) wv[v] = _mm512_loadu_si512(w0 + g * PANEL * 4 + 64 * v);
+        for (int v = 0; v < 4; v++) {
+            const uint8_t *wp = w0 + g * PANEL * 4 + 64 * v;
+            wv[v] = _mm512_loadu_si512(wp);
+            _mm_prefetch((const char *)wp + AIO_Q_STREAM_PREFETCH, _MM_HINT_T0);
+        }
         for (int i = 0; i < mr; i++) {
             __m512i xb = _mm512_set1_epi32(load4(xq + i * k + b * BLOCK + 4 * g));
             for (int v = 0; v < 4; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], wv[v], xb);

@@ -62,7 +62,7 @@
 #include <unistd.h>
 #endif
 
-enum { PANEL = AIO_Q_PANEL, MR512 = 6, STREAM_PREFETCH = 4096 };
+enum { PANEL = AIO_Q_PANEL, MR512 = 6, STREAM_PREFETCH = AIO_Q_STREAM_PREFETCH };
 
 long aio_q_padded_rows(long n) { return (n + PANEL - 1) / PANEL * PANEL; }
 long aio_q8_padded_k(long k) { return (k + 3) & ~3L; }
