@@ -14,8 +14,8 @@
 #   BLAS), batched_matmul into its G products; prange hands each thread runs of them: 'guided' for
 #   linear (shrinking runs, so a thread slowed by memory or the OS does not hold the others at the
 #   barrier: GPT-2 batch 32 decode linears 1.53-1.64x -> 1.71-1.81x from the second thread, measured
-#   alternately), 'static' elsewhere. Every BLAS call is single-threaded (ops/gemm.py holds scipy's OpenBLAS to 1 thread), so
-#   n_threads is the only team size and concurrent callers share no BLAS pool. BLAS blocks depend
+#   alternately), 'static' elsewhere. Every BLAS call is single-threaded (ops/gemm.py holds scipy's
+#   OpenBLAS to 1 thread), so n_threads is the only team size and concurrent callers share no BLAS pool. BLAS blocks depend
 #   on the shape only, never on n_threads, and our kernels compute every element the same way in
 #   any split: results are bitwise identical for every n_threads. Work under GRAIN multiply-adds
 #   per thread runs on fewer threads, down to serial.

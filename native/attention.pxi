@@ -4,8 +4,8 @@
 # `_use_instruction_set` picks (tests run it on every set).
 #
 # Design
-# - Per group, query rows in even blocks of at most ATTENTION_ROWS: the block's scores (rows x visible keys) go
-#   to a per-thread scratch that stays in L2, then softmax in place, then p @ v into out. The three steps
+# - Per group, query rows in even blocks of at most ATTENTION_ROWS: the block's scores (rows x visible
+#   keys) go to a per-thread scratch that stays in L2, then softmax in place, then p @ v into out. The three steps
 #   are the kernels of batched_matmul and softmax (gemm_kernels.c, softmax_kernels.c, compiled into
 #   _gemm), called on pointers: no probabilities in memory beyond the scratch, no op calls
 #   between the steps. The blocks are even so that none is too short for the path batched_matmul

@@ -25,7 +25,7 @@
  *   weight again from cache for each block of a large batch.
  *   AVX2 (no VNNI): vpmovsxbw + vpmaddwd on half a panel per row, pairs reduced with vphaddd at
  *   the end. Portable: plain loops over the same layout.
- * - The AVX-512 tiles prefetch the panel STREAM_PREFETCH bytes ahead of their loads (the panels
+ * - The AVX-512 tiles prefetch the panel AIO_Q_STREAM_PREFETCH bytes ahead of their loads (the panels
  *   form one forward stream, so this runs into the next panel): in decoding the weights come from
  *   memory, and with 4 rows (beam 4) per weight vector the out-of-order window alone covers too few
  *   cache lines. OPUS-MT shape, int8, beam 4, batch 1, 1 thread: median call +18% (1024-8192 bytes
@@ -62,7 +62,7 @@
 #include <unistd.h>
 #endif
 
-enum { PANEL = AIO_Q_PANEL, MR512 = 6, STREAM_PREFETCH = AIO_Q_STREAM_PREFETCH };
+enum { PANEL = AIO_Q_PANEL, MR512 = 6 };
 
 long aio_q_padded_rows(long n) { return (n + PANEL - 1) / PANEL * PANEL; }
 long aio_q8_padded_k(long k) { return (k + 3) & ~3L; }
@@ -201,7 +201,7 @@ AIO_T512 static inline __attribute__((always_inline)) void q8_tile_512(const uin
         __m512i wv[4];
         for (int v = 0; v < 4; v++) {
             wv[v] = _mm512_loadu_si512(w + 64 * v);
-            _mm_prefetch((const char *)(w + STREAM_PREFETCH + 64 * v), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + AIO_Q_STREAM_PREFETCH + 64 * v), _MM_HINT_T0);
         }
         for (int i = 0; i < mr; i++) {
             __m512i xb = _mm512_set1_epi32(load4(xu + i * kp + 4 * g));
@@ -564,7 +564,7 @@ AIO_TBF16 static inline __attribute__((always_inline)) void bf16_tile_512(const 
         __m512bh wv[4];
         for (int v = 0; v < 4; v++) {
             wv[v] = (__m512bh)_mm512_loadu_si512(wg + 32 * v);
-            _mm_prefetch((const char *)(wg + 32 * v) + STREAM_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)(wg + 32 * v) + AIO_Q_STREAM_PREFETCH, _MM_HINT_T0);
         }
         for (int i = 0; i < mr; i++) {
             int32_t pair;

@@ -1,10 +1,10 @@
 """Scaled dot-product attention in one op: softmax(scale * q k^T, masked) v over groups of queries.
 
 The kernel is `native/attention.pxi`, part of the `_gemm` module (float32 on the host): scores stay
-in per-thread scratch and only the keys some query sees are read. An additive mask or the probabilities asked back (alignments
-of cross-attention), float64, CuPy arrays, or a missing extension run the same math as three ops
-(batched_matmul, softmax, batched_matmul), which have their own kernels there. The contract is
-`reference.attention`.
+in per-thread scratch and only the keys some query sees are read. An additive mask or the
+probabilities asked back (alignments of cross-attention), float64, CuPy arrays, or a missing
+extension run the same math as three ops (batched_matmul, softmax, batched_matmul), which have
+their own kernels there. The contract is `reference.attention`.
 """
 
 from __future__ import annotations
