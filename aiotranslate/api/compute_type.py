@@ -5,7 +5,7 @@ Effective types on the CPU:
     float32        every weight float32
     int8_float32   linear layers (output projection included) int8, the rest float32: per the model's
                    `int8_weights` (`weight_types`), weights and activations per row (W8A8), or for
-                   the Llama family weight-only (a weight scale per block of 32, float32
+                   the Llama family and Bergamot weight-only (a weight scale per block of 32, float32
                    activations; layers/quantized.py has the measurements); `describe` says which
     int8_bfloat16  as int8_float32 (all linear layers are int8, so no float layer is left for bf16 here)
     bfloat16       linear layers bfloat16 (AVX512_BF16), products summed in float32
@@ -23,10 +23,10 @@ Requests resolve as CTranslate2 documents for x86-64 CPUs (docs/quantization.md,
 conversion on load"): "int8" keeps the model's float type (float32 here: int8_float32);
 int8_float16 and int16 -> int8_float32; float16 -> float32; bfloat16 types without AVX512_BF16 ->
 their float32 twin; int8 types without the int8 kernels (a build without the extension) -> float32.
-"default" is the model's `stored_compute_type`: float32 for every model here, Bergamot included (its
-intgemm8 weights run in float32 unless int8 is asked for: int8 agrees less often with the reference
-engine, models/bergamot.py), except a GGUF file whose linear weights are all Q8_0: int8_float32, on
-the file's own int8 blocks, weight-only (convert/gguf.py, `stored_compute_type`). "auto" is the
+"default" is the model's `stored_compute_type`: float32 for the float checkpoints, int8_float32 for
+those that store their linear weights in int8, which then run on the file's own values, weight-only:
+Bergamot's intgemm8 weights (models/bergamot.py) and a GGUF file whose linear weights are all Q8_0
+(convert/gguf.py, `stored_compute_type`). "auto" is the
 fastest this CPU supports (int8_float32). A dict picks the entry of the device.
 """
 

