@@ -1,9 +1,9 @@
 """Glue between one worker batch and the requests it serves, and the continuous-batching scheduler.
 
 A worker runs the examples of several requests as one batch. `StepRouter` routes each decoded token
-back to its request (its stream) and answers the per-step stop question (cancelled, past its
-deadline); `complete` hands each request its slice of the outputs; `gather_in_order` puts the
-sub-batches of one call back in input order.
+back to its request (its stream, or its caller's `callback`: `StepCallback`) and answers the
+per-step stop question (cancelled, past its deadline); `complete` hands each request its slice of
+the outputs; `gather_in_order` puts the sub-batches of one call back in input order.
 
 Scheduler. The pool forms a first batch from the queue: the oldest request and every queued one
 with the same key, within `max_examples`. The key is the operation and the decoding options; for
@@ -65,10 +65,10 @@ class StepRouter:
         """The decoding step hook, or None when no request streams (decoding then reports nothing)."""
         return self._route if self.streams else None
 
-    def _route(self, step: GenerationStepResult) -> None:
+    def _route(self, step: GenerationStepResult) -> bool:
+        """Hand the step to its request's hook; True when that hook asks to stop the example."""
         request, index = self.owners[step.batch_id]
-        if request.on_step is not None:
-            request.on_step(replace(step, batch_id=index))
+        return request.on_step is not None and bool(request.on_step(replace(step, batch_id=index)))
 
     def should_stop(self, batch_id: int) -> bool:
         request = self.owners[batch_id][0]
@@ -78,17 +78,62 @@ class StepRouter:
         return False
 
 
+class StepCallback:
+    """CTranslate2's `callback` option as one request's step hook: called on the worker thread with
+    each token of the request's examples (`batch_id` numbered in the caller's batch, `token` named);
+    True stops that example there. An exception it raises stops the example and fails this request
+    alone, with that exception, when the batch completes it: the worker and the other requests
+    carry on."""
+
+    def __init__(self, callback: Callable[[GenerationStepResult], Any], tokenizer, indices: list[int]) -> None:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        self.callback, self.tokenizer, self.indices = callback, tokenizer, indices
+        self.error: BaseException | None = None
+
+    def __call__(self, step: GenerationStepResult) -> bool:
+        if self.error is not None:
+            return True
+        token = None if self.tokenizer is None else self.tokenizer.ids_to_tokens([[step.token_id]], target=True)[0][0]
+        try:
+            return bool(self.callback(replace(step, batch_id=self.indices[step.batch_id], token=token)))
+        except Exception as exc:  # noqa: BLE001 - the caller's code: its request fails, not the batch
+            self.error = exc
+            return True
+
+
+def step_hooks(on_step, callback, tokenizer, batches: list[list[int]]) -> list:
+    """The step hook of each sub-batch of a call (`batches`: their indices in the call): a stream's
+    `on_step`, or for the call's `callback` option a `StepCallback` each, or None."""
+    if callback is None:
+        return [on_step] * len(batches)
+    if on_step is not None:
+        raise TypeError("a token stream takes no callback: iterate the stream instead")
+    return [StepCallback(callback, tokenizer, idx) for idx in batches]
+
+
+def settle(request: Request, stopped: bool, result: Callable[[], Any]) -> None:
+    """Complete a request whose rows have all ended: as stopped early (cancelled, past its
+    deadline), with its callback's error, or with `result()` (whose own error fails it alone)."""
+    error = request.on_step.error if isinstance(request.on_step, StepCallback) else None
+    if stopped or request.should_stop():
+        request.finish_stopped()
+    elif error is not None:
+        request.set_exception(error)
+    else:
+        try:
+            request.set_result(result())
+        except Exception as exc:  # noqa: BLE001 - e.g. detokenizing: this request's failure alone
+            request.set_exception(exc)
+
+
 def complete(requests: list[Request], outputs: list, router: StepRouter | None = None) -> None:
-    """Give each request its slice of outputs (in batch order); a request that was stopped
-    early (cancelled, past its deadline) is completed as such instead."""
+    """Give each request its slice of outputs (in batch order), or complete it as `settle` says."""
     start = 0
     for r in requests:
         part = outputs[start : start + len(r)]
         start += len(r)
-        if (router is not None and r.id in router.stopped) or r.should_stop():
-            r.finish_stopped()
-        else:
-            r.set_result(part)
+        settle(r, router is not None and r.id in router.stopped, lambda: part)
 
 
 # A cohort's model start: (its requests, their options) -> (state holding one row per example, start
@@ -228,15 +273,8 @@ def _deliver(finished: Finished, outputs: Outputs) -> None:
     """Complete the request of a finished row if it was that request's last row."""
     cohort: _Cohort = finished.tag
     request = cohort.finish(finished.index, finished.hypothesis)
-    if request is None:
-        return
-    if request.id in cohort.router.stopped or request.should_stop():
-        request.finish_stopped()
-        return
-    try:
-        request.set_result(outputs(cohort.results(request)))
-    except Exception as exc:  # noqa: BLE001 - e.g. detokenizing: this request's failure alone
-        request.set_exception(exc)
+    if request is not None:
+        settle(request, request.id in cohort.router.stopped, lambda: outputs(cohort.results(request)))
 
 
 def gather_in_order(per_request: list[list], batches: list[list[int]]) -> list:

@@ -27,7 +27,7 @@ from ..decoding.search import pad
 from ..results import GenerationResult, ScoringResult
 from ..runtime import Request
 from . import files, inputs
-from .batching import batch_key, complete, gather_in_order, run_decoding, token_names
+from .batching import batch_key, complete, gather_in_order, run_decoding, step_hooks, token_names
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
@@ -70,7 +70,7 @@ class Generator(ModelEngine):
 
     def _generate_requests(
         self, kind: str, prompts, *, max_batch_size: int = 0, batch_type: str = "examples",
-        max_input_length: int = 0, timeout: float | None = None, on_step=None, **options,
+        max_input_length: int = 0, timeout: float | None = None, on_step=None, callback=None, **options,
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
         unknown = set(options) - set(GENERATE_DEFAULTS)
@@ -88,10 +88,11 @@ class Generator(ModelEngine):
             return_prefix=o.pop("include_prompt_in_result"), **o,
         )
         batches = inputs.split_batches([len(p) for p in ids], max_batch_size, batch_type)
+        hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)
         requests = [
             Request(batch_key(kind, decoding), [ids[i] for i in idx], decoding,
-                    num_tokens=sum(len(ids[i]) for i in idx), on_step=on_step, timeout=timeout)
-            for idx in batches
+                    num_tokens=sum(len(ids[i]) for i in idx), on_step=hook, timeout=timeout)
+            for idx, hook in zip(batches, hooks)
         ]
         return requests, batches
 

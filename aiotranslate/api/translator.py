@@ -26,7 +26,7 @@ from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
 from ..runtime import Request
 from . import files, inputs
-from .batching import batch_key, complete, gather_in_order, run_decoding, token_names
+from .batching import batch_key, complete, gather_in_order, run_decoding, step_hooks, token_names
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
@@ -57,7 +57,7 @@ class Translator(ModelEngine):
 
     def _translate_requests(
         self, kind: str, source, target_prefix=None, *, max_batch_size: int = 0, batch_type: str = "examples",
-        max_input_length: int = 1024, timeout: float | None = None, on_step=None, **options,
+        max_input_length: int = 1024, timeout: float | None = None, on_step=None, callback=None, **options,
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
         unknown = set(options) - set(TRANSLATE_DEFAULTS)
@@ -87,10 +87,11 @@ class Translator(ModelEngine):
             max_length=o.pop("max_decoding_length"), min_length=o.pop("min_decoding_length"), **o,
         )
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
+        hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)
         requests = [
             Request(batch_key(kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
-                    num_tokens=sum(len(sources[i]) for i in idx), on_step=on_step, timeout=timeout)
-            for idx in batches
+                    num_tokens=sum(len(sources[i]) for i in idx), on_step=hook, timeout=timeout)
+            for idx, hook in zip(batches, hooks)
         ]
         return requests, batches
 

@@ -77,13 +77,14 @@ class _Beams:
             self.best = hypothesis
 
     def report_upto(self, path: Path, n: int, on_step: StepHook, limits: Limits, is_last: bool = False) -> bool:
-        """Report the tokens of `path` after those reported, up to its n-th; True when the hook asks to stop."""
-        stop = False
+        """Report the tokens of `path` after those reported, up to its n-th; True (and no further
+        token reported) when the hook asks to stop."""
         for i in range(self.reported + 1, n + 1):
             log_prob = path.token_log_probs[i - 1] if limits.options.return_scores else None
-            stop = report(on_step, self.row, path.head(i), limits, log_prob, is_last and i == n) or stop
-        self.reported = max(self.reported, n)
-        return stop
+            self.reported = i
+            if report(on_step, self.row, path.head(i), limits, log_prob, is_last and i == n):
+                return True
+        return False
 
     def shared(self, running: list[tuple[int, Path]]) -> int:
         """Length of the prefix that the running beams and the best finished hypothesis share."""

@@ -120,6 +120,44 @@ async def test_stream_yields_the_greedy_translation_with_text(translator):
     assert "".join(s.text for s in got).strip() == (await translator.translate(SENTENCES[1], beam_size=1, max_decoding_length=10))
 
 
+async def test_callback_sees_each_token_and_stops_its_example(translator):
+    """CTranslate2's `callback`: every token of every example, numbered in the caller's batch across
+    sub-batches (max_batch_size), named; True stops that example there and no other."""
+    whole = await translator.translate_batch(SENTENCES[:3], beam_size=1, max_decoding_length=8)
+    seen: dict[int, list] = {}
+
+    def callback(step):
+        seen.setdefault(step.batch_id, []).append(step)
+        return step.batch_id == 1 and step.step == 1
+
+    got = await translator.translate_batch(SENTENCES[:3], beam_size=1, max_decoding_length=8, max_batch_size=2,
+                                           callback=callback)  # fmt: skip
+    assert got[0] == whole[0] and got[2] == whole[2]
+    assert got[1].hypotheses[0] == whole[1].hypotheses[0][:2]
+    for i in (0, 2):
+        steps = seen[i]
+        assert [s.step for s in steps] == list(range(len(steps))) and steps[-1].is_last
+        named = [s.token for s in steps if not (s.is_last and s.token == "</s>")]
+        assert named == whole[i].hypotheses[0]
+    assert [s.token for s in seen[1]] == whole[1].hypotheses[0][:2]
+
+
+async def test_a_failing_callback_fails_its_call_alone(translator):
+    def broken(step):
+        raise KeyError("from the callback")
+
+    other = asyncio.ensure_future(translator.translate_batch(SENTENCES[:2], beam_size=1, max_decoding_length=6))
+    with pytest.raises(KeyError, match="from the callback"):
+        await translator.translate_batch(SENTENCES[2:4], beam_size=1, max_decoding_length=6, callback=broken)
+    assert len(await other) == 2
+    with pytest.raises(TypeError, match="callable"):
+        await translator.translate_batch(SENTENCES[:1], callback=3)
+    with pytest.raises(TypeError, match="no callback"):
+        async with translator.generate_tokens(SENTENCES[0], callback=print) as steps:
+            [s async for s in steps]
+    assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
+
+
 async def test_bad_inputs_fail_alone_with_clear_errors(translator):
     with pytest.raises(ValueError, match="outside the vocabulary"):
         await translator.translate_batch([[10**6]])
