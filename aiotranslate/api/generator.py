@@ -31,7 +31,7 @@ from .batching import batch_key, complete, gather_in_order, run_decoding, step_h
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
-from .streaming import TokenStream
+from .streaming import TokenStream, stream_options
 
 # CTranslate2's Generator.generate_batch defaults, by their names.
 GENERATE_DEFAULTS: dict[str, Any] = dict(
@@ -165,10 +165,11 @@ class Generator(ModelEngine):
         coroutine and close the stream (`async with`) even if you never read it."""
         return self._token_stream(prompt, options, nowait=True)
 
+    # CTranslate2's name for the stream of asynchronous steps (its generate_tokens is a blocking iterator).
+    async_generate_tokens = generate_tokens
+
     def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:
-        if "num_hypotheses" in options or "return_alternatives" in options:
-            raise TypeError("generate_tokens streams one sequence: no num_hypotheses or return_alternatives")
-        options = {"return_scores": True, **options}
+        options = stream_options(options)
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
             "tokens", [prompt], on_step=push, **options
         )[0], nowait=nowait)

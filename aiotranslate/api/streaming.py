@@ -22,6 +22,18 @@ from typing import Any
 _END = object()
 
 
+def stream_options(options: dict, **defaults) -> dict:
+    """The decoding options of a `generate_tokens` stream over `defaults`: one sequence (no
+    num_hypotheses or return_alternatives), each step's log-probability unless return_scores or
+    CTranslate2's name for it here, return_log_prob, turns it off."""
+    if "num_hypotheses" in options or "return_alternatives" in options:
+        raise TypeError("generate_tokens streams one sequence: no num_hypotheses or return_alternatives")
+    options = dict(options)
+    if "return_log_prob" in options:
+        options["return_scores"] = bool(options.pop("return_log_prob"))
+    return {"return_scores": True, **defaults, **options}
+
+
 class StepChannel:
     """One request's step results, pushed by a worker thread and read on one event loop."""
 

@@ -30,7 +30,7 @@ from .batching import batch_key, complete, gather_in_order, run_decoding, step_h
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
-from .streaming import TokenStream
+from .streaming import TokenStream, stream_options
 
 # CTranslate2's Translator.translate_batch defaults, by their names.
 TRANSLATE_DEFAULTS: dict[str, Any] = dict(
@@ -156,9 +156,7 @@ class Translator(ModelEngine):
         Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
         soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
         stops decoding at the next step."""
-        if "num_hypotheses" in options or "return_alternatives" in options:
-            raise TypeError("generate_tokens streams one hypothesis: no num_hypotheses or return_alternatives")
-        options = {"beam_size": 1, "return_scores": True, **options}
+        options = stream_options(options, beam_size=1)
         return self._stream(self._loaded.tokenizer, lambda push: self._translate_requests(
             "tokens", [source], None if target_prefix is None else [target_prefix], on_step=push, **options
         )[0])

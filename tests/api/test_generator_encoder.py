@@ -63,6 +63,22 @@ async def test_concurrent_generations_equal_one_batch_and_stream(generator):
     assert [i for i in ids if i != 2] == greedy[0].sequences_ids[0]
 
 
+async def test_ctranslate2_streaming_names(generator):
+    """`async_generate_tokens` (CTranslate2's asynchronous stream) and `return_log_prob`; `callback`
+    on generate_batch stops its example when it returns True."""
+    greedy = (await generator.generate_batch([PROMPTS[0]], max_length=6, include_prompt_in_result=False))[0]
+    steps = [s async for s in generator.async_generate_tokens(PROMPTS[0], max_length=6, return_log_prob=False,
+                                                                  include_prompt_in_result=False)]
+    assert [s.token_id for s in steps if s.token_id != 2] == greedy.sequences_ids[0]
+    assert all(s.log_prob is None for s in steps)
+    calls = []
+    cut = await generator.generate_batch(PROMPTS[:2], max_length=6, include_prompt_in_result=False,
+                                         callback=lambda step: calls.append(step.batch_id) or step.batch_id == 0)
+    assert len(cut[0].sequences_ids[0]) == 1 and calls.count(0) == 1
+    full = await generator.generate_batch(PROMPTS[1:2], max_length=6, include_prompt_in_result=False)
+    assert cut[1].sequences_ids == full[0].sequences_ids
+
+
 async def test_text_generation_and_early_stream_exit(generator):
     text = make_sentences(1, seed=9)[0]
     out = await generator.generate(text, max_length=6)
