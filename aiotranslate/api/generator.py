@@ -31,6 +31,7 @@ from .batching import batch_key, complete, gather_in_order, run_decoding, step_h
 from .bulk import BulkResults
 from .files import ExecutionStats
 from .model_engine import ModelEngine
+from .static_prompts import StaticPromptCache
 from .streaming import TokenStream, stream_options
 
 # CTranslate2's Generator.generate_batch defaults, by their names.
@@ -38,7 +39,7 @@ GENERATE_DEFAULTS: dict[str, Any] = dict(
     beam_size=1, patience=1.0, num_hypotheses=1, length_penalty=1.0, repetition_penalty=1.0,
     no_repeat_ngram_size=0, disable_unk=False, suppress_sequences=None, end_token=None,
     return_end_token=False, max_length=512, min_length=0, static_prompt=None,
-    include_prompt_in_result=True, return_scores=False, return_logits_vocab=False,
+    cache_static_prompt=True, include_prompt_in_result=True, return_scores=False, return_logits_vocab=False,
     return_alternatives=False, min_alternative_expansion_prob=0.0, sampling_topk=1, sampling_topp=1.0,
     sampling_temperature=1.0, seed=None,
 )
@@ -48,6 +49,10 @@ class Generator(ModelEngine):
     """Generate with a decoder-only model. See `Engine` for threads, queue and lifecycle."""
 
     _thread_name = "generator"
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._static_prompts = StaticPromptCache()  # before the workers start
+        super().__init__(*args, **kwargs)
 
     @property
     def num_generators(self) -> int:
@@ -112,7 +117,7 @@ class Generator(ModelEngine):
         is not returned). Options are CTranslate2's: max_batch_size, batch_type, beam_size, patience,
         num_hypotheses, length_penalty, repetition_penalty, no_repeat_ngram_size, disable_unk,
         suppress_sequences, end_token, return_end_token, max_length, min_length, static_prompt,
-        include_prompt_in_result, return_scores, return_logits_vocab, return_alternatives,
+        cache_static_prompt (api/static_prompts.py), include_prompt_in_result, return_scores, return_logits_vocab, return_alternatives,
         min_alternative_expansion_prob, sampling_topk, sampling_topp, sampling_temperature; plus
         seed, max_input_length and timeout."""
         requests, batches = self._generate_requests("tokens", start_tokens, **options)
@@ -255,8 +260,9 @@ class Generator(ModelEngine):
         complete(requests, outputs)
 
     def _start_generation(self, model, requests: list[Request], options):
-        """A decoding start for these requests: an empty state sized for them, their prompts, and
-        the options with max_length held within a learned position table."""
+        """A decoding start for these requests: a state sized for them (its rows holding the static
+        prompt already when it is cached), their prompts, and the options with max_length held
+        within a learned position table."""
         prompts = [p for r in requests for p in r.examples]
         longest = max(len(p) for p in prompts) + len(options.static_prompt)
         if model.max_positions is not None:  # learned positions: stop at the table's end
@@ -264,6 +270,8 @@ class Generator(ModelEngine):
             used = len(options.static_prompt) if options.return_prefix else longest
             options = replace(options, max_length=max(1, min(options.max_length, model.max_positions - used)))
         state = model.new_state(len(prompts), options.n_threads, capacity=longest + options.max_length)
+        if options.static_prompt and options.cache_static_prompt and hasattr(state, "start_from"):
+            state.start_from(self._static_prompts.state(model, options.static_prompt, options.n_threads))
         return state, prompts, options
 
     def _outputs(self, kind: str, results) -> list:

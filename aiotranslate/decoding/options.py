@@ -59,6 +59,7 @@ class DecodingOptions:
     min_length: int = 0
     return_prefix: bool = True
     static_prompt: tuple[int, ...] = ()
+    cache_static_prompt: bool = True  # the engine may keep the static prompt's state (api.static_prompts)
     return_scores: bool = False
     return_attention: bool = False
     return_logits_vocab: bool = False

@@ -184,20 +184,26 @@ def pad(sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 def prefill(
     model: DecoderModel, state: DecoderState, start_tokens: Sequence[Sequence[int]], options: DecodingOptions
 ) -> Started:
-    """Read every row's static prompt and start tokens in one decode call (ragged lengths)."""
+    """Read every row's static prompt and start tokens in one decode call (ragged lengths). A state
+    whose rows all hold as many tokens as the static prompt holds it already (a cached copy:
+    api.static_prompts): then only the start tokens are read."""
     if any(len(tokens) == 0 for tokens in start_tokens):
         raise ValueError("every example needs at least a start token")
     static = list(options.static_prompt)
     contexts = [static + [int(t) for t in tokens] for tokens in start_tokens]
-    ids, lengths = pad(contexts)
+    lengths_held = getattr(state, "lengths", None)
+    held = len(static) if static and lengths_held is not None and (lengths_held == len(static)).all() else 0
+    ids, lengths = pad([context[held:] for context in contexts])
     logits, attention_all = run_decoder(model, state, ids, lengths, wants_attention(options))
     rows, attention = [], None
     if attention_all is not None:
         attention = attention_all[np.arange(len(contexts)), lengths - 1]
     for b, context in enumerate(contexts):
         prefix = context[len(static) + 1 :]
-        # The attention that predicted prefix token j is that of the position reading the token before it.
-        prefix_attention = [] if attention_all is None else list(attention_all[b, len(static) : len(context) - 1])
+        # The attention that predicted prefix token j is that of the position reading the token before
+        # it (positions of this call: the context less the `held` tokens).
+        read = attention_all[b, len(static) - held : len(context) - 1 - held] if attention_all is not None else []
+        prefix_attention = list(read)
         rows.append(Row(b, 0, context, prefix, prefix_attention))
     n = len(rows)
     return Started(rows, [Path()] * n, logits, attention, [False] * n)

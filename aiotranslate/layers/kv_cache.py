@@ -122,6 +122,12 @@ class KVCache:
         self.k, self.v = merged
         self._spare = None
 
+    def fill(self, prefix: KVCache, n_tokens: int) -> None:
+        """Give every row the first n_tokens of row 0 of `prefix` (the cache of a static prompt);
+        the capacity must hold them."""
+        for mine, theirs in ((self.k, prefix.k), (self.v, prefix.v)):
+            mine[:, :, :n_tokens] = theirs[:1, :, :n_tokens]
+
     def write(self, k: np.ndarray, v: np.ndarray, batch: TokenBatch) -> None:
         """Store the T new keys and values of every row, k and v (B, T, H_kv, D), at positions
         offsets[b] + t (padded slots included: they land past the row's length)."""

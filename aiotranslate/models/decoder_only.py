@@ -83,6 +83,19 @@ class DecoderOnlyState:
             mask = place_like(appended, last)
             self.last_hidden[mask] = last[mask]
 
+    def start_from(self, prefix: DecoderOnlyState) -> None:
+        """Give every row of this state, which holds no token yet, the tokens of the one-row state
+        `prefix` of the same model (a static prompt read once: api.static_prompts); `prefix` is
+        only read."""
+        if self._lengths.any() or prefix.batch_size != 1:
+            raise ValueError("start_from needs an empty state and a one-row prefix state")
+        n_tokens = int(prefix._lengths[0])
+        self.reserve(n_tokens)
+        for cache, theirs in zip(self.caches, prefix.caches, strict=True):
+            cache.fill(theirs, n_tokens)
+        self._lengths[:] = n_tokens
+        self.last_hidden[...] = prefix.last_hidden[:1]
+
     def extend(self, other: DecoderOnlyState) -> None:
         """Append the rows of `other` (a state of the same model) after ours, in place: sequences
         joining a running batch (continuous batching). `other` must not be used afterwards."""

@@ -79,6 +79,26 @@ async def test_ctranslate2_streaming_names(generator):
     assert cut[1].sequences_ids == full[0].sequences_ids
 
 
+async def test_cached_static_prompt_gives_what_reading_it_gives(generator):
+    """The static prompt read once and copied into each batch's rows (cache_static_prompt, the
+    default) decodes what reading it with every batch decodes: greedy and beam search, prompts of
+    several lengths, the prompt returned or not."""
+    static = [1, 30, 31, 32, 33, 34]
+    first = None
+    for options in ({"include_prompt_in_result": False}, {"beam_size": 2, "return_scores": True}):
+        read = await generator.generate_batch(PROMPTS, max_length=8, static_prompt=static, cache_static_prompt=False,
+                                              **options)  # fmt: skip
+        first = first or read
+        for _ in range(2):  # the first call reads and keeps it, the second copies the kept state
+            cached = await generator.generate_batch(PROMPTS, max_length=8, static_prompt=static, **options)
+            assert [r.sequences_ids for r in cached] == [r.sequences_ids for r in read]
+            if "return_scores" in options:
+                np.testing.assert_allclose([r.scores for r in cached], [r.scores for r in read], rtol=1e-4)
+    assert len(generator._static_prompts._entries) == 1
+    plain = await generator.generate_batch(PROMPTS[:1], max_length=8, include_prompt_in_result=False)
+    assert plain[0].sequences_ids != first[0].sequences_ids  # the static prompt changes the continuation
+
+
 async def test_text_generation_and_early_stream_exit(generator):
     text = make_sentences(1, seed=9)[0]
     out = await generator.generate(text, max_length=6)
