@@ -117,9 +117,9 @@ class Generator(ModelEngine):
         is not returned). Options are CTranslate2's: max_batch_size, batch_type, beam_size, patience,
         num_hypotheses, length_penalty, repetition_penalty, no_repeat_ngram_size, disable_unk,
         suppress_sequences, end_token, return_end_token, max_length, min_length, static_prompt,
-        cache_static_prompt (api/static_prompts.py), include_prompt_in_result, return_scores, return_logits_vocab, return_alternatives,
-        min_alternative_expansion_prob, sampling_topk, sampling_topp, sampling_temperature; plus
-        seed, max_input_length and timeout."""
+        cache_static_prompt (api/static_prompts.py), include_prompt_in_result, return_scores,
+        return_logits_vocab, return_alternatives, min_alternative_expansion_prob, sampling_topk,
+        sampling_topp, sampling_temperature, callback; plus seed, max_input_length and timeout."""
         requests, batches = self._generate_requests("tokens", start_tokens, **options)
         return gather_in_order(await self._run_all(requests), batches)
 

@@ -105,7 +105,7 @@ class Translator(ModelEngine):
         disable_unk, suppress_sequences, end_token, return_end_token, max_decoding_length,
         min_decoding_length, return_scores, return_logits_vocab, return_attention,
         return_alternatives, min_alternative_expansion_prob, sampling_topk, sampling_topp,
-        sampling_temperature; plus seed (sampling) and timeout (seconds, TimeoutError past it).
+        sampling_temperature, callback; plus seed (sampling) and timeout (seconds, TimeoutError past it).
         """
         requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
         return gather_in_order(await self._run_all(requests), batches)

@@ -88,6 +88,19 @@ def test_engines_on_cuda_match_the_cpu(checkpoints, name, device_index):
     assert got == want * 4
 
 
+def test_cached_static_prompt_on_cuda_matches_the_cpu(checkpoints):
+    """The static prompt's state kept on the device (cache_static_prompt) and copied into each
+    batch decodes what the CPU decodes reading it every time."""
+    options = {"max_length": MAX_LENGTH, "static_prompt": [1, 9, 8, 7, 6], "include_prompt_in_result": False}
+    with Generator(checkpoints["llama"], intra_threads=1) as cpu:
+        read = cpu.submit_generate_batch(PROMPTS, cache_static_prompt=False, **options).result()
+    want = [r.sequences_ids for r in read]
+    with Generator(checkpoints["llama"], device="cuda", intra_threads=1) as gpu:
+        for _ in range(2):
+            assert [r.sequences_ids for r in gpu.submit_generate_batch(PROMPTS, **options).result()] == want
+        assert len(gpu._static_prompts._entries) == 1
+
+
 @pytest.mark.parametrize(
     "compute_type, tolerance",
     [("float32", 1e-4), ("float16", 2e-2), pytest.param("bfloat16", 5e-2, marks=needs_bf16)],
