@@ -61,8 +61,8 @@ class StepRouter:
         self.streams = any(r.on_step is not None for r in requests)
 
     @property
-    def on_step(self) -> Callable[[GenerationStepResult], None] | None:
-        """The decoding step hook, or None when no request streams (decoding then reports nothing)."""
+    def on_step(self) -> Callable[[GenerationStepResult], bool] | None:
+        """The decoding step hook, or None when no request has one (decoding then reports nothing)."""
         return self._route if self.streams else None
 
     def _route(self, step: GenerationStepResult) -> bool:

@@ -24,8 +24,9 @@ class Request:
 
     key: requests with equal keys may be merged into one batch by the scheduler (same operation,
     same options). num_tokens: the admission cost in tokens, for `batch_type="tokens"`.
-    on_step: optional streaming sink, called on the worker thread with each step result; it must
-    be cheap and never block (the API layer hands steps to the loop with call_soon_threadsafe).
+    on_step: optional step hook (a stream's sink, a caller's callback), called on the worker thread
+    with each step result; a true return stops that example. It must be cheap and never block (the
+    API layer hands stream steps to the loop with call_soon_threadsafe).
     """
 
     __slots__ = (
@@ -40,7 +41,7 @@ class Request:
         options: Any = None,
         *,
         num_tokens: int = 0,
-        on_step: Callable[[Any], None] | None = None,
+        on_step: Callable[[Any], Any] | None = None,
         timeout: float | None = None,
     ) -> None:
         if timeout is not None and timeout <= 0:
