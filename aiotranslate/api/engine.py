@@ -17,12 +17,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _native
 from ..errors import EngineClosed
 from ..runtime import AdmissionQueue, BatchLimits, Request, WorkerPool
 from ..runtime.device import CpuPlace, CudaPlace
 from ..runtime.mpi_driver import Group
 from .batching import gather_in_order, keep_apart, step_pusher
 from .streaming import TokenStream
+
+_buffers = _native.load("_buffers")
 
 
 class EngineState(enum.Enum):
@@ -104,9 +107,12 @@ class Engine:
 
     def _context_factory(self, index: int, device_index: int | None) -> Callable[[], Any]:
         """What each worker builds on its own thread: its place (the CPU, or GPU `device_index` and
-        the worker's own stream)."""
+        the worker's own stream), and numpy's allocator for its arrays: the buffer cache, which hands
+        a step's freed blocks to the next step instead of fresh pages (native/buffer_cache.h)."""
 
         def make() -> WorkerContext:
+            if _buffers is not None:
+                _buffers.install()  # for this thread's context only
             if self._parallel is not None:
                 self._parallel.bind(index)  # this worker's communicators, for the model's collectives
             place = CpuPlace() if device_index is None else CudaPlace(device_index)
