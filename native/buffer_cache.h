@@ -3,9 +3,9 @@
  *
  * Why: glibc serves an allocation above its mmap threshold with fresh pages (mmap, or a heap top
  * it trimmed when the last block was freed), so every decoding step page-faults and zeroes its
- * logits, FFN activations and attention scratch again: 15,000 faults per OPUS-MT batch-32 decode,
- * 64,000 per GPT-2 batch-32 one (3-5% of the time, in the kernel). Steps repeat their sizes, so an
- * exact-size cache hits almost always.
+ * logits, FFN activations and attention scratch again: 11,000 faults per OPUS-MT batch-32 decode
+ * through an engine, 24,000 per GPT-2 one, against 5-7 with this cache (benchmarks/engine_caches.py,
+ * which also times both). Steps repeat their sizes, so an exact-size cache hits almost always.
  *
  * Contract: aio_bc_malloc / calloc / realloc / free behave as the C functions do (calloc zeroes,
  * realloc keeps the contents, free(NULL) is a no-op) and are thread-safe: a block allocated on one
