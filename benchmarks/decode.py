@@ -62,6 +62,7 @@ class Case:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         from aiotranslate import Generator, Translator
+        from aiotranslate.api.compute_type import apply
         from aiotranslate.models.registry import load_model
 
         self.name, self.n_threads, self.loop = name, n_threads, loop
@@ -70,7 +71,7 @@ class Case:
         path = bm.checkpoint(name)
         engine = Translator if self.seq2seq else Generator
         self.api = engine(path, inter_threads=1, intra_threads=n_threads)
-        self.core = load_model(path)
+        self.core = apply(load_model(path), "float32")  # the form the API's workers run
         torch.set_num_threads(n_threads)
         auto = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
         self.hf = auto.from_pretrained(path).eval()

@@ -46,8 +46,10 @@ cdef extern from "gemm_kernels.h" nogil:
     void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                          long m, long n, long k, float alpha)
     enum:
-        AIO_WQ_PANEL
+        AIO_PANEL
         AIO_WQ_BLOCK
+    void aio_gemm_pk_f32(const float *a, long lda, const float *panel, float *c, long ldc, long m, long n, long k,
+                         const float *next)
     void aio_gemm_wq_f32(const float *a, long lda, const int8_t *panel, const float *scales, long lds, float *c,
                          long ldc, long m, long n, long k, const int8_t *next)
     int aio_gemm_isa()
@@ -55,7 +57,7 @@ cdef extern from "gemm_kernels.h" nogil:
     enum: AIO_ISA_BASE
 
 INSTRUCTION_SETS = ("base", "avx2", "avx512")
-WQ_PANEL = AIO_WQ_PANEL
+PANEL = AIO_PANEL
 WQ_BLOCK = AIO_WQ_BLOCK
 
 cdef enum:
@@ -80,6 +82,9 @@ cdef enum:
     # product ran on one thread up to M = 512); the plan still depends on the shape only.
     BLAS_NARROW_BLOCKS = 4
     BLAS_MIN_ROWS = 64
+    # Rows of x per block of linear_packed: at most PK_ROWS x K floats of x are read by a panel's
+    # tiles, from L2.
+    PK_ROWS = 256
     # Fewest multiply-adds worth handing to one more thread (an OpenMP fork/join costs a few us).
     GRAIN = 65536
 
@@ -325,13 +330,87 @@ def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floatin
         batched_matmul_core(ap, sa, lda, bp, sb, ldb, op, g, m, n, k, trans_b, <floating> alpha, n_threads)
 
 
+cdef int _check_panels(Py_ssize_t k, Py_ssize_t n, tuple shape) except -1:
+    if shape[:3] != (_cdiv(n, AIO_PANEL), k, AIO_PANEL):
+        raise ValueError(f"packed has shape {shape[:3]}, expected ({_cdiv(n, AIO_PANEL)}, {k}, {AIO_PANEL}) "
+                         f"for N = {n}, K = {k}")
+    return 0
+
+
+cdef int _check_panel_io(const float[:, ::1] x, float[:, ::1] out) except -1:
+    """Refuse an out overlapping x (m, n > 0): the panels write out while others still read x."""
+    if x.shape[1] and overlap(&x[0, 0], x.shape[0] * x.shape[1] * sizeof(float), &out[0, 0],
+                              out.shape[0] * out.shape[1] * sizeof(float)):
+        raise ValueError("out must not overlap x")
+    return 0
+
+
+cdef _unaliased(const float[:, ::1] residual, float[:, ::1] out):
+    """residual, or a copy where it overlaps out (m, n > 0): `out=residual` works although the
+    epilogue of one block writes out while another block's may still read residual."""
+    if residual is not None and overlap(&residual[0, 0], residual.shape[0] * residual.shape[1] * sizeof(float),
+                                        &out[0, 0], out.shape[0] * out.shape[1] * sizeof(float)):
+        return residual.copy()
+    return residual
+
+
+cdef inline void _pk_block(const float *x, const float *packed, const float *bias, int act,
+                           const float *residual, float *out, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           Py_ssize_t rows, Py_ssize_t block) noexcept nogil:
+    """Block number `block` of linear_packed, epilogue included: the rows x 64 blocks over out (m, n)
+    in row-major order, one panel of columns each."""
+    cdef Py_ssize_t panels = _cdiv(n, AIO_PANEL)
+    cdef Py_ssize_t r0 = (block // panels) * rows, c0 = (block % panels) * AIO_PANEL
+    cdef Py_ssize_t r = min(rows, m - r0), c = min(<Py_ssize_t> AIO_PANEL, n - c0), at = r0 * n + c0
+    cdef const float *w = packed + c0 * k
+    cdef const float *w_next = w + AIO_PANEL * k if c0 + AIO_PANEL < n and k else NULL
+    aio_gemm_pk_f32(x + r0 * k, k, w, out + at, n, r, c, k, w_next)
+    _epilogue(out + at, n, r, c, bias + c0 if bias != NULL else NULL, act,
+              residual + at if residual != NULL else NULL)
+
+
+def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize_t n, const float[::1] bias,
+                  int act, const float[:, ::1] residual, float[:, ::1] out, int n_threads):
+    """out = act(x @ W^T + bias) + residual for float32 x (M, K) and W (N, K) packed in panels:
+    packed (ceil(N / 64), K, 64) holds W[64 t + c, p] at [t, p, c], zero-padded. residual may be out
+    itself; out must not overlap x. Threads split the blocks of PK_ROWS rows x 64 columns."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], rows, blocks, block
+    cdef const float *xp = NULL
+    cdef const float *wp = NULL
+    cdef const float *bp = NULL
+    cdef const float *rp = NULL
+    cdef int team
+    _check_panels(k, n, tuple(packed.shape))
+    check_linear(m, n, bias, act, residual, out, n_threads)
+    if m == 0 or n == 0:
+        return
+    _check_panel_io(x, out)
+    if k:
+        xp, wp = &x[0, 0], &packed[0, 0, 0]
+    if bias is not None:
+        bp = &bias[0]
+    residual = _unaliased(residual, out)
+    if residual is not None:
+        rp = &residual[0, 0]
+    rows = _split(m, _cdiv(m, PK_ROWS), 1)
+    blocks = _cdiv(m, rows) * _cdiv(n, AIO_PANEL)
+    team = _team(n_threads, blocks, <double> m * n * k)
+    with nogil:
+        if team > 1:
+            for block in prange(blocks, num_threads=team, schedule='guided'):
+                _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
+        else:
+            for block in range(blocks):
+                _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
+
+
 cdef inline void _wq_panel(const float *x, const int8_t *packed, const float *scales, Py_ssize_t lds,
                           const float *bias, int act, const float *residual, float *out, Py_ssize_t m,
                           Py_ssize_t n, Py_ssize_t k, Py_ssize_t panel) noexcept nogil:
     """The columns of panel number `panel` of linear_int8w, epilogue included."""
-    cdef Py_ssize_t c0 = panel * AIO_WQ_PANEL, c = min(<Py_ssize_t> AIO_WQ_PANEL, n - c0)
+    cdef Py_ssize_t c0 = panel * AIO_PANEL, c = min(<Py_ssize_t> AIO_PANEL, n - c0)
     cdef const int8_t *q = packed + c0 * k
-    cdef const int8_t *q_next = q + AIO_WQ_PANEL * k if c0 + AIO_WQ_PANEL < n and k else NULL
+    cdef const int8_t *q_next = q + AIO_PANEL * k if c0 + AIO_PANEL < n and k else NULL
     aio_gemm_wq_f32(x, k, q, scales + c0, lds, out + c0, n, m, c, k, q_next)
     _epilogue(out + c0, n, m, c, bias + c0 if bias != NULL else NULL, act,
               residual + c0 if residual != NULL else NULL)
@@ -343,7 +422,7 @@ def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const fl
     W[j, p] = q[j, p] * s[p // 32, j]: packed (ceil(N / 64), K, 64) holds q[64 t + c, p] at [t, p, c]
     and scales (K / 32, 64 ceil(N / 64)) holds s, both zero-padded. residual may be out itself; out
     must not overlap x."""
-    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], panels = _cdiv(n, AIO_WQ_PANEL), panel
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], panels = _cdiv(n, AIO_PANEL), panel
     cdef const float *xp = NULL
     cdef const int8_t *qp = NULL
     cdef const float *sp = NULL
@@ -352,24 +431,20 @@ def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const fl
     cdef int team
     if k % AIO_WQ_BLOCK:
         raise ValueError(f"K = {k} is not a multiple of the weight-only block size {AIO_WQ_BLOCK}")
-    if packed.shape[0] != panels or packed.shape[1] != k or packed.shape[2] != AIO_WQ_PANEL:
-        raise ValueError(f"packed has shape ({packed.shape[0]}, {packed.shape[1]}, {packed.shape[2]}), "
-                         f"expected ({panels}, {k}, {AIO_WQ_PANEL})")
-    if scales.shape[0] != k // AIO_WQ_BLOCK or scales.shape[1] != panels * AIO_WQ_PANEL:
+    _check_panels(k, n, tuple(packed.shape))
+    if scales.shape[0] != k // AIO_WQ_BLOCK or scales.shape[1] != panels * AIO_PANEL:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), "
-                         f"expected ({k // AIO_WQ_BLOCK}, {panels * AIO_WQ_PANEL})")
+                         f"expected ({k // AIO_WQ_BLOCK}, {panels * AIO_PANEL})")
     check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
+    _check_panel_io(x, out)
     if k:
         xp, qp, sp = &x[0, 0], &packed[0, 0, 0], &scales[0, 0]
-        if overlap(xp, m * k * sizeof(float), &out[0, 0], m * n * sizeof(float)):
-            raise ValueError("out must not overlap x")
     if bias is not None:
         bp = &bias[0]
+    residual = _unaliased(residual, out)
     if residual is not None:
-        if overlap(&residual[0, 0], m * n * sizeof(float), &out[0, 0], m * n * sizeof(float)):
-            residual = residual.copy()
         rp = &residual[0, 0]
     team = _team(n_threads, panels, <double> m * n * k)
     with nogil:

@@ -19,7 +19,10 @@
  *   line or two per k-step, so that its packing reads cache, not memory. Against the dot-product
  *   tiles at 1 thread (C loop, interleaved runs, loaded machine): 1.5-1.8x at m = 32..64 for
  *   (k, n) in {512, 2048} and (512, 58101), 1.0-1.1x at m = 16, slower below; with AVX2 1.2-2x
- *   from m = 32. The baseline build has none (SSE2 has no FMA and no broadcast loads: 0.7x).
+ *   from m = 32. The baseline build packs none (SSE2 has no FMA and no broadcast loads: 0.7x).
+ * - Packed weights (aio_gemm_pk_f32): a weight transposed once, at load, into the k-major panels
+ *   the outer-product tiles read, so that no call packs. Every m runs the outer-product tiles on
+ *   them, one row included (a single stream of the panel), in every build.
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
@@ -96,6 +99,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define NN_NV 4
 #define OP_MR 6
 #define OP_NV 4
+#define OP_PACK_NT
 #define WQ_MR 6
 #define WQ_NV 4
 #define WQ_WIDEN(q) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q)))
@@ -108,6 +112,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #undef NN_NV
 #undef OP_MR
 #undef OP_NV
+#undef OP_PACK_NT
 #undef WQ_MR
 #undef WQ_NV
 #undef WQ_WIDEN
@@ -120,6 +125,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define NN_NV 2
 #define OP_MR 6
 #define OP_NV 2
+#define OP_PACK_NT
 #define WQ_MR 4
 #define WQ_NV 2
 #define WQ_WIDEN(q) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q)))
@@ -132,6 +138,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #undef NN_NV
 #undef OP_MR
 #undef OP_NV
+#undef OP_PACK_NT
 #undef WQ_MR
 #undef WQ_NV
 #undef WQ_WIDEN
@@ -143,6 +150,8 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define NACC 8
 #define NT_NB 2
 #define NN_NV 2
+#define OP_MR 6
+#define OP_NV 2
 #define WQ_MR 4
 #define WQ_NV 2
 #include "gemm_tiles.h"
@@ -189,6 +198,17 @@ void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *
     case AIO_ISA_AVX2: gemm_nn_avx2(a, lda, b, ldb, c, ldc, m, n, k, alpha); return;
 #endif
     default: gemm_nn_base(a, lda, b, ldb, c, ldc, m, n, k, alpha); return;
+    }
+}
+
+void aio_gemm_pk_f32(const float *a, long lda, const float *panel, float *c, long ldc, long m, long n, long k,
+                     const float *next) {
+    switch (aio_gemm_isa()) {
+#if defined(__x86_64__) || defined(__i386__)
+    case AIO_ISA_AVX512: gemm_pk_avx512(a, lda, panel, c, ldc, m, n, k, next); return;
+    case AIO_ISA_AVX2: gemm_pk_avx2(a, lda, panel, c, ldc, m, n, k, next); return;
+#endif
+    default: gemm_pk_base(a, lda, panel, c, ldc, m, n, k, next); return;
     }
 }
 

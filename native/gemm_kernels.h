@@ -13,13 +13,21 @@ void aio_gemm_nt_f32(const float *a, long lda, const float *b, long ldb, float *
 void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                      long m, long n, long k, float alpha);
 
+/* Columns per panel of the packed weights below: a weight (n, k) is stored as ceil(n / AIO_PANEL)
+ * panels of AIO_PANEL columns, k-major (w[j, p] at panel[p * AIO_PANEL + j]), the last zero-padded. */
+enum { AIO_PANEL = 64 };
+
+/* Packed float32: c[i, j] = sum_p a[i, p] * w[j, p] for i < m, j < n <= AIO_PANEL, for one panel of
+ * w. next: the panel of the caller's next call, prefetched (a hint; NULL if none). */
+void aio_gemm_pk_f32(const float *a, long lda, const float *panel, float *c, long ldc, long m, long n, long k,
+                     const float *next);
+
 /* Weight-only int8 (w stored as int8 q with one float32 scale per block of AIO_WQ_BLOCK values along k):
- * c[i, j] = sum_p a[i, p] * (float(q[j, p]) * scales[p / AIO_WQ_BLOCK, j]) for i < m, j < n <= AIO_WQ_PANEL,
- * for one panel of a weight packed as AIO_WQ_PANEL columns k-major (q[j, p] at panel[p * AIO_WQ_PANEL + j])
- * whose scales are rows of stride lds; the panel and its scales are zero-padded to AIO_WQ_PANEL
- * columns. k is a multiple of AIO_WQ_BLOCK. next: the panel of the caller's next call, prefetched
- * (a hint; NULL if none). */
-enum { AIO_WQ_PANEL = 64, AIO_WQ_BLOCK = 32 };
+ * c[i, j] = sum_p a[i, p] * (float(q[j, p]) * scales[p / AIO_WQ_BLOCK, j]) for i < m, j < n <= AIO_PANEL,
+ * for one panel of a weight packed as AIO_PANEL columns k-major (q[j, p] at panel[p * AIO_PANEL + j])
+ * whose scales are rows of stride lds; the panel and its scales are zero-padded to AIO_PANEL
+ * columns. k is a multiple of AIO_WQ_BLOCK. next: as for aio_gemm_pk_f32. */
+enum { AIO_WQ_BLOCK = 32 };
 void aio_gemm_wq_f32(const float *a, long lda, const int8_t *panel, const float *scales, long lds, float *c,
                      long ldc, long m, long n, long k, const int8_t *next);
 

@@ -7,12 +7,14 @@
  *   NT_MB, NT_NB  the NT tile: a-rows x b-rows (NT_MB * NT_NB <= NACC); one or two a-rows get
  *               NACC / 2 b-rows per tile instead
  *   NN_NV       vectors (of VL columns) per NN tile row; NN tiles have 4 rows (4 * NN_NV <= NACC)
- *   OP_MR, OP_NV  the outer-product NT tile, if any: up to OP_MR (6 or 8) a-rows x OP_NV vectors of
- *               packed b columns (OP_MR * OP_NV accumulators, plus OP_NV b vectors, in the registers)
- *   OP_NR       OP_NV * VL, the columns of a packed b panel
+ *   OP_MR, OP_NV  the outer-product NT tile: up to OP_MR (6 or 8) a-rows x OP_NV vectors of packed b
+ *               columns (OP_MR * OP_NV accumulators, plus OP_NV b vectors, in the registers)
+ *   OP_NR       OP_NV * VL, the columns of a panel packed on the fly
+ *   OP_PACK_NT  defined where plain NT (and weight-only int8 with many rows) packs b on the fly for
+ *               the outer-product tiles; packed weights (ISA(gemm_pk)) use them in every build
  *   WQ_MR, WQ_NV  the weight-only int8 tile (gemm_wq_tiles.h, included at the end)
- * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt), ISA(gemm_nn) and
- * ISA(gemm_wq).
+ * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt), ISA(gemm_nn),
+ * ISA(gemm_pk) and ISA(gemm_wq).
  */
 typedef float ISA(vec) __attribute__((vector_size(VL * sizeof(float))));
 typedef float ISA(vecu) __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
@@ -235,20 +237,19 @@ INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long l
 /* The columns of vector v in a tile w columns wide: VL, or fewer in the last one. */
 INLINE long ISA(lanes)(long w, int v) { return w - VL * v < VL ? w - VL * v : VL; }
 
-#ifdef OP_MR
 /* Outer-product NT tile: c[i, j] += sum_p a[i, p] b[j, p] for i < mb, j < w (w > VL * (nv - 1)),
- * c taken as 0 if `first`, from kw steps of a packed panel bp[p * OP_NR + j] = b[j, p]: per step,
+ * c taken as 0 if `first`, from kw steps of a k-major panel bp[p * ldp + j] = b[j, p]: per step,
  * nv vector loads of bp and mb broadcasts of a feed mb * nv FMAs, with no reduction. Each element
  * is one FMA chain in p order, whatever tile it falls in. */
-INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, float *c, long ldc, long kw, long w,
-                         int first, struct prefetch *pf, int mb, int nv) {
+INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, long ldp, float *c, long ldc, long kw,
+                         long w, int first, struct prefetch *pf, int mb, int nv) {
     V acc[OP_MR * OP_NV];
     for (int i = 0; i < mb; i++)
         for (int v = 0; v < nv; v++)
             acc[i * OP_NV + v] = first ? (V){0} : ISA(load_part)(c + i * ldc + VL * v, ISA(lanes)(w, v));
     for (long p = 0; p < kw; p++) {
         V bv[OP_NV];
-        for (int v = 0; v < nv; v++) bv[v] = ISA(load)(bp + p * OP_NR + VL * v);
+        for (int v = 0; v < nv; v++) bv[v] = ISA(load)(bp + p * ldp + VL * v);
         for (int i = 0; i < mb; i++) {
             float ai = a[i * lda + p];
             for (int v = 0; v < nv; v++) acc[i * OP_NV + v] += ai * bv[v];
@@ -263,9 +264,9 @@ INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, float *c, lo
 /* op_tile with its run-time sizes turned into constants for the unrolling: mb <= OP_MR rows, nv
  * vectors, and w = OP_NR columns but in the last, narrower panel (whose partial vector is loaded and
  * stored through the stack; a constant w makes those plain vector moves). */
-INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, float *c, long ldc, long kw, long w,
-                               int first, struct prefetch *pf, int mb, int nv) {
-#define OP_TILE(MB, NV, W) ISA(op_tile)(a, lda, bp, c, ldc, kw, W, first, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
+INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, long ldp, float *c, long ldc, long kw,
+                               long w, int first, struct prefetch *pf, int mb, int nv) {
+#define OP_TILE(MB, NV, W) ISA(op_tile)(a, lda, bp, ldp, c, ldc, kw, W, first, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
 #define OP_NVS(MB)                                                                                 \
     case MB:                                                                                       \
         if (w == OP_NR) OP_TILE(MB, OP_NV, OP_NR);                                                 \
@@ -299,6 +300,37 @@ INLINE long ISA(tile_row)(long m, long t) {
     return t * base + (t < taller ? t : taller);
 }
 
+/* Packed float32 weights (aio_gemm_pk_f32): c = a b^T for the first n <= AIO_PANEL columns of one
+ * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p]. The outer-product tiles read it in
+ * place: the transposition gemm_nt_outer makes on every call (a fifth to a third of its time at
+ * m = 16..32) was made once, at load. One row tile (m <= OP_MR) runs the whole k in one pass, a
+ * stream of the panel; more rows go OP_KC deep at a time, each piece read from L1 by every row
+ * tile. The next panel is prefetched into L2 meanwhile. Each element is one FMA chain in k order
+ * whatever m, tile or thread: a row's result does not depend on the batch it is in. */
+ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel, float *c, long ldc, long m,
+                                    long n, long k, const float *next) {
+    struct prefetch pf;
+    long tiles = (m + OP_MR - 1) / OP_MR, kc = tiles == 1 ? k : OP_KC;
+    if (k == 0) {
+        for (long i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    prefetch_init(&pf, next, next ? k * AIO_PANEL : 0, tiles * k * ((n + OP_NR - 1) / OP_NR), panel);
+    for (long j = 0; j < n; j += OP_NR) {
+        long w = n - j < OP_NR ? n - j : OP_NR;
+        int nv = (int)((w + VL - 1) / VL);
+        for (long p = 0; p < k; p += kc) {
+            long kw = k - p < kc ? k - p : kc;
+            for (long t = 0; t < tiles; t++) {
+                long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
+                ISA(op_tile_sized)(a + r0 * lda + p, lda, panel + p * AIO_PANEL + j, AIO_PANEL, c + r0 * ldc + j,
+                                   ldc, kw, w, p == 0, &pf, (int)mb, nv);
+            }
+        }
+    }
+}
+
+#ifdef OP_PACK_NT
 /* NT by outer products, for m >= OP_MIN_M and k > PACK_MAX_K: b is packed OP_NR rows x OP_KC
  * columns at a time onto the stack, k-major (its cost is 1/m of the FMAs), and every row of a
  * passes over the panel while it is in cache. Meanwhile b_next (the caller's next b) is prefetched
@@ -319,7 +351,7 @@ INLINE void ISA(gemm_nt_outer)(const float *a, long lda, const float *b, long ld
             ISA(pack_transposed)(b + j * ldb + p, ldb, w, kw, bp, OP_NR, VL * nv);
             for (long t = 0; t < tiles; t++) {
                 long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
-                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf,
+                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, OP_NR, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf,
                                    (int)mb, nv);
             }
         }
@@ -338,7 +370,7 @@ ISA_TARGET static void ISA(gemm_nn)(const float *a, long lda, const float *b, lo
 
 ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                                     long m, long n, long k, float alpha, const float *b_next, long n_next) {
-#ifdef OP_MR
+#ifdef OP_PACK_NT
     if (m >= OP_MIN_M && k > PACK_MAX_K) {
         ISA(gemm_nt_outer)(a, lda, b, ldb, c, ldc, m, n, k, alpha, b_next, n_next);
         return;

@@ -1,5 +1,5 @@
 /* The weight-only int8 kernel for one vector width: included by gemm_kernels.c after gemm_tiles.h
- * (whose V, ISA(load), ISA(lanes) and, with OP_MR, the outer-product tile it uses), after defining
+ * (whose V, ISA(load), ISA(lanes) and, with OP_PACK_NT, the outer-product tile it uses), after defining
  *   WQ_MR, WQ_NV  the dequantizing tile: up to WQ_MR rows x WQ_NV vectors of columns
  *   WQ_WIDEN(q)   optional: the VL int8 at q sign-extended to a vector of VL int32
  * See gemm_kernels.c's design for the arithmetic. Defines static ISA(gemm_wq).
@@ -26,7 +26,7 @@ WQ_INLINE V ISA(dequantize)(const int8_t *q, V s) {
 }
 
 /* c[i, j] = sum_p a[i, p] * (float(q[j, p]) * s[p / 32, j]) for i < mb, j < w <= WQ_COLS: q read
- * at q[p * AIO_WQ_PANEL + j], scales at s[(p / 32) * lds + j], all WQ_COLS columns (padded), the
+ * at q[p * AIO_PANEL + j], scales at s[(p / 32) * lds + j], all WQ_COLS columns (padded), the
  * first w stored. The weight is dequantized in registers, once per step for all mb rows; each
  * element is one FMA chain in p order. */
 WQ_INLINE void ISA(wq_tile)(const float *a, long lda, const int8_t *q, const float *s, long lds, float *c,
@@ -38,9 +38,9 @@ WQ_INLINE void ISA(wq_tile)(const float *a, long lda, const int8_t *q, const flo
         for (int v = 0; v < WQ_NV; v++) sv[v] = ISA(load)(s + (b / AIO_WQ_BLOCK) * lds + VL * v);
         for (long p = b; p < b + AIO_WQ_BLOCK; p++) {
             V bv[WQ_NV];
-            for (int v = 0; v < WQ_NV; v++) bv[v] = ISA(dequantize)(q + p * AIO_WQ_PANEL + VL * v, sv[v]);
+            for (int v = 0; v < WQ_NV; v++) bv[v] = ISA(dequantize)(q + p * AIO_PANEL + VL * v, sv[v]);
             if (mb == 1) /* one row: a pure stream of the weight */
-                __builtin_prefetch(q + (p + WQ_PREFETCH) * AIO_WQ_PANEL);
+                __builtin_prefetch(q + (p + WQ_PREFETCH) * AIO_PANEL);
             for (int i = 0; i < mb; i++) {
                 float ai = a[i * lda + p];
                 for (int v = 0; v < WQ_NV; v++) acc[i * WQ_NV + v] += ai * bv[v];
@@ -81,7 +81,7 @@ WQ_INLINE void ISA(wq_dot)(const float *a, long lda, const int8_t *q, const floa
     }
 }
 
-#ifdef OP_MR
+#ifdef OP_PACK_NT
 /* More rows than one tile: OP_KC x OP_NR pieces of the panel dequantized once into a float panel on
  * the stack (the layout of gemm_tiles.h's outer products), which every row tile then reads (8 rows:
  * 1.6x faster than two dequantizing tiles, which convert every weight twice). The float
@@ -92,7 +92,7 @@ WQ_INLINE void ISA(wq_outer)(const float *a, long lda, const int8_t *q, const fl
     float bp[OP_KC * OP_NR];
     struct prefetch pf;
     long tiles = (m + OP_MR - 1) / OP_MR, panels = (n + OP_NR - 1) / OP_NR;
-    prefetch_init(&pf, (const float *)next, next ? k * AIO_WQ_PANEL / (long)sizeof(float) : 0,
+    prefetch_init(&pf, (const float *)next, next ? k * AIO_PANEL / (long)sizeof(float) : 0,
                   tiles * panels * k, bp);
     for (long p = 0; p < k; p += OP_KC) {
         long kw = k - p < OP_KC ? k - p : OP_KC;
@@ -102,13 +102,13 @@ WQ_INLINE void ISA(wq_outer)(const float *a, long lda, const int8_t *q, const fl
             for (long pp = 0; pp < kw; pp++) {
                 const float *sb = s + ((p + pp) / AIO_WQ_BLOCK) * lds + j;
                 for (int v = 0; v < nv; v++) {
-                    V wv = ISA(dequantize)(q + (p + pp) * AIO_WQ_PANEL + j + VL * v, ISA(load)(sb + VL * v));
+                    V wv = ISA(dequantize)(q + (p + pp) * AIO_PANEL + j + VL * v, ISA(load)(sb + VL * v));
                     memcpy(bp + pp * OP_NR + VL * v, &wv, sizeof wv);
                 }
             }
             for (long t = 0; t < tiles; t++) {
                 long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
-                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf, (int)mb, nv);
+                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, OP_NR, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf, (int)mb, nv);
             }
         }
     }
@@ -117,7 +117,7 @@ WQ_INLINE void ISA(wq_outer)(const float *a, long lda, const int8_t *q, const fl
 
 ISA_TARGET static void ISA(gemm_wq)(const float *a, long lda, const int8_t *q, const float *s, long lds, float *c,
                                     long ldc, long m, long n, long k, const int8_t *next) {
-#ifdef OP_MR
+#ifdef OP_PACK_NT
     if (m > WQ_MR && k > 0) { /* more than one row tile (k = 0: the tiles store the zeros) */
         ISA(wq_outer)(a, lda, q, s, lds, c, ldc, m, n, k, next);
         return;

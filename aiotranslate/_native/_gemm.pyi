@@ -1,12 +1,14 @@
 from ._types import Float32s, Floats, Int8s, Int32s
 
 INSTRUCTION_SETS: tuple[str, ...]
-WQ_PANEL: int
+PANEL: int
 WQ_BLOCK: int
 
 def linear(x: Floats, w: Floats, bias: Floats | None, act: int, residual: Floats | None, out: Floats,
            n_threads: int) -> None: ...
 def batched_matmul(a: Floats, b: Floats, out: Floats, trans_b: bool, alpha: float, n_threads: int) -> None: ...
+def linear_packed(x: Float32s, packed: Float32s, n: int, bias: Float32s | None, act: int, residual: Float32s | None,
+                  out: Float32s, n_threads: int) -> None: ...
 def linear_int8w(x: Float32s, packed: Int8s, scales: Float32s, n: int, bias: Float32s | None, act: int,
                  residual: Float32s | None, out: Float32s, n_threads: int) -> None: ...
 def attention(q: Float32s, k: Float32s, v: Float32s, out: Float32s, scale: float, lengths: Int32s | None,

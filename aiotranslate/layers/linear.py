@@ -29,7 +29,19 @@ def freeze(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class Linear:
+class WeightShape:
+    """in_features and out_features of a linear layer whose `weight` has shape (N, K)."""
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+
+class Linear(WeightShape):
     """A dense float32 layer: weight (N, K) as torch.nn.Linear stores it, optional bias (N,).
 
     int8: the weight as the checkpoint stores it in int8, (values int8 (N, K), scales) with scales (N,)
@@ -71,14 +83,6 @@ class Linear:
         bias = None if self.bias is None else self.bias[rows]
         int8 = None if self.int8 is None else (self.int8[0][rows], self.int8[1][rows])
         return Linear(self.weight[rows], bias, int8=int8)
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
 
     def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
         """x (..., K) -> (..., N)."""

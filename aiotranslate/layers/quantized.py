@@ -1,4 +1,7 @@
-"""Quantized replacements of `Linear` and the pass that puts them into a loaded model.
+"""The compute forms of `Linear` on the CPU and the pass that puts them into a loaded model.
+
+- `PackedLinear`: the float32 weight packed once into the panels of the GEMM kernels
+  (`ops.PackedWeight`): what compute type float32 runs.
 
 - `Int8Linear`: an int8 weight and a float32 bias, in one of three schemes (`ops.int8_linear`):
   - per row (`ops.Int8Weight`): one scale per output row; each call quantizes x per row and
@@ -12,7 +15,7 @@
   arithmetic instead (`ops.quantized.IntgemmInput`).
 - `BF16Linear`: the weight rounded to bfloat16 (`ops.BF16Weight`), products summed in float32.
 
-Both have `Linear`'s call (`activation=`, `residual=`, `out=`, `n_threads=`), `in_features`,
+All have `Linear`'s call (`activation=`, `residual=`, `out=`, `n_threads=`), `in_features`,
 `out_features`, `bias` and `select(rows)`, which is all layers and models use: they run unchanged.
 
 `quantize_model` is the pass over a loaded model: it replaces every `Linear` it reaches through the
@@ -55,7 +58,7 @@ import numpy as np
 
 from .. import ops
 from ..ops.quantized import BLOCK, Int8BlockWeight, Int8WeightOnly, IntgemmInput, int8_linear_static
-from .linear import Linear, freeze
+from .linear import Linear, WeightShape, freeze
 
 
 class IntgemmLinear(Linear):
@@ -82,17 +85,41 @@ class IntgemmLinear(Linear):
         return cls(fused, np.concatenate([p.weight_multipliers for p in parts]), multipliers.pop())
 
 
-class Int8Linear:
+class _PackedForm(WeightShape):
+    """A linear whose weight the kernels read in their own layout (`weight`: shape (N, K) and
+    select(rows)) and a float32 bias; `product` is its op (x, weight, bias, ...)."""
+
+    product: staticmethod
+
+    def __init__(self, weight, bias: np.ndarray | None = None):
+        if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
+            raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
+        self.weight = weight
+        self.bias = None if bias is None else freeze(bias)
+
+    def select(self, rows: np.ndarray):
+        return type(self)(self.weight.select(rows), None if self.bias is None else self.bias[rows])
+
+    def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
+        """x (..., K) -> (..., N)."""
+        return self.product(
+            x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.in_features} -> {self.out_features}, bias={self.bias is not None})"
+
+
+class Int8Linear(_PackedForm):
+    product = staticmethod(ops.int8_linear)
+
     def __init__(
         self,
         weight: ops.Int8Weight | Int8BlockWeight | Int8WeightOnly,
         bias: np.ndarray | None = None,
         intgemm: IntgemmInput | None = None,
     ):
-        if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
-            raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
-        self.weight = weight
-        self.bias = None if bias is None else freeze(bias)
+        super().__init__(weight, bias)
         self.intgemm = intgemm  # None: x quantized as the weight says (per row, per block, not at all)
 
     @classmethod
@@ -129,14 +156,6 @@ class Int8Linear:
             scales = np.repeat(scales[:, None], linear.in_features // BLOCK, axis=1)
         return cls(Int8WeightOnly.from_int8(q, scales), linear.bias)
 
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
     def select(self, rows: np.ndarray) -> Int8Linear:
         weight = self.weight.select(rows)
         intgemm = None if self.intgemm is None else self.intgemm.select(rows, len(weight.data[-1]))
@@ -148,49 +167,28 @@ class Int8Linear:
             return int8_linear_static(
                 x, self.weight, self.intgemm, activation=activation, residual=residual, out=out, n_threads=n_threads
             )
-        return ops.int8_linear(
-            x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
-        )
-
-    def __repr__(self) -> str:
-        return f"Int8Linear({self.in_features} -> {self.out_features}, bias={self.bias is not None})"
+        return super().__call__(x, activation=activation, residual=residual, out=out, n_threads=n_threads)
 
 
-class BF16Linear:
-    def __init__(self, weight: ops.BF16Weight, bias: np.ndarray | None = None):
-        if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
-            raise ValueError(f"bias must be float32 ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
-        self.weight = weight
-        self.bias = None if bias is None else freeze(bias)
+class PackedLinear(_PackedForm):
+    product = staticmethod(ops.linear)
+
+    @classmethod
+    def from_linear(cls, linear: Linear) -> PackedLinear:
+        return cls(ops.PackedWeight.pack(linear.weight), linear.bias)
+
+
+class BF16Linear(_PackedForm):
+    product = staticmethod(ops.bf16_linear)
 
     @classmethod
     def from_linear(cls, linear: Linear) -> BF16Linear:
         return cls(ops.BF16Weight.from_float(linear.weight), linear.bias)
 
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
-    def select(self, rows: np.ndarray) -> BF16Linear:
-        return BF16Linear(self.weight.select(rows), None if self.bias is None else self.bias[rows])
-
-    def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
-        """x (..., K) -> (..., N)."""
-        return ops.bf16_linear(
-            x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
-        )
-
-    def __repr__(self) -> str:
-        return f"BF16Linear({self.in_features} -> {self.out_features}, bias={self.bias is not None})"
-
 
 # Weight types of the pass -> the conversion of a float32 Linear (None: keep it).
 CONVERSIONS = {
-    "float32": None,
+    "float32": PackedLinear.from_linear,
     "int8": Int8Linear.from_linear,
     "int8_blocks": Int8Linear.in_blocks,  # no compute type names it: for measuring it against the others
     "int8_weight_only": Int8Linear.weight_only,
@@ -201,8 +199,8 @@ OUTPUT_NAMES = ("lm_head", "output")
 
 
 def quantize_model(model, weights: str, output: str | None = None):
-    """Replace, in place, every `Linear` of `model` by its `weights` form ("int8", "bfloat16", or
-    "float32": unchanged) and the output projection (`model.lm_head` or `model.output`) by its
+    """Replace, in place, every `Linear` of `model` by its `weights` form ("int8", "bfloat16",
+    "float32": packed) and the output projection (`model.lm_head` or `model.output`) by its
     `output` form (default: `weights`). Returns the model."""
     for kind in (weights, output):
         if kind is not None and kind not in CONVERSIONS:

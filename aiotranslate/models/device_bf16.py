@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import get_array_module
+from ..layers.linear import WeightShape
 from ..ops import _checks, _dispatch
 from ..ops.gemm import linear_arguments
 from ..ops.reference import bf16_round
@@ -31,20 +32,12 @@ def bf16_bits(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), high | np.uint16(0x0040), high)
 
 
-class BF16DeviceLinear:
+class BF16DeviceLinear(WeightShape):
     """y = act(bf16(x) @ W.T + bias) + residual for float32 cupy x (..., K); W (N, K) bf16 bits."""
 
     def __init__(self, weight, bias=None):
         self.weight = weight  # uint16 (N, K) on the device
         self.bias = bias  # float32 (N,) on the device, or None
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
 
     def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1):
         """x (..., K) -> (..., N), float32."""

@@ -4,7 +4,7 @@ Every op takes `n_threads`, the OpenMP team size of that one call."""
 
 from .activations import activation, swiglu
 from .attention import attention
-from .gemm import batched_matmul, linear
+from .gemm import PackedWeight, batched_matmul, linear
 from .norms import layer_norm, rms_norm
 from .positions import embedding, rotary, rotary_tables, sinusoidal_table
 from .quantized import BF16Weight, Int8Weight, bf16_linear, int8_linear
@@ -14,6 +14,7 @@ from .softmax import log_softmax, logsumexp, softmax
 __all__ = [
     "BF16Weight",
     "Int8Weight",
+    "PackedWeight",
     "activation",
     "argmax",
     "attention",

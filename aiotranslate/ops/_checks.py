@@ -86,6 +86,14 @@ def int_array(x, name: str, like=None):
     return xp.ascontiguousarray(xp.asarray(x), dtype=xp.int32)
 
 
+def row_indices(rows, n: int) -> np.ndarray:
+    """`rows` of a packed weight's select as int64, each in [0, n)."""
+    rows = int_array(rows, "rows").astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise ValueError(f"rows must lie in [0, {n})")
+    return rows
+
+
 def first_outside(ids, upper: int) -> int | None:
     """The first value of ids outside [0, upper), or None.
 

@@ -2,7 +2,9 @@
 `batched_matmul` (the attention products Q @ K^T and P @ V over batch x heads).
 
 The kernels are `native/_gemm.pyx`: BLAS sgemm on per-thread slices of the output for large M,
-our own register-blocked kernel for the small-M shapes of decoding.
+our own register-blocked kernel for the small-M shapes of decoding. A `PackedWeight` (a weight
+transposed once into the panels our outer-product tiles read) runs those tiles for every M, with no
+packing per call: the form the models' float32 linear layers take on the CPU (`layers.linear`).
 
 Importing this module holds scipy's own BLAS (the one the kernels call) to one thread; see
 `_single_thread_scipy_blas`.
@@ -11,6 +13,7 @@ Importing this module holds scipy's own BLAS (the one the kernels call) to one t
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,9 +77,51 @@ def linear_arguments(x, shape: tuple[int, int], bias, residual, out, activation)
     return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
 
 
+@dataclass(frozen=True, eq=False)
+class PackedWeight:
+    """A float32 weight W (N, K) packed once for `linear`: data (ceil(N/64), K, 64) holds W[64 t + c, p]
+    at [t, p, c], zero-padded: panels of 64 rows, K-major, which the outer-product tiles read as they
+    are (native/gemm_kernels.c). Against W itself, one thread, this machine (`benchmarks/kernels.py`
+    prints both): 1.3-1.5x at M = 8..32, 1.1-1.2x from M = 128 (where BLAS ran), equal at M = 1.
+    Without the extension, data is W."""
+
+    shape: tuple[int, int]
+    data: np.ndarray
+
+    @classmethod
+    def pack(cls, w: np.ndarray) -> PackedWeight:
+        w = _checks.float_array(w, "w", dtype=np.float32)
+        _checks.ndim(w, "w", 2)
+        (n, k), data = w.shape, np.ascontiguousarray(w)
+        if _kernels is not None:
+            width = _kernels.PANEL
+            panels = -(-n // width)
+            padded = np.zeros((panels * width, k), np.float32)
+            padded[:n] = w
+            data = np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1))
+        data.flags.writeable = False  # shared by every worker thread
+        return cls((n, k), data)
+
+    def values(self) -> np.ndarray:
+        """W (N, K), as `pack` took it."""
+        if _kernels is None:
+            return self.data
+        return self.data.transpose(0, 2, 1).reshape(-1, self.shape[1])[: self.shape[0]]
+
+    def select(self, rows) -> PackedWeight:
+        """The weight of output rows `rows` (in that order), gathered from their panels."""
+        rows = _checks.row_indices(rows, self.shape[0])
+        if _kernels is None:
+            return PackedWeight.pack(self.data[rows])
+        width = _kernels.PANEL
+        return PackedWeight.pack(self.data[rows // width, :, rows % width])
+
+
 def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
-    """act(x @ w.T + bias) + residual for x (..., K), w (N, K) -> (..., N)."""
+    """act(x @ w.T + bias) + residual for x (..., K), w (N, K) or a `PackedWeight` -> (..., N)."""
     x = _checks.float_array(x, "x")
+    if isinstance(w, PackedWeight):
+        return _packed_linear(x, w, bias, activation, residual, out, n_threads)
     w = _checks.float_array(w, "w", x)
     _checks.ndim(w, "w", 2)
     x2, bias, residual, out, out2, act = linear_arguments(x, w.shape, bias, residual, out, activation)
@@ -85,6 +130,17 @@ def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threa
         out2[...] = reference.linear(x2, w, bias, act, residual)
     else:
         kernels.linear(x2, w, bias, act, residual, out2, n_threads)
+    return out
+
+
+def _packed_linear(x, w: PackedWeight, bias, activation, residual, out, n_threads):
+    _checks.host_array(x, "x", "a packed float32 linear")
+    x = _checks.float_array(x, "x", dtype=np.float32)
+    x2, bias, residual, out, out2, act = linear_arguments(x, w.shape, bias, residual, out, activation)
+    if _kernels is None:
+        out2[...] = reference.linear(x2, w.data, bias, act, residual)
+    else:
+        _kernels.linear_packed(x2, w.data, w.shape[0], bias, act, residual, out2, n_threads)
     return out
 
 

@@ -83,7 +83,7 @@ class Int8Weight:
 
     def select(self, rows: np.ndarray) -> Int8Weight:
         """The weight of output rows `rows` (in that order)."""
-        rows = _selected_rows(rows, self.shape[0])
+        rows = _checks.row_indices(rows, self.shape[0])
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return Int8Weight(shape, _frozen(self.scales[rows]), (_frozen(self.data[0][rows]),))
@@ -149,7 +149,7 @@ class Int8BlockWeight(_BlockScaled):
 
     def select(self, rows: np.ndarray) -> Int8BlockWeight:
         """The weight of output rows `rows` (in that order)."""
-        rows = _selected_rows(rows, self.shape[0])
+        rows = _checks.row_indices(rows, self.shape[0])
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return Int8BlockWeight(shape, tuple(_frozen(a[rows]) for a in self.data))
@@ -200,7 +200,7 @@ class Int8WeightOnly(_BlockScaled):
         q, scales = _block_values(q, scales)
         if _float_kernels is None:
             return cls(q.shape, (_frozen(q), _frozen(scales)))
-        (n, k), width = q.shape, _float_kernels.WQ_PANEL
+        (n, k), width = q.shape, _float_kernels.PANEL
         panels = -(-n // width)
         padded = np.zeros((panels * width, k), np.int8)
         padded[:n] = q
@@ -219,12 +219,12 @@ class Int8WeightOnly(_BlockScaled):
 
     def select(self, rows: np.ndarray) -> Int8WeightOnly:
         """The weight of output rows `rows` (in that order)."""
-        rows = _selected_rows(rows, self.shape[0])
+        rows = _checks.row_indices(rows, self.shape[0])
         if _float_kernels is None:
             q, scales = self.data
             return Int8WeightOnly.from_int8(q[rows], scales[rows])
         packed, by_block = self.data  # gather the rows from their panels: no unpacking of the others
-        width = _float_kernels.WQ_PANEL
+        width = _float_kernels.PANEL
         return Int8WeightOnly.from_int8(packed[rows // width, :, rows % width], by_block[:, rows].T)
 
 
@@ -326,7 +326,7 @@ class BF16Weight:
         return cls(w.shape, _frozen(packed))
 
     def select(self, rows: np.ndarray) -> BF16Weight:
-        rows = _selected_rows(rows, self.shape[0])
+        rows = _checks.row_indices(rows, self.shape[0])
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return BF16Weight(shape, _frozen(self.data[rows]))
@@ -337,14 +337,6 @@ class BF16Weight:
     @property
     def nbytes(self) -> int:
         return self.data.nbytes
-
-
-def _selected_rows(rows, n: int) -> np.ndarray:
-    """`rows` of a packed weight's select as int64, each in [0, n)."""
-    rows = _checks.int_array(rows, "rows").astype(np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= n):
-        raise ValueError(f"rows must lie in [0, {n})")
-    return rows
 
 
 def _prepare(x, shape, bias, residual, out, activation):

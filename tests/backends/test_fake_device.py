@@ -140,8 +140,9 @@ def test_encoder_on_the_device_hands_back_host_arrays(fake_gpu, checkpoints):
         want = cpu.submit_forward_batch(inputs).result()[0]
     with Encoder(checkpoints["bert"], device="cuda", intra_threads=1) as gpu:
         got = gpu.submit_forward_batch(inputs).result()[0]
-    np.testing.assert_array_equal(got.last_hidden_state, want.last_hidden_state)
-    np.testing.assert_array_equal(got.pooler_output, want.pooler_output)
+    # The host runs packed weights (other kernels than the device's plain ones): equal to rounding.
+    np.testing.assert_allclose(got.last_hidden_state, want.last_hidden_state, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.pooler_output, want.pooler_output, rtol=1e-5, atol=1e-6)
 
 
 def test_unload_and_load_on_the_device(fake_gpu, checkpoints):

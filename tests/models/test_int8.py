@@ -32,7 +32,7 @@ from aiotranslate.api.compute_type import apply, describe, resolve
 from aiotranslate.decoding import DecodingOptions, decode
 from aiotranslate.decoding.search import pad
 from aiotranslate.layers import Linear
-from aiotranslate.layers.quantized import BF16Linear, Int8Linear, IntgemmLinear, quantize_model
+from aiotranslate.layers.quantized import BF16Linear, Int8Linear, IntgemmLinear, PackedLinear, quantize_model
 from aiotranslate.ops.quantized import Int8BlockWeight, Int8WeightOnly, intgemm_reference
 from aiotranslate.models import load_model
 
@@ -47,7 +47,7 @@ def linears(obj, seen=None) -> list:
     if id(obj) in seen:
         return []
     seen.add(id(obj))
-    if isinstance(obj, (Linear, Int8Linear, BF16Linear)):
+    if isinstance(obj, (Linear, Int8Linear, BF16Linear, PackedLinear)):
         return [obj]
     if isinstance(obj, (list, tuple)):
         items = obj
@@ -150,7 +150,7 @@ def test_pass_converts_every_linear_and_keeps_shared_layers_shared(tmp_path):
 @needs_int8
 def test_output_projection_can_keep_another_type(tmp_path):
     model = quantize_model(load_model(build_seq2seq("marian", tmp_path / "m")), "int8", "float32")
-    assert isinstance(model.lm_head, Linear)
+    assert isinstance(model.lm_head, PackedLinear)
     assert all(isinstance(lin, Int8Linear) for lin in linears(model) if lin is not model.lm_head)
 
 
