@@ -110,6 +110,10 @@ def cases(rng: np.random.Generator) -> list[Case]:
         x, w = rng.standard_normal((m, k), f32), rng.standard_normal((n, k), f32) / 32
         out.append(Case("_gemm", f"linear M,K,N={m},{k},{n}", lambda t, x=x, w=w: ops.linear(x, w, n_threads=t),
                         lambda x=x, w=w: x @ w.T, gemm_bar(m)))
+        # What the models' float32 layers run: the weight packed once, at load (`ops.PackedWeight`).
+        out.append(Case("_gemm", f"linear packed M,K,N={m},{k},{n}",
+                        lambda t, x=x, w=ops.PackedWeight.pack(w): ops.linear(x, w, n_threads=t),
+                        lambda x=x, w=w: x @ w.T, gemm_bar(m)))
     for t_len in ATTENTION_T:
         q, kv = rng.standard_normal((64, t_len, 64), f32), rng.standard_normal((64, t_len, 64), f32)
         p = rng.random((64, t_len, t_len), f32)
