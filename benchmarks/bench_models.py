@@ -141,6 +141,23 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def weight_bytes_per_step(model) -> int:
+    """Bytes of the weights one batch-1 decoding step reads, in the model's compute form: every linear
+    of the decoder layers (not the cross-attention K/V projections: those run once per source) and
+    the output layer."""
+    if hasattr(model, "decoder_layers"):
+        linears = [
+            lin
+            for layer in model.decoder_layers
+            for lin in (layer.self_attention.qkv, layer.self_attention.out, layer.cross_attention.q,
+                        layer.cross_attention.out, layer.ffn.up, layer.ffn.down)
+        ]  # fmt: skip
+    else:
+        linears = [lin for layer in model.layers for lin in (layer.attention.qkv, layer.attention.out)]
+        linears += [lin for layer in model.layers for lin in vars(layer.ffn).values() if hasattr(lin, "out_features")]
+    return sum(lin.weight.nbytes + (0 if lin.bias is None else lin.bias.nbytes) for lin in linears + [model.lm_head])
+
+
 def memory_bandwidth(n_threads: int, size_mb: int = 256) -> float:
     """Bytes/s of a large numpy copy (read + write counted), a floor on what DRAM streams.
     numpy's copy is single-threaded: with 2 threads, two copies run side by side."""

@@ -39,7 +39,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -147,25 +146,6 @@ class Case:
             "hf": hf,
             "ct2": ct2,
         }
-
-
-def weight_bytes_per_step(model) -> int:
-    """Bytes of the weights one batch-1 decoding step reads: every linear of the decoder layers
-    (not the cross-attention K/V projections: those run once per source) and the output layer."""
-    def nbytes(linear) -> int:  # float32 or quantized: every array the linear holds
-        return sum(a.nbytes for a in vars(linear).values() if isinstance(a, np.ndarray))
-
-    if hasattr(model, "decoder_layers"):
-        linears = [
-            lin
-            for layer in model.decoder_layers
-            for lin in (layer.self_attention.qkv, layer.self_attention.out, layer.cross_attention.q,
-                        layer.cross_attention.out, layer.ffn.up, layer.ffn.down)
-        ]
-    else:
-        linears = [lin for layer in model.layers for lin in (layer.attention.qkv, layer.attention.out)]
-        linears += [lin for layer in model.layers for lin in vars(layer.ffn).values() if hasattr(lin, "out_features")]
-    return sum(nbytes(lin) for lin in linears + [model.lm_head])
 
 
 def measure(case: Case, batch: int, beam: int, repeats: int) -> dict[str, float]:
@@ -297,7 +277,7 @@ def run_case(case: Case, batches: list[int], searches: list[str], repeats: int) 
                   + f" | {rate['api'] / rate['hf']:6.2f} {rate['api'] / rate['ct2']:7.2f} {rate['api'] / rate['core']:8.2f}",
                   flush=True)
             if batch == 1 and search == "greedy":
-                step_bytes = weight_bytes_per_step(case.core)
+                step_bytes = bm.weight_bytes_per_step(case.core)
                 machine = bm.memory_bandwidth(n_threads)
                 achieved = "  ".join(f"{e} {rate[e] * step_bytes / 1e9:.1f}" for e in ENGINES)
                 print(f"      weights/step {step_bytes / 1e6:.0f} MB; GB/s {achieved}; "

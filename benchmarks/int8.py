@@ -44,16 +44,6 @@ def load_ours(compute_type: str):
     return apply(load_model(bm.checkpoint(MODEL)), effective)
 
 
-def step_bytes(model) -> int:
-    """Weight bytes one batch-1 step reads: the decoder layers' linears (not cross-attention K/V,
-    computed once per source) and the output projection."""
-    linears = [model.lm_head]
-    for layer in model.decoder_layers:
-        linears += [layer.self_attention.qkv, layer.self_attention.out, layer.cross_attention.q,
-                    layer.cross_attention.out, layer.ffn.up, layer.ffn.down]  # fmt: skip
-    return sum(lin.weight.nbytes + (0 if lin.bias is None else lin.bias.nbytes) for lin in linears)
-
-
 def runners(models: dict, ct2: dict, batch: int, beam: int, n_threads: int) -> dict:
     """engine -> fn() returning the number of new tokens of each row."""
     from aiotranslate.decoding import DecodingOptions, decode
@@ -139,7 +129,7 @@ def main() -> None:
                 if batch == 1 and search == "greedy":
                     machine = bm.memory_bandwidth(n_threads)
                     achieved = "; ".join(
-                        f"{t} {step_bytes(m) / 1e6:.0f} MB/step, {rate[f'ours:{t}'] * step_bytes(m) / 1e9:.1f} GB/s"
+                        f"{t} {bm.weight_bytes_per_step(m) / 1e6:.0f} MB/step, {rate[f'ours:{t}'] * bm.weight_bytes_per_step(m) / 1e9:.1f} GB/s"
                         for t, m in models.items()
                     )
                     print(f"      weights read: {achieved}; numpy copy {machine / 1e9:.1f} GB/s", flush=True)

@@ -133,13 +133,19 @@ class SelfAttention:
     def __call__(
         self, x: np.ndarray, batch: TokenBatch, cache: KVCache | None = None, *, residual=None, n_threads=1
     ) -> np.ndarray:
-        """x (B*T, C) -> out(context) + residual, (B*T, C). With a cache, it must hold room for
-        max(offsets) + T tokens; the new keys and values are written into it."""
+        """x (B*T, C) -> out(context) + residual, (B*T, C); for a compact batch, x and the result hold
+        its valid slots only, (N, C). With a cache, it must hold room for max(offsets) + T tokens;
+        the new keys and values are written into it."""
         bsz, t, d, r = batch.batch_size, batch.width, self.head_dim, self.group
         h_kv = self.n_kv_heads
         h = h_kv * r
         y = self.qkv(x, n_threads=n_threads)  # (B*T, (H + 2*H_kv) * D)
         xp = get_array_module(y)
+        if batch.rows is not None:  # onto the grid: padded slots hold zeros, which no query attends
+            rows = place_like(batch.rows, y)
+            grid = xp.zeros((bsz * t, y.shape[1]), dtype=y.dtype)
+            grid[rows] = y
+            y = grid
         q = xp.ascontiguousarray(y[:, : h * d]).reshape(bsz * t, h, d)
         k = xp.ascontiguousarray(y[:, h * d : (h + h_kv) * d]).reshape(bsz * t, h_kv, d)
         v = y[:, (h + h_kv) * d :].reshape(bsz, t, h_kv, d)
@@ -168,6 +174,8 @@ class SelfAttention:
             window=self.window,
             n_threads=n_threads,
         )
+        if batch.rows is not None:
+            ctx = ctx[rows]
         return self.out(ctx, residual=residual, n_threads=n_threads)
 
 

@@ -10,6 +10,11 @@ overwrites them and attention never looks.
 What it is not: the owner of the cache's lifetime. A decoder state (models/) holds one KVCache per
 layer, reserves room before a call and reorders rows with `select`; this module holds no thread or
 model knowledge. Encoders use a TokenBatch with zero offsets and no cache.
+
+A compact batch (`TokenBatch.compact`) drops the padded slots from the activations: they hold the
+valid slots only, `rows` of the B*T grid, so that the row-wise layers (linears, norms, feed-forward)
+do no work for padding. Attention alone needs the grid: it spreads its projections over it and
+takes the valid rows back (layers/attention.py).
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ class TokenBatch:
         last = np.maximum(self.key_lengths - 1, 0)[:, None]
         slots = self.offsets[:, None] + np.arange(self.width, dtype=np.int32)[None, :]
         self.positions = np.minimum(slots, last).reshape(-1).astype(np.int32)  # (B*T,)
+        self.rows: np.ndarray | None = None  # a compact batch's valid slots (`compact`)
+
+    def compact(self) -> TokenBatch:
+        """This batch with activations of its valid slots only: `rows`, int (N,), the flat indices
+        b*T + t (t < counts[b]) in row order; `positions` stays the grid's."""
+        batch = TokenBatch(self.offsets, self.counts, self.width)
+        batch.rows = np.flatnonzero(np.arange(self.width)[None, :] < self.counts[:, None])
+        return batch
 
     @classmethod
     def fresh(cls, lengths: np.ndarray, width: int) -> TokenBatch:

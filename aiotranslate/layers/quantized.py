@@ -87,9 +87,10 @@ class IntgemmLinear(Linear):
 
 class _PackedForm(WeightShape):
     """A linear whose weight the kernels read in their own layout (`weight`: shape (N, K) and
-    select(rows)) and a float32 bias; `product` is its op (x, weight, bias, ...)."""
+    select(rows)) and a float32 bias; `op` names its function in `ops` (x, weight, bias, ...), looked up
+    at each call so that a profiler can wrap it (benchmarks/decode.py --profile)."""
 
-    product: staticmethod
+    op: str
 
     def __init__(self, weight, bias: np.ndarray | None = None):
         if bias is not None and (bias.shape != weight.shape[:1] or bias.dtype != np.float32):
@@ -102,7 +103,7 @@ class _PackedForm(WeightShape):
 
     def __call__(self, x, *, activation=None, residual=None, out=None, n_threads=1) -> np.ndarray:
         """x (..., K) -> (..., N)."""
-        return self.product(
+        return getattr(ops, self.op)(
             x, self.weight, self.bias, activation=activation, residual=residual, out=out, n_threads=n_threads
         )
 
@@ -111,7 +112,7 @@ class _PackedForm(WeightShape):
 
 
 class Int8Linear(_PackedForm):
-    product = staticmethod(ops.int8_linear)
+    op = "int8_linear"
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class Int8Linear(_PackedForm):
 
 
 class PackedLinear(_PackedForm):
-    product = staticmethod(ops.linear)
+    op = "linear"
 
     @classmethod
     def from_linear(cls, linear: Linear) -> PackedLinear:
@@ -179,7 +180,7 @@ class PackedLinear(_PackedForm):
 
 
 class BF16Linear(_PackedForm):
-    product = staticmethod(ops.bf16_linear)
+    op = "bf16_linear"
 
     @classmethod
     def from_linear(cls, linear: Linear) -> BF16Linear:

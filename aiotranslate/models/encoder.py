@@ -8,7 +8,9 @@ BERT/RoBERTa/DistilBERT/XLM-RoBERTa, built from one set of parts:
 A post-norm layer (BERT, BART, Marian) computes h = norm(h + f(h)); a pre-norm one (mBART,
 M2M100, NLLB) h = h + f(norm(h)). Either way the residual add is fused into f's output projection.
 Sources are right-padded with per-row lengths: attention never looks past a row's length, so each
-row is encoded exactly as it would be alone; the padded slots of the output are zero.
+row is encoded exactly as it would be alone; the padded slots of the output are zero. A batch with
+padding runs compact (`TokenBatch.compact`): the layers compute its valid tokens only (all-MiniLM-L6-v2
+on 160 sentences in batches of 32: 66% of the padded slots).
 
 What it is not: weight names and config keys (`bart.py`, `bert.py`), the decoder (`seq2seq.py`).
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import place_like
+from ..backends import get_array_module, place_like
 from ..layers import Embedding, FeedForward, LayerNorm, PositionEmbedding, SelfAttention, TokenBatch
 
 
@@ -90,18 +92,22 @@ class TransformerEncoder:
             token_type_ids = np.asarray(token_type_ids)
             if token_type_ids.shape != ids.shape:
                 raise ValueError(f"token_type_ids {token_type_ids.shape} must have the shape of ids {ids.shape}")
-            token_type_ids = np.where(valid, token_type_ids, 0).reshape(-1)
         batch = TokenBatch.fresh(lengths, s)
-        # Padded slots hold any id (often pad): embed token 0 there, their outputs are dropped.
-        h = self.embeddings(np.where(valid, ids, 0).reshape(-1), batch.positions, token_type_ids, n_threads=n_threads)
+        ids, positions = ids.reshape(-1), batch.positions
+        if not valid.all():  # a compact batch: the layers compute the valid slots only
+            batch = batch.compact()
+            ids, positions = ids[batch.rows], positions[batch.rows]
+            token_type_ids = None if token_type_ids is None else token_type_ids.reshape(-1)[batch.rows]
+        h = self.embeddings(ids, positions, token_type_ids, n_threads=n_threads)
         for layer in self.layers:
             h = layer(h, batch, n_threads)
         if self.final_norm is not None:
             h = self.final_norm(h, n_threads=n_threads)
-        h = h.reshape(bsz, s, -1)  # (B, S, C)
-        if not valid.all():
-            h[place_like(~valid, h)] = 0.0
-        return h
+        if batch.rows is not None:  # back onto the grid, zeros past each length
+            grid = get_array_module(h).zeros((bsz * s, h.shape[1]), dtype=h.dtype)
+            grid[place_like(batch.rows, h)] = h
+            h = grid
+        return h.reshape(bsz, s, -1)  # (B, S, C)
 
 
 def check_padded(ids, lengths, name: str) -> tuple[np.ndarray, np.ndarray]:

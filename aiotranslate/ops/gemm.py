@@ -102,6 +102,10 @@ class PackedWeight:
         data.flags.writeable = False  # shared by every worker thread
         return cls((n, k), data)
 
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
     def values(self) -> np.ndarray:
         """W (N, K), as `pack` took it."""
         if _kernels is None:

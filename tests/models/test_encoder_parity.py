@@ -4,6 +4,8 @@ transformers on that row alone), token types, batch 1 at the position limit."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from encoder_fixtures import ENCODER_KINDS, MAX_LENGTH, build_encoder, hf_encode, load_hf_encoder
@@ -97,3 +99,23 @@ def test_legacy_gamma_beta_layer_norm_names(tmp_path):
     ids = random_ids(np.random.default_rng(31), 9, hf.config.vocab_size, (0,))
     hidden, _ = load_model(root).forward(ids[None])
     assert max_rel_diff(hidden[0], hf_encode(hf, ids)[0]) < TOL
+
+
+def test_a_padded_batch_computes_its_tokens_only(pair, monkeypatch):
+    """A batch with padding runs compact: the linears (packed, the float32 compute form) see the valid
+    tokens only, and each row's output is that row's alone (to rounding: attention's sums over the
+    batch's longest row are another tiling of the same terms)."""
+    from aiotranslate import ops
+    from aiotranslate.layers.quantized import quantize_model
+
+    _, model, hf = pair
+    model = quantize_model(copy.deepcopy(model), "float32")
+    rows, ids, lengths, _, _ = _batch(hf, np.random.default_rng(22), [5, 1, 9, 2], False)
+    seen, linear = [], ops.linear
+    monkeypatch.setattr(ops, "linear", lambda x, *a, **k: seen.append(x.shape[0]) or linear(x, *a, **k))
+    hidden, _ = model.forward(ids, lengths)
+    assert set(seen[:2]) == {sum(lengths)}  # the first layer's QKV and output projections
+    for i, r in enumerate(rows):
+        alone, _ = model.forward(np.asarray([r], dtype=np.int32))
+        np.testing.assert_allclose(hidden[i, : len(r)], alone[0], rtol=1e-5, atol=1e-5)
+        assert not hidden[i, len(r) :].any()
