@@ -142,10 +142,7 @@ class SelfAttention:
         y = self.qkv(x, n_threads=n_threads)  # (B*T, (H + 2*H_kv) * D)
         xp = get_array_module(y)
         if batch.rows is not None:  # onto the grid: padded slots hold zeros, which no query attends
-            rows = place_like(batch.rows, y)
-            grid = xp.zeros((bsz * t, y.shape[1]), dtype=y.dtype)
-            grid[rows] = y
-            y = grid
+            y = batch.to_grid(y)
         q = xp.ascontiguousarray(y[:, : h * d]).reshape(bsz * t, h, d)
         k = xp.ascontiguousarray(y[:, h * d : (h + h_kv) * d]).reshape(bsz * t, h_kv, d)
         v = y[:, (h + h_kv) * d :].reshape(bsz, t, h_kv, d)
@@ -175,7 +172,7 @@ class SelfAttention:
             n_threads=n_threads,
         )
         if batch.rows is not None:
-            ctx = ctx[rows]
+            ctx = ctx[place_like(batch.rows, ctx)]
         return self.out(ctx, residual=residual, n_threads=n_threads)
 
 

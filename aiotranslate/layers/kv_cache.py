@@ -51,6 +51,12 @@ class TokenBatch:
         batch.rows = np.flatnonzero(np.arange(self.width)[None, :] < self.counts[:, None])
         return batch
 
+    def to_grid(self, a):
+        """A compact batch's rows a (N, ...) spread over the grid: (B*T, ...), zeros at padded slots."""
+        grid = get_array_module(a).zeros((self.batch_size * self.width,) + a.shape[1:], dtype=a.dtype)
+        grid[place_like(self.rows, a)] = a
+        return grid
+
     @classmethod
     def fresh(cls, lengths: np.ndarray, width: int) -> TokenBatch:
         """A first pass over whole sequences (a prompt, an encoder input): nothing held before."""
@@ -63,7 +69,10 @@ class TokenBatch:
 
     @property
     def last_slots(self) -> np.ndarray:
-        """int (B,): flat index b*T + t of each row's last valid slot (its slot 0 when it has none)."""
+        """int (B,): flat index b*T + t of each row's last valid slot (its slot 0 when it has none); in
+        a compact batch, the index of that slot among `rows` (a row with none: any valid index)."""
+        if self.rows is not None:
+            return np.maximum(np.cumsum(self.counts) - 1, 0)
         return np.arange(self.batch_size) * self.width + np.maximum(self.counts - 1, 0)
 
 

@@ -3,7 +3,8 @@ per-sequence `DecoderOnlyState`, implementing the `base.DecoderModel` / `base.De
 
 One forward pass serves prefill and decoding alike: `decode(state, ids (B, T), lengths)` appends
 lengths[b] tokens to row b (a whole prompt, or one token per step) and returns the logits after each
-row's last token, or all of them (B, T, V) for scoring. Blocks are pre-norm:
+row's last token, or all of them (B, T, V) for scoring; a ragged call runs compact (`TokenBatch.compact`:
+no work for the padded slots of a batch of prompts). Blocks are pre-norm:
     h = h + attention(norm1(h)); h = h + ffn(norm2(h)); logits = lm_head(final_norm(h))
 with both residual adds fused into the output projections.
 
@@ -159,9 +160,13 @@ class DecoderOnlyModel:
         state.reserve(int(batch.offsets.max(initial=0)) + t)
 
         valid = np.arange(t)[None, :] < counts[:, None]  # (B, T)
-        h = self.embedding(np.where(valid, ids, 0).reshape(-1), n_threads=n_threads)  # (B*T, C)
+        ids, positions = np.where(valid, ids, 0).reshape(-1), batch.positions
+        if 0 < int(counts.sum()) < bsz * t:  # a ragged prompt runs compact: no work for padding
+            batch = batch.compact()
+            ids, positions = ids[batch.rows], positions[batch.rows]
+        h = self.embedding(ids, n_threads=n_threads)  # (B*T, C), or (N, C) compact
         if self.positions is not None:
-            h += self.positions(batch.positions, n_threads=n_threads)
+            h += self.positions(positions, n_threads=n_threads)
         for layer, cache in zip(self.layers, state.caches):
             h = layer(h, batch, cache, n_threads)
 
@@ -174,7 +179,8 @@ class DecoderOnlyModel:
         state.keep_last(last, counts > 0)
         state._lengths = batch.key_lengths
         if all_logits:
-            return self.lm_head(x, n_threads=n_threads).reshape(bsz, t, -1)
+            logits = self.lm_head(x, n_threads=n_threads)
+            return (logits if batch.rows is None else batch.to_grid(logits)).reshape(bsz, t, -1)
         return self.lm_head(state.last_hidden, n_threads=n_threads)
 
     def _check(self, state: DecoderOnlyState, ids, lengths) -> tuple[np.ndarray, np.ndarray]:

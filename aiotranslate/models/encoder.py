@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import get_array_module, place_like
 from ..layers import Embedding, FeedForward, LayerNorm, PositionEmbedding, SelfAttention, TokenBatch
 
 
@@ -104,9 +103,7 @@ class TransformerEncoder:
         if self.final_norm is not None:
             h = self.final_norm(h, n_threads=n_threads)
         if batch.rows is not None:  # back onto the grid, zeros past each length
-            grid = get_array_module(h).zeros((bsz * s, h.shape[1]), dtype=h.dtype)
-            grid[place_like(batch.rows, h)] = h
-            h = grid
+            h = batch.to_grid(h)
         return h.reshape(bsz, s, -1)  # (B, S, C)
 
 

@@ -94,3 +94,20 @@ def test_config_variants_match_transformers(tmp_path, overrides):
     model = load_model(tmp_path)
     check_full_forward(model, hf, ids_of(9, seed=4))
     check_incremental(model, hf, ids_of(8, seed=5), prefix=3)
+
+
+def test_a_ragged_prompt_computes_its_tokens_only(gpt2, monkeypatch):
+    """A ragged call runs compact: the linears see the valid tokens only; all_logits gives zeros at
+    padded slots and each row's logits where it has tokens."""
+    from aiotranslate import ops
+
+    model, hf = gpt2
+    rows = [ids_of(5, 30), ids_of(2, 31), ids_of(9, 32)]
+    ids, lengths = right_padded(rows)
+    seen, linear = [], ops.linear
+    monkeypatch.setattr(ops, "linear", lambda x, *a, **k: seen.append(x.shape[0]) or linear(x, *a, **k))
+    logits = model.decode(model.new_state(3), ids, lengths, all_logits=True)
+    assert seen[0] == sum(lengths)  # the first layer's QKV projection
+    for i, row in enumerate(rows):
+        assert_close(logits[i, : len(row)], hf_logits(hf, row))
+        assert not logits[i, len(row) :].any()
