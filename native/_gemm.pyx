@@ -22,6 +22,9 @@
 # - Epilogue: each block gets + bias, activation (activation.h), + residual right after its
 #   product, while it is in cache. BLAS and our kernels write out before the epilogue reads
 #   residual, so a residual overlapping out is copied first (in-place `out=residual` works).
+# - linear_packed is linear on a weight packed once into k-major panels of 64 columns (ops.PackedWeight):
+#   our outer-product tiles for every M, no packing per call, no BLAS. Threads split blocks of up to
+#   PK_ROWS rows x one panel, in row-major order; the epilogue runs on each block.
 # - linear_int8w is the weight-only int8 linear: float32 x and products, the weight stored as int8
 #   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
