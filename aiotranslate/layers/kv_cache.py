@@ -45,11 +45,18 @@ class TokenBatch:
         self.rows: np.ndarray | None = None  # a compact batch's valid slots (`compact`)
 
     def compact(self) -> TokenBatch:
-        """This batch with activations of its valid slots only: `rows`, int (N,), the flat indices
-        b*T + t (t < counts[b]) in row order; `positions` stays the grid's."""
+        """This batch with activations of its valid slots only, when it has padding and some valid
+        slot (else itself): `rows`, int (N,), the flat indices b*T + t (t < counts[b]) in row order;
+        `positions` stays the grid's (`take` picks the rows of such per-slot arrays)."""
+        if not 0 < int(self.counts.sum()) < self.batch_size * self.width:
+            return self
         batch = TokenBatch(self.offsets, self.counts, self.width)
         batch.rows = np.flatnonzero(np.arange(self.width)[None, :] < self.counts[:, None])
         return batch
+
+    def take(self, a: np.ndarray) -> np.ndarray:
+        """Host array a (B*T, ...) over the grid's slots: the rows the activations hold."""
+        return a if self.rows is None else a[self.rows]
 
     def to_grid(self, a):
         """A compact batch's rows a (N, ...) spread over the grid: (B*T, ...), zeros at padded slots."""

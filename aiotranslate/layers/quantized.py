@@ -187,7 +187,7 @@ class BF16Linear(_PackedForm):
         return cls(ops.BF16Weight.from_float(linear.weight), linear.bias)
 
 
-# Weight types of the pass -> the conversion of a float32 Linear (None: keep it).
+# Weight types of the pass -> the conversion of a float32 Linear.
 CONVERSIONS = {
     "float32": PackedLinear.from_linear,
     "int8": Int8Linear.from_linear,
@@ -210,14 +210,9 @@ def quantize_model(model, weights: str, output: str | None = None):
     for name in OUTPUT_NAMES:
         head = getattr(model, name, None)
         if isinstance(head, Linear) and output is not None:
-            memo[id(head)] = _convert(head, output)
-    _walk(model, lambda linear: _convert(linear, weights), memo, set())
+            memo[id(head)] = CONVERSIONS[output](head)
+    _walk(model, CONVERSIONS[weights], memo, set())
     return model
-
-
-def _convert(linear: Linear, kind: str):
-    conversion = CONVERSIONS[kind]
-    return linear if conversion is None else conversion(linear)
 
 
 def _walk(obj, convert, memo: dict[int, object], seen: set[int]) -> None:

@@ -160,13 +160,10 @@ class DecoderOnlyModel:
         state.reserve(int(batch.offsets.max(initial=0)) + t)
 
         valid = np.arange(t)[None, :] < counts[:, None]  # (B, T)
-        ids, positions = np.where(valid, ids, 0).reshape(-1), batch.positions
-        if 0 < int(counts.sum()) < bsz * t:  # a ragged prompt runs compact: no work for padding
-            batch = batch.compact()
-            ids, positions = ids[batch.rows], positions[batch.rows]
-        h = self.embedding(ids, n_threads=n_threads)  # (B*T, C), or (N, C) compact
+        batch = batch.compact()  # a ragged call: no work for padding
+        h = self.embedding(batch.take(np.where(valid, ids, 0).reshape(-1)), n_threads=n_threads)  # (B*T or N, C)
         if self.positions is not None:
-            h += self.positions(positions, n_threads=n_threads)
+            h += self.positions(batch.take(batch.positions), n_threads=n_threads)
         for layer, cache in zip(self.layers, state.caches):
             h = layer(h, batch, cache, n_threads)
 

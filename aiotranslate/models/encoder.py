@@ -91,19 +91,20 @@ class TransformerEncoder:
             token_type_ids = np.asarray(token_type_ids)
             if token_type_ids.shape != ids.shape:
                 raise ValueError(f"token_type_ids {token_type_ids.shape} must have the shape of ids {ids.shape}")
-        batch = TokenBatch.fresh(lengths, s)
-        ids, positions = ids.reshape(-1), batch.positions
-        if not valid.all():  # a compact batch: the layers compute the valid slots only
-            batch = batch.compact()
-            ids, positions = ids[batch.rows], positions[batch.rows]
-            token_type_ids = None if token_type_ids is None else token_type_ids.reshape(-1)[batch.rows]
-        h = self.embeddings(ids, positions, token_type_ids, n_threads=n_threads)
+        batch = TokenBatch.fresh(lengths, s).compact()  # with padding, the layers see the valid slots only
+        # Padded slots hold any id (often pad): token 0 where such a slot is computed at all.
+        ids = batch.take(np.where(valid, ids, 0).reshape(-1))
+        if token_type_ids is not None:
+            token_type_ids = batch.take(np.where(valid, token_type_ids, 0).reshape(-1))
+        h = self.embeddings(ids, batch.take(batch.positions), token_type_ids, n_threads=n_threads)
         for layer in self.layers:
             h = layer(h, batch, n_threads)
         if self.final_norm is not None:
             h = self.final_norm(h, n_threads=n_threads)
         if batch.rows is not None:  # back onto the grid, zeros past each length
             h = batch.to_grid(h)
+        elif not valid.any():  # not one token: every slot is padding
+            h[...] = 0.0
         return h.reshape(bsz, s, -1)  # (B, S, C)
 
 

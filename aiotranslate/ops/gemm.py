@@ -77,13 +77,37 @@ def linear_arguments(x, shape: tuple[int, int], bias, residual, out, activation)
     return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
 
 
+def to_panels(a: np.ndarray) -> np.ndarray:
+    """The rows of a (N, K) in the kernels' panels (extension built): (ceil(N/64), K, 64) holding
+    a[64 t + c, p] at [t, p, c], zero-padded. The layout of `PackedWeight` and of the weight-only int8
+    weight (ops.quantized.Int8WeightOnly)."""
+    (n, k), width = a.shape, _kernels.PANEL
+    panels = -(-n // width)
+    padded = np.zeros((panels * width, k), a.dtype)
+    padded[:n] = a
+    return np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1))
+
+
+def from_panels(panels: np.ndarray, n: int) -> np.ndarray:
+    """The first n rows that `to_panels` packed (a view)."""
+    return panels.transpose(0, 2, 1).reshape(-1, panels.shape[1])[:n]
+
+
+def panel_rows(panels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows `rows` (int64 indices) of what `to_panels` packed, gathered from their panels alone."""
+    width = panels.shape[2]
+    return panels[rows // width, :, rows % width]
+
+
 @dataclass(frozen=True, eq=False)
 class PackedWeight:
     """A float32 weight W (N, K) packed once for `linear`: data (ceil(N/64), K, 64) holds W[64 t + c, p]
     at [t, p, c], zero-padded: panels of 64 rows, K-major, which the outer-product tiles read as they
-    are (native/gemm_kernels.c). Against W itself, one thread, this machine (`benchmarks/kernels.py`
-    prints both): 1.3-1.5x at M = 8..32, 1.1-1.2x from M = 128 (where BLAS ran), equal at M = 1.
-    Without the extension, data is W."""
+    are (native/gemm_kernels.c). Against W itself on this machine (`python benchmarks/kernels.py`
+    prints both; weights in cache, 1 and 2 threads): 1.2-2.1x at M = 8..32, 1.0-1.2x at M = 128..512
+    (where BLAS ran), 0.85-1.10x at M = 1, which in decoding reads the weights from memory and
+    there ran 0.99-1.04x (OPUS-MT and GPT-2 shapes, batch 1 greedy, in-process A/B). Without the
+    extension, data is W."""
 
     shape: tuple[int, int]
     data: np.ndarray
@@ -92,15 +116,9 @@ class PackedWeight:
     def pack(cls, w: np.ndarray) -> PackedWeight:
         w = _checks.float_array(w, "w", dtype=np.float32)
         _checks.ndim(w, "w", 2)
-        (n, k), data = w.shape, np.ascontiguousarray(w)
-        if _kernels is not None:
-            width = _kernels.PANEL
-            panels = -(-n // width)
-            padded = np.zeros((panels * width, k), np.float32)
-            padded[:n] = w
-            data = np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1))
+        data = np.ascontiguousarray(w) if _kernels is None else to_panels(w)
         data.flags.writeable = False  # shared by every worker thread
-        return cls((n, k), data)
+        return cls(w.shape, data)
 
     @property
     def nbytes(self) -> int:
@@ -108,17 +126,12 @@ class PackedWeight:
 
     def values(self) -> np.ndarray:
         """W (N, K), as `pack` took it."""
-        if _kernels is None:
-            return self.data
-        return self.data.transpose(0, 2, 1).reshape(-1, self.shape[1])[: self.shape[0]]
+        return self.data if _kernels is None else from_panels(self.data, self.shape[0])
 
     def select(self, rows) -> PackedWeight:
         """The weight of output rows `rows` (in that order), gathered from their panels."""
         rows = _checks.row_indices(rows, self.shape[0])
-        if _kernels is None:
-            return PackedWeight.pack(self.data[rows])
-        width = _kernels.PANEL
-        return PackedWeight.pack(self.data[rows // width, :, rows % width])
+        return PackedWeight.pack(self.data[rows] if _kernels is None else panel_rows(self.data, rows))
 
 
 def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import _native
 from . import _checks, reference
-from .gemm import linear_arguments
+from .gemm import from_panels, linear_arguments, panel_rows, to_panels
 
 _kernels = _native.load("_qgemm")
 _float_kernels = _native.load("_gemm")  # the weight-only product is a float32 one
@@ -200,13 +200,9 @@ class Int8WeightOnly(_BlockScaled):
         q, scales = _block_values(q, scales)
         if _float_kernels is None:
             return cls(q.shape, (_frozen(q), _frozen(scales)))
-        (n, k), width = q.shape, _float_kernels.PANEL
-        panels = -(-n // width)
-        padded = np.zeros((panels * width, k), np.int8)
-        padded[:n] = q
-        by_block = np.zeros((k // BLOCK, panels * width), np.float32)
-        by_block[:, :n] = scales.T
-        packed = np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1))
+        packed = to_panels(q)
+        by_block = np.zeros((q.shape[1] // BLOCK, packed.shape[0] * packed.shape[2]), np.float32)
+        by_block[:, : q.shape[0]] = scales.T
         return cls(q.shape, (_frozen(packed), _frozen(by_block)))
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
@@ -214,8 +210,8 @@ class Int8WeightOnly(_BlockScaled):
         if _float_kernels is None:
             return self.data
         packed, by_block = self.data
-        n, k = self.shape
-        return packed.transpose(0, 2, 1).reshape(-1, k)[:n], by_block[:, :n].T
+        n = self.shape[0]
+        return from_panels(packed, n), by_block[:, :n].T
 
     def select(self, rows: np.ndarray) -> Int8WeightOnly:
         """The weight of output rows `rows` (in that order)."""
@@ -224,8 +220,7 @@ class Int8WeightOnly(_BlockScaled):
             q, scales = self.data
             return Int8WeightOnly.from_int8(q[rows], scales[rows])
         packed, by_block = self.data  # gather the rows from their panels: no unpacking of the others
-        width = _float_kernels.PANEL
-        return Int8WeightOnly.from_int8(packed[rows // width, :, rows % width], by_block[:, rows].T)
+        return Int8WeightOnly.from_int8(panel_rows(packed, rows), by_block[:, rows].T)
 
 
 def weight_only_reference(x: np.ndarray, q: np.ndarray, scales: np.ndarray, bias=None, act: int = 0, residual=None):

@@ -119,3 +119,5 @@ def test_a_padded_batch_computes_its_tokens_only(pair, monkeypatch):
         alone, _ = model.forward(np.asarray([r], dtype=np.int32))
         np.testing.assert_allclose(hidden[i, : len(r)], alone[0], rtol=1e-5, atol=1e-5)
         assert not hidden[i, len(r) :].any()
+    empty, _ = model.forward(ids, np.zeros_like(lengths))  # no token at all: nothing to compact
+    assert empty.shape == hidden.shape and not empty.any()
