@@ -33,6 +33,7 @@ GEMM_SHAPES = [(1, 512, 512), (1, 512, 2048), (8, 512, 512), (32, 512, 2048), (1
                (512, 512, 2048), (1, 768, 3072), (32, 768, 3072), (1, 576, 1536), (16, 576, 49152)]
 ROW_SHAPES = [(32, 512), (128, 1024), (512, 2048), (8, 768), (64, 3072)]
 ATTENTION_T = [1, 16, 64, 128]
+STREAM_WEIGHTS = 48  # x 4 MiB: the M = 1 "from memory" rows stream 192 MiB, 6x the L3 of the machine
 ELEMENTWISE_BAR = 2.0  # softmax, layer_norm, gelu
 SETTLE_S = 0.25  # pause before a multithreaded block: OpenBLAS workers spin about 0.1 s after a call
 
@@ -114,6 +115,15 @@ def cases(rng: np.random.Generator) -> list[Case]:
         out.append(Case("_gemm", f"linear packed M,K,N={m},{k},{n}",
                         lambda t, x=x, w=ops.PackedWeight.pack(w): ops.linear(x, w, n_threads=t),
                         lambda x=x, w=w: x @ w.T, gemm_bar(m)))
+    # Batch-1 decoding: one row against weights that come from memory, not cache (a set of distinct
+    # weights larger than L3, each read once per pass). No bar: the cached rows above are the issue's.
+    x = rng.standard_normal((1, 512), f32)
+    ws = [rng.standard_normal((2048, 512), f32) for _ in range(STREAM_WEIGHTS)]
+    pws = [ops.PackedWeight.pack(w) for w in ws]
+    for label, weights in (("linear", ws), ("linear packed", pws)):
+        out.append(Case("_gemm", f"{label} M,K,N=1,512,2048 from memory (x{STREAM_WEIGHTS})",
+                        lambda t, x=x, ws=weights: [ops.linear(x, w, n_threads=t) for w in ws],
+                        lambda x=x, ws=ws: [x @ w.T for w in ws]))
     for t_len in ATTENTION_T:
         q, kv = rng.standard_normal((64, t_len, 64), f32), rng.standard_normal((64, t_len, 64), f32)
         p = rng.random((64, t_len, t_len), f32)

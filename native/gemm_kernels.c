@@ -62,7 +62,7 @@
 #include "gemm_kernels.h"
 
 enum { PACK_MIN_M = 8, PACK_MAX_K = 128, PACK_COLS = 64, NN_PREFETCH = 8 };
-enum { OP_MIN_M = 16, OP_KC = 128, OP_AHEAD = 32, WQ_PREFETCH = 64 };
+enum { OP_MIN_M = 16, OP_KC = 128, WQ_PREFETCH = 64 };
 
 /* A span of memory to bring into L2 while other work runs, over a given number of steps: each
  * prefetch_step touches the two cache lines at `at` and moves on by `stride` <= 128 bytes (so no

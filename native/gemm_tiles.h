@@ -238,12 +238,11 @@ INLINE void ISA(nn_all_columns)(const float *a, long lda, const float *b, long l
 INLINE long ISA(lanes)(long w, int v) { return w - VL * v < VL ? w - VL * v : VL; }
 
 /* Outer-product NT tile: c[i, j] += sum_p a[i, p] b[j, p] for i < mb, j < w (w > VL * (nv - 1)),
- * c taken as 0 if `first`, from kw steps of a k-major panel bp[p * ldp + j] = b[j, p] (`stream`: read
- * once, from memory, so prefetched OP_AHEAD steps ahead; else in cache already): per step,
+ * c taken as 0 if `first`, from kw steps of a k-major panel bp[p * ldp + j] = b[j, p]: per step,
  * nv vector loads of bp and mb broadcasts of a feed mb * nv FMAs, with no reduction. Each element
  * is one FMA chain in p order, whatever tile it falls in. */
 INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, long ldp, float *c, long ldc, long kw,
-                         long w, int first, int stream, struct prefetch *pf, int mb, int nv) {
+                         long w, int first, struct prefetch *pf, int mb, int nv) {
     V acc[OP_MR * OP_NV];
     for (int i = 0; i < mb; i++)
         for (int v = 0; v < nv; v++)
@@ -251,8 +250,6 @@ INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, long ldp, fl
     for (long p = 0; p < kw; p++) {
         V bv[OP_NV];
         for (int v = 0; v < nv; v++) bv[v] = ISA(load)(bp + p * ldp + VL * v);
-        if (stream) /* the only pass over this panel: fetch it OP_AHEAD steps ahead */
-            for (int l = 0; l < (nv * VL + 15) / 16; l++) __builtin_prefetch(bp + (p + OP_AHEAD) * ldp + 16 * l);
         for (int i = 0; i < mb; i++) {
             float ai = a[i * lda + p];
             for (int v = 0; v < nv; v++) acc[i * OP_NV + v] += ai * bv[v];
@@ -268,9 +265,9 @@ INLINE void ISA(op_tile)(const float *a, long lda, const float *bp, long ldp, fl
  * vectors, and w = OP_NR columns but in the last, narrower panel (whose partial vector is loaded and
  * stored through the stack; a constant w makes those plain vector moves). */
 INLINE void ISA(op_tile_sized)(const float *a, long lda, const float *bp, long ldp, float *c, long ldc, long kw,
-                               long w, int first, int stream, struct prefetch *pf, int mb, int nv) {
+                               long w, int first, struct prefetch *pf, int mb, int nv) {
 #define OP_TILE(MB, NV, W)                                                                         \
-    ISA(op_tile)(a, lda, bp, ldp, c, ldc, kw, W, first, stream, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
+    ISA(op_tile)(a, lda, bp, ldp, c, ldc, kw, W, first, pf, MB, (NV) < OP_NV ? (NV) : OP_NV)
 #define OP_NVS(MB)                                                                                 \
     case MB:                                                                                       \
         if (w == OP_NR) OP_TILE(MB, OP_NV, OP_NR);                                                 \
@@ -307,10 +304,10 @@ INLINE long ISA(tile_row)(long m, long t) {
 /* Packed float32 weights (aio_gemm_pk_f32): c = a b^T for the first n <= AIO_PANEL columns of one
  * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p]. The outer-product tiles read it in
  * place: the transposition gemm_nt_outer makes on every call (a fifth to a third of its time at
- * m = 16..32) was made once, at load. One row tile (m <= OP_MR) runs the whole k in one pass, a
- * stream of the panel prefetched OP_AHEAD steps (8 KiB) ahead (one row, 1 thread, weights out of
- * L2, one interleaved run: 1.5-1.6x faster than without, k x n from 512 x 2048 to 768 x 3072; 16 KiB
- * ahead ran the same, 32 KiB 10-13% slower on weights in L2); more rows go OP_KC deep at a time,
+ * m = 16..32) was made once, at load. One row tile (m <= OP_MR) runs the whole k in one pass: one
+ * forward stream, which the hardware prefetchers follow (a software prefetch of each line 8 KiB
+ * ahead measured 10-25% slower on weights in L2 or L3 and no faster from memory, one row, 1 and 2
+ * threads, /work/scratch/m1.py and m1cold.py, throwaway); more rows go OP_KC deep at a time,
  * each piece read from L1 by every row tile, while the next panel is prefetched into L2. Each
  * element is one FMA chain in k order whatever m, tile or thread: a row's result does not depend
  * on the batch it is in. */
@@ -331,7 +328,7 @@ ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel
             for (long t = 0; t < tiles; t++) {
                 long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
                 ISA(op_tile_sized)(a + r0 * lda + p, lda, panel + p * AIO_PANEL + j, AIO_PANEL, c + r0 * ldc + j,
-                                   ldc, kw, w, p == 0, tiles == 1, &pf, (int)mb, nv);
+                                   ldc, kw, w, p == 0, &pf, (int)mb, nv);
             }
         }
     }
@@ -358,7 +355,7 @@ INLINE void ISA(gemm_nt_outer)(const float *a, long lda, const float *b, long ld
             ISA(pack_transposed)(b + j * ldb + p, ldb, w, kw, bp, OP_NR, VL * nv);
             for (long t = 0; t < tiles; t++) {
                 long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
-                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, OP_NR, c + r0 * ldc + j, ldc, kw, w, p == 0, 0, &pf,
+                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, OP_NR, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf,
                                    (int)mb, nv);
             }
         }

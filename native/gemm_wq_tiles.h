@@ -108,7 +108,7 @@ WQ_INLINE void ISA(wq_outer)(const float *a, long lda, const int8_t *q, const fl
             }
             for (long t = 0; t < tiles; t++) {
                 long r0 = ISA(tile_row)(m, t), mb = ISA(tile_row)(m, t + 1) - r0;
-                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, OP_NR, c + r0 * ldc + j, ldc, kw, w, p == 0, 0, &pf, (int)mb,
+                ISA(op_tile_sized)(a + r0 * lda + p, lda, bp, OP_NR, c + r0 * ldc + j, ldc, kw, w, p == 0, &pf, (int)mb,
                                    nv);
             }
         }
