@@ -305,9 +305,9 @@ INLINE long ISA(tile_row)(long m, long t) {
  * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p]. The outer-product tiles read it in
  * place: the transposition gemm_nt_outer makes on every call (a fifth to a third of its time at
  * m = 16..32) was made once, at load. One row tile (m <= OP_MR) runs the whole k in one pass: one
- * forward stream, which the hardware prefetchers follow (a software prefetch of each line 8 KiB
- * ahead measured 10-25% slower on weights in L2 or L3 and no faster from memory, one row, 1 and 2
- * threads, /work/scratch/m1.py and m1cold.py, throwaway); more rows go OP_KC deep at a time,
+ * forward stream, which the hardware prefetchers follow. A software prefetch of each line 8 KiB
+ * ahead made the M = 1 rows of benchmarks/kernels.py 10-25% slower on weights in L2 or L3, and
+ * equal from memory (8.5 against 8.7 ms, 1 thread; 6.5 against 6.2, 2 threads); more rows go OP_KC deep at a time,
  * each piece read from L1 by every row tile, while the next panel is prefetched into L2. Each
  * element is one FMA chain in k order whatever m, tile or thread: a row's result does not depend
  * on the batch it is in. */
