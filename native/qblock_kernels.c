@@ -104,8 +104,9 @@ AIO_T512 static inline __attribute__((always_inline)) void qb_block_512(const in
                                                                        const uint8_t *panel, int mr,
                                                                        __m512i acc[MRB][4]) {
     const uint8_t *w0 = panel + b * BLOCK * PANEL;
+    __m512i a[MRB * 4]; /* local and flat, copied out at the end: see q8_tile_512 (qgemm_kernels.c) */
     for (int i = 0; i < mr; i++)
-        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
+        for (int v = 0; v < 4; v++) a[i * 4 + v] = _mm512_setzero_si512();
     for (int g = 0; g < BLOCK / 4; g++) {
         __m512i wv[4];
         for (int v = 0; v < 4; v++) {
@@ -115,9 +116,11 @@ AIO_T512 static inline __attribute__((always_inline)) void qb_block_512(const in
         }
         for (int i = 0; i < mr; i++) {
             __m512i xb = _mm512_set1_epi32(load4(xq + i * k + b * BLOCK + 4 * g));
-            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], wv[v], xb);
+            for (int v = 0; v < 4; v++) a[i * 4 + v] = _mm512_dpbusd_epi32(a[i * 4 + v], wv[v], xb);
         }
     }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = a[i * 4 + v];
 }
 
 AIO_T512 static void qb_sums_512(const int8_t *xq, long k, long b, const uint8_t *panel, int mr, int32_t *acc) {

@@ -194,8 +194,13 @@ static void q8_panel_portable(const uint8_t *xu, long kp, const int8_t *panel, i
 AIO_T512 static inline __attribute__((always_inline)) void q8_tile_512(const uint8_t *xu, long kp,
                                                                       const int8_t *panel, int mr,
                                                                       __m512i acc[MR512][4]) {
+    /* Accumulate in a local, flat array copied out at the end: accumulating in the caller's acc, GCC
+     * 12 kept it on the stack and stored 12 of the 24 accumulators in every k step, which halved the
+     * kernel's speed (M = 32, K = 512, N = 2048, 1 thread: 325 us, 206 GOPS; now 166 us, 404 GOPS,
+     * 88% of this Zen 4's measured vpdpbusd peak). */
+    __m512i a[MR512 * 4];
     for (int i = 0; i < mr; i++)
-        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
+        for (int v = 0; v < 4; v++) a[i * 4 + v] = _mm512_setzero_si512();
     for (long g = 0; g < kp / 4; g++) {
         const int8_t *w = panel + g * PANEL * 4;
         __m512i wv[4];
@@ -205,9 +210,11 @@ AIO_T512 static inline __attribute__((always_inline)) void q8_tile_512(const uin
         }
         for (int i = 0; i < mr; i++) {
             __m512i xb = _mm512_set1_epi32(load4(xu + i * kp + 4 * g));
-            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], xb, wv[v]);
+            for (int v = 0; v < 4; v++) a[i * 4 + v] = _mm512_dpbusd_epi32(a[i * 4 + v], xb, wv[v]);
         }
     }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = a[i * 4 + v];
 }
 
 /* Rows [0, mr) x columns [c, c + w) (w <= 64): the float epilogue; acc minus comp exact in int32. */
