@@ -24,7 +24,8 @@
 #   residual, so a residual overlapping out is copied first (in-place `out=residual` works).
 # - linear_packed is linear on a weight packed once into k-major panels of 64 columns (ops.PackedWeight):
 #   our outer-product tiles for every M, no packing per call, no BLAS. Threads split blocks of up to
-#   PK_ROWS rows x one panel, in row-major order; the epilogue runs on each block.
+#   PK_ROWS rows x one panel (two for a single row: two streams), in row-major order; the epilogue
+#   runs on each block.
 # - linear_int8w is the weight-only int8 linear: float32 x and products, the weight stored as int8
 #   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
@@ -357,16 +358,22 @@ cdef _unaliased(const float[:, ::1] residual, float[:, ::1] out):
     return residual
 
 
+cdef inline Py_ssize_t _pk_width(Py_ssize_t m) noexcept nogil:
+    """Columns per block of linear_packed: one panel, two for a single row (aio_gemm_pk_f32)."""
+    return 2 * AIO_PANEL if m == 1 else AIO_PANEL
+
+
 cdef inline void _pk_block(const float *x, const float *packed, const float *bias, int act,
                            const float *residual, float *out, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                            Py_ssize_t rows, Py_ssize_t block) noexcept nogil:
-    """Block number `block` of linear_packed, epilogue included: the rows x 64 blocks over out (m, n)
-    in row-major order, one panel of columns each."""
-    cdef Py_ssize_t panels = _cdiv(n, AIO_PANEL)
-    cdef Py_ssize_t r0 = (block // panels) * rows, c0 = (block % panels) * AIO_PANEL
-    cdef Py_ssize_t r = min(rows, m - r0), c = min(<Py_ssize_t> AIO_PANEL, n - c0), at = r0 * n + c0
+    """Block number `block` of linear_packed, epilogue included: the rows x _pk_width(m) blocks over
+    out (m, n) in row-major order."""
+    cdef Py_ssize_t width = _pk_width(m)
+    cdef Py_ssize_t columns = _cdiv(n, width)
+    cdef Py_ssize_t r0 = (block // columns) * rows, c0 = (block % columns) * width
+    cdef Py_ssize_t r = min(rows, m - r0), c = min(width, n - c0), at = r0 * n + c0
     cdef const float *w = packed + c0 * k
-    cdef const float *w_next = w + AIO_PANEL * k if c0 + AIO_PANEL < n and k else NULL
+    cdef const float *w_next = w + width * k if c0 + width < n and k else NULL
     aio_gemm_pk_f32(x + r0 * k, k, w, out + at, n, r, c, k, w_next)
     _epilogue(out + at, n, r, c, bias + c0 if bias != NULL else NULL, act,
               residual + at if residual != NULL else NULL)
@@ -376,7 +383,7 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
                   int act, const float[:, ::1] residual, float[:, ::1] out, int n_threads):
     """out = act(x @ W^T + bias) + residual for float32 x (M, K) and W (N, K) packed in panels:
     packed (ceil(N / 64), K, 64) holds W[64 t + c, p] at [t, p, c], zero-padded. residual may be out
-    itself; out must not overlap x. Threads split the blocks of PK_ROWS rows x 64 columns."""
+    itself; out must not overlap x. Threads split the blocks of PK_ROWS rows x 64 columns (128 for one row)."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], rows, blocks, block
     cdef const float *xp = NULL
     cdef const float *wp = NULL
@@ -396,7 +403,7 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
     if residual is not None:
         rp = &residual[0, 0]
     rows = _split(m, _cdiv(m, PK_ROWS), 1)
-    blocks = _cdiv(m, rows) * _cdiv(n, AIO_PANEL)
+    blocks = _cdiv(m, rows) * _cdiv(n, _pk_width(m))
     team = _team(n_threads, blocks, <double> m * n * k)
     with nogil:
         if team > 1:

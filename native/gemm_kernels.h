@@ -18,7 +18,8 @@ void aio_gemm_nn_f32(const float *a, long lda, const float *b, long ldb, float *
 enum { AIO_PANEL = 64 };
 
 /* Packed float32: c[i, j] = sum_p a[i, p] * w[j, p] for i < m, j < n <= AIO_PANEL, for one panel of
- * w. next: the panel of the caller's next call, prefetched (a hint; NULL if none). */
+ * w; one row (m = 1) may take n <= 2 * AIO_PANEL over two consecutive panels. next: the panel(s) of
+ * the caller's next call, prefetched (a hint; NULL if none). */
 void aio_gemm_pk_f32(const float *a, long lda, const float *panel, float *c, long ldc, long m, long n, long k,
                      const float *next);
 

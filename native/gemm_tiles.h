@@ -301,8 +301,31 @@ INLINE long ISA(tile_row)(long m, long t) {
     return t * base + (t < taller ? t : taller);
 }
 
+/* One row against two consecutive panels at once: c gets its first w columns, AIO_PANEL < w <=
+ * 2 * AIO_PANEL. Two forward streams and twice the independent FMA chains of one panel: on the
+ * M = 1 shapes of benchmarks/kernels.py with the weights in cache, 0-10% faster at 1 and 2 threads
+ * (two runs of each, native calls); from memory, equal within the noise. Each element is op_tile's
+ * FMA chain, in the same order. */
+INLINE void ISA(pk_row2)(const float *a, const float *p0, float *c, long k, long w, struct prefetch *pf) {
+    const float *p1 = p0 + k * AIO_PANEL;
+    for (long j = 0; j < AIO_PANEL; j += OP_NR) {
+        V acc[2 * OP_NV];
+        for (int v = 0; v < 2 * OP_NV; v++) acc[v] = (V){0};
+        for (long p = 0; p < k; p++) {
+            float ai = a[p];
+            for (int v = 0; v < OP_NV; v++) acc[v] += ai * ISA(load)(p0 + p * AIO_PANEL + j + VL * v);
+            for (int v = 0; v < OP_NV; v++) acc[OP_NV + v] += ai * ISA(load)(p1 + p * AIO_PANEL + j + VL * v);
+            prefetch_step(pf);
+        }
+        long second = w - AIO_PANEL - j; /* columns of this strip that the second panel holds */
+        memcpy(c + j, acc, OP_NR * sizeof(float));
+        if (second > 0) memcpy(c + AIO_PANEL + j, acc + OP_NV, (second < OP_NR ? second : OP_NR) * sizeof(float));
+    }
+}
+
 /* Packed float32 weights (aio_gemm_pk_f32): c = a b^T for the first n <= AIO_PANEL columns of one
- * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p]. The outer-product tiles read it in
+ * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p] (one row: n <= 2 * AIO_PANEL, over
+ * two consecutive panels, pk_row2). The outer-product tiles read it in
  * place: the transposition gemm_nt_outer makes on every call (a fifth to a third of its time at
  * m = 16..32) was made once, at load. One row tile (m <= OP_MR) runs the whole k in one pass: one
  * forward stream, which the hardware prefetchers follow. A software prefetch of each line 8 KiB
@@ -317,6 +340,11 @@ ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel
     long tiles = (m + OP_MR - 1) / OP_MR, kc = tiles == 1 ? k : OP_KC;
     if (k == 0) {
         for (long i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    if (m == 1 && n > AIO_PANEL) {
+        prefetch_init(&pf, next, next ? 2 * k * AIO_PANEL : 0, k * (AIO_PANEL / OP_NR), panel);
+        ISA(pk_row2)(a, panel, c, k, n, &pf);
         return;
     }
     prefetch_init(&pf, next, next ? k * AIO_PANEL : 0, tiles * k * ((n + OP_NR - 1) / OP_NR), panel);
