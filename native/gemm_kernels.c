@@ -22,7 +22,7 @@
  *   from m = 32. The baseline build packs none (SSE2 has no FMA and no broadcast loads: 0.7x).
  * - Packed weights (aio_gemm_pk_f32): a weight transposed once, at load, into the k-major panels
  *   the outer-product tiles read, so that no call packs. Every m runs the outer-product tiles on
- *   them, one row included (a single stream of the panel), in every build.
+ *   them, in every build; one row streams two panels at once.
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL

@@ -325,15 +325,15 @@ INLINE void ISA(pk_row2)(const float *a, const float *p0, float *c, long k, long
 
 /* Packed float32 weights (aio_gemm_pk_f32): c = a b^T for the first n <= AIO_PANEL columns of one
  * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p] (one row: n <= 2 * AIO_PANEL, over
- * two consecutive panels, pk_row2). The outer-product tiles read it in
- * place: the transposition gemm_nt_outer makes on every call (a fifth to a third of its time at
- * m = 16..32) was made once, at load. One row tile (m <= OP_MR) runs the whole k in one pass: one
- * forward stream, which the hardware prefetchers follow. A software prefetch of each line 8 KiB
- * ahead made the M = 1 rows of benchmarks/kernels.py 10-25% slower on weights in L2 or L3, and
- * equal from memory (8.5 against 8.7 ms, 1 thread; 6.5 against 6.2, 2 threads); more rows go OP_KC deep at a time,
- * each piece read from L1 by every row tile, while the next panel is prefetched into L2. Each
- * element is one FMA chain in k order whatever m, tile or thread: a row's result does not depend
- * on the batch it is in. */
+ * two consecutive panels, pk_row2). The outer-product tiles read it in place: the transposition
+ * gemm_nt_outer makes on every call (a fifth to a third of its time at m = 16..32) was made once,
+ * at load. One row tile (m <= OP_MR) runs the whole k in one pass: a forward stream, which the
+ * hardware prefetchers follow. A software prefetch of each line 8 KiB ahead made the M = 1 rows
+ * of benchmarks/kernels.py 10-25% slower on weights in L2 or L3, and equal from memory (8.5
+ * against 8.7 ms, 1 thread; 6.5 against 6.2, 2 threads). More rows go OP_KC deep at a time, each
+ * piece read from L1 by every row tile, while the next panel is prefetched into L2. Each element
+ * is one FMA chain in k order whatever m, tile or thread: a row's result does not depend on the
+ * batch it is in. */
 ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel, float *c, long ldc, long m,
                                     long n, long k, const float *next) {
     struct prefetch pf;
