@@ -52,7 +52,7 @@ def test_every_instruction_set(isa):
 
 
 def test_a_row_gives_the_same_bits_alone_and_in_any_batch(isa):
-    """One row (a stream of each panel), a few, many (K blocks) and more than a row block: the
+    """One row (two panels at a time), a few, many (K blocks) and more than a row block: the
     same FMA chains, so the same bits (decoding a row alone or in a batch gives the same logits)."""
     rng = np.random.default_rng(2)
     x, w = arrays(rng, np.float32, (300, 200), (150, 200))
