@@ -39,7 +39,6 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_models as bm  # noqa: E402

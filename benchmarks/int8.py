@@ -128,9 +128,9 @@ def main() -> None:
                       flush=True)
                 if batch == 1 and search == "greedy":
                     machine = bm.memory_bandwidth(n_threads)
+                    step = {t: bm.weight_bytes_per_step(m) for t, m in models.items()}
                     achieved = "; ".join(
-                        f"{t} {bm.weight_bytes_per_step(m) / 1e6:.0f} MB/step, {rate[f'ours:{t}'] * bm.weight_bytes_per_step(m) / 1e9:.1f} GB/s"
-                        for t, m in models.items()
+                        f"{t} {b / 1e6:.0f} MB/step, {rate[f'ours:{t}'] * b / 1e9:.1f} GB/s" for t, b in step.items()
                     )
                     print(f"      weights read: {achieved}; numpy copy {machine / 1e9:.1f} GB/s", flush=True)
 

@@ -110,5 +110,5 @@ AIO_ANY_NAN(double, f64)
         return (double)m + log(sum);                                                                     \
     }
 
-AIO_SOFTMAX_ROW(float, f32, aio_exp_nonpos_f32, int32_t) /* every exp argument is z - max z <= 0 */
+AIO_SOFTMAX_ROW(float, f32, aio_exp_no_overflow_f32, int32_t) /* every exp argument is z - max z <= 0 */
 AIO_SOFTMAX_ROW(double, f64, aio_exp_f64, int64_t)

@@ -74,25 +74,20 @@ AIO_INLINE float aio_exp_poly_f32(float r)
 #define AIO_LN2_HI_F32 0.693145751953125f /* 15 significant bits: n * LN2_HI is exact for |n| < 512 */
 #define AIO_LN2_LO_F32 1.42860682e-6f
 
-AIO_INLINE float aio_exp_f32(float x)
+/* exp(x) for x <= 89 or NaN, which cannot overflow: no clamp above. Softmax's z - max z <= 0 takes
+ * it directly (one compare and blend less per element than aio_exp_f32, the same bits). */
+AIO_INLINE float aio_exp_no_overflow_f32(float x)
 {
     x = aio_select_f32(x < -104.0f, -104.0f, x); /* exp(-104) rounds to 0 */
-    x = aio_select_f32(x > 89.0f, 89.0f, x);     /* exp(89) overflows to inf */
     float t = x * AIO_LOG2E_F32 + AIO_ROUND_F32;
     float n = t - AIO_ROUND_F32;
     float r = x - n * AIO_LN2_HI_F32 - n * AIO_LN2_LO_F32;
     return aio_scale_f32(aio_exp_poly_f32(r), t);
 }
 
-/* exp(x) for x <= 0 or NaN (softmax's z - max z): aio_exp_f32 without the overflow clamp, which such
- * an x never reaches, so the same bits for one compare and blend less per element. */
-AIO_INLINE float aio_exp_nonpos_f32(float x)
+AIO_INLINE float aio_exp_f32(float x)
 {
-    x = aio_select_f32(x < -104.0f, -104.0f, x); /* exp(-104) rounds to 0 */
-    float t = x * AIO_LOG2E_F32 + AIO_ROUND_F32;
-    float n = t - AIO_ROUND_F32;
-    float r = x - n * AIO_LN2_HI_F32 - n * AIO_LN2_LO_F32;
-    return aio_scale_f32(aio_exp_poly_f32(r), t);
+    return aio_exp_no_overflow_f32(aio_select_f32(x > 89.0f, 89.0f, x)); /* exp(89) overflows to inf */
 }
 
 /* exp(hi + lo) for hi + lo in [-103.9, 0] (the caller's range: no clamps) and |lo| <= 1/8, without

@@ -103,11 +103,10 @@ def panel_rows(panels: np.ndarray, rows: np.ndarray) -> np.ndarray:
 class PackedWeight:
     """A float32 weight W (N, K) packed once for `linear`: data (ceil(N/64), K, 64) holds W[64 t + c, p]
     at [t, p, c], zero-padded: panels of 64 rows, K-major, which the outer-product tiles read as they
-    are (native/gemm_kernels.c). Against W itself on this machine (`python benchmarks/kernels.py`
-    prints both; weights in cache, 1 and 2 threads): 1.2-2.1x at M = 8..32, 1.0-1.2x at M = 128..512
-    (where BLAS ran), 0.85-1.10x at M = 1, which in decoding reads the weights from memory and
-    there ran 0.99-1.04x (OPUS-MT and GPT-2 shapes, batch 1 greedy, in-process A/B). Without the
-    extension, data is W."""
+    are (native/gemm_kernels.c). Against W itself (`python benchmarks/kernels.py` prints both; one
+    run on a Zen 4, 1 and 2 threads): weights in cache 1.0-1.4x at M = 8..32, 1.1x at M = 128..512
+    (where BLAS ran), 1.0-1.4x at M = 1; at M = 1 with the weights from memory, as in decoding,
+    2.0x (1 thread) and 1.2x (2 threads). Without the extension, data is W."""
 
     shape: tuple[int, int]
     data: np.ndarray
