@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _native
-from . import _checks
+from . import _checks, _dispatch
 from .gemm import batched_matmul
 from .softmax import softmax
 
@@ -25,6 +25,14 @@ def attention(q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, 
     The scores (G*M, N) are masked as `ops.softmax` masks its rows with lengths, causal_q and the
     additive mask; probs_out (G, M, N), if given, receives the probabilities. q, k and v may be
     strided views whose last axis is contiguous (KV-cache slices): no copy is made."""
+    if (_kernels is not None and mask is None and probs_out is None and out is None and type(q) is np.ndarray
+            and q.ndim == 3):
+        short = np.empty(q.shape, q.dtype)  # the short way (`_dispatch`)
+        try:
+            _kernels.attention(q, k, v, short, scale, lengths, causal_q, n_threads)
+            return short
+        except _dispatch.REFUSED:
+            pass
     q = _checks.float_array(q, "q", strided_rows=True)
     k = _checks.float_array(k, "k", q, strided_rows=True)
     v = _checks.float_array(v, "v", q, strided_rows=True)

@@ -77,6 +77,22 @@ def linear_arguments(x, shape: tuple[int, int], bias, residual, out, activation)
     return x2, bias, residual, out, _checks.rows(out, "out"), activation_code(activation)
 
 
+def direct_linear(kernels, name: str, x, shape: tuple[int, int], weight_args: tuple, bias, activation, residual, out,
+                  n_threads):
+    """The new output of kernels.<name>(x, *weight_args, bias, act, residual, out, n_threads), a linear of
+    x by a weight of `shape` (N, K), when that call takes the short way (`_dispatch`): x a 2-D host
+    array of K features, no out given, arguments the kernel takes as they are. Otherwise None: the
+    op's checked path runs. Shared by the float and the quantized linears."""
+    if kernels is None or out is not None or type(x) is not np.ndarray or x.ndim != 2 or x.shape[1] != shape[1]:
+        return None
+    out = np.empty((x.shape[0], shape[0]), x.dtype)
+    try:
+        getattr(kernels, name)(x, *weight_args, bias, reference.ACTIVATIONS[activation], residual, out, n_threads)
+    except (*_dispatch.REFUSED, KeyError):  # KeyError: an unknown activation
+        return None
+    return out
+
+
 def to_panels(a: np.ndarray) -> np.ndarray:
     """The rows of a (N, K) in the kernels' panels (extension built): (ceil(N/64), K, 64) holding
     a[64 t + c, p] at [t, p, c], zero-padded. The layout of `PackedWeight` and of the weight-only int8
@@ -135,6 +151,15 @@ class PackedWeight:
 
 def linear(x, w, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
     """act(x @ w.T + bias) + residual for x (..., K), w (N, K) or a `PackedWeight` -> (..., N)."""
+    if type(w) is PackedWeight:
+        y = direct_linear(_kernels, "linear_packed", x, w.shape, (w.data, w.shape[0]), bias, activation, residual, out,
+                          n_threads)
+    elif type(w) is np.ndarray and w.ndim == 2:
+        y = direct_linear(_kernels, "linear", x, w.shape, (w,), bias, activation, residual, out, n_threads)
+    else:
+        y = None
+    if y is not None:
+        return y
     x = _checks.float_array(x, "x")
     if isinstance(w, PackedWeight):
         return _packed_linear(x, w, bias, activation, residual, out, n_threads)

@@ -6,6 +6,8 @@ and normalises the sum: one pass instead of two. Kernels: `native/_norms.pyx`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _native
 from . import _checks, _dispatch, reference
 
@@ -29,8 +31,25 @@ def _prepare(x, gamma, beta, residual, out):
     return x2, gamma, beta, residual, out, _dispatch.kernels(x, _kernels)
 
 
+def _direct(name: str, x, out, args: tuple, n_threads):
+    """The new output of _kernels.<name>(x, *args, out, n_threads) when the call takes the short way
+    (`_dispatch`): x a 2-D host array, no out given, arguments the kernel takes as they are.
+    Otherwise None: the op's checked path runs."""
+    if _kernels is None or out is not None or type(x) is not np.ndarray or x.ndim != 2:
+        return None
+    out = np.empty(x.shape, x.dtype)
+    try:
+        getattr(_kernels, name)(x, *args, out, n_threads)
+    except _dispatch.REFUSED:
+        return None
+    return out
+
+
 def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_threads=1):
     """(s - mean) / sqrt(var + eps) * gamma + beta with s = x, or s = residual += x."""
+    y = _direct("layer_norm", x, out, (gamma, beta, eps, residual), n_threads)
+    if y is not None:
+        return y
     x2, gamma, beta, residual, out, kernels = _prepare(x, gamma, beta, residual, out)
     if kernels is None:
         y, s = reference.layer_norm(x2, gamma, beta, eps, residual)
@@ -44,6 +63,9 @@ def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_thre
 
 def rms_norm(x, gamma, *, eps=1e-6, residual=None, out=None, n_threads=1):
     """s / sqrt(mean(s^2) + eps) * gamma with s = x, or s = residual += x."""
+    y = _direct("rms_norm", x, out, (gamma, eps, residual), n_threads)
+    if y is not None:
+        return y
     x2, gamma, _, residual, out, kernels = _prepare(x, gamma, None, residual, out)
     if kernels is None:
         y, s = reference.rms_norm(x2, gamma, eps, residual)

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import _native
 from . import _checks, reference
-from .gemm import from_panels, linear_arguments, panel_rows, to_panels
+from .gemm import direct_linear, from_panels, linear_arguments, panel_rows, to_panels
 
 _kernels = _native.load("_qgemm")
 _float_kernels = _native.load("_gemm")  # the weight-only product is a float32 one
@@ -340,30 +340,34 @@ def _prepare(x, shape, bias, residual, out, activation):
     return linear_arguments(_checks.float_array(x, "x", dtype=np.float32), shape, bias, residual, out, activation)
 
 
+def _kernel(weight: Int8Weight | Int8BlockWeight | Int8WeightOnly) -> tuple:
+    """The kernel module, kernel name and weight arguments of an int8 linear by `weight`."""
+    if isinstance(weight, Int8WeightOnly):
+        return _float_kernels, "linear_int8w", (*weight.data, weight.shape[0])
+    if isinstance(weight, Int8BlockWeight):
+        return _kernels, "int8_block_linear", (*weight.data, weight.shape[0])
+    return _kernels, "int8_linear", (*weight.data, weight.scales)
+
+
 def int8_linear(x, weight: Int8Weight | Int8BlockWeight | Int8WeightOnly, bias=None, *, activation=None,
                 residual=None, out=None, n_threads=1):
     """act(x @ W.T + bias) + residual for float32 x (..., K) and an int8 weight W (N, K) -> (..., N);
     x is quantized as W is: per row for an `Int8Weight` (`reference.int8_linear` is the contract), per
     block of 32 for an `Int8BlockWeight` (`block_reference`), not at all for an `Int8WeightOnly`
     (`weight_only_reference`; out must not overlap x then)."""
+    kernels, name, weight_args = _kernel(weight)
+    y = direct_linear(kernels, name, x, weight.shape, weight_args, bias, activation, residual, out, n_threads)
+    if y is not None:
+        return y
     x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
-    if isinstance(weight, Int8WeightOnly):
-        if _float_kernels is None:
-            out2[...] = weight_only_reference(x2, *weight.data, bias, act, residual)
-        else:
-            packed, scales = weight.data
-            _float_kernels.linear_int8w(x2, packed, scales, weight.shape[0], bias, act, residual, out2, n_threads)
+    if kernels is not None:
+        getattr(kernels, name)(x2, *weight_args, bias, act, residual, out2, n_threads)
+    elif isinstance(weight, Int8WeightOnly):
+        out2[...] = weight_only_reference(x2, *weight.data, bias, act, residual)
     elif isinstance(weight, Int8BlockWeight):
-        if _kernels is None:
-            out2[...] = block_reference(x2, *weight.data, bias, act, residual)
-        else:
-            packed, scales = weight.data
-            _kernels.int8_block_linear(x2, packed, scales, weight.shape[0], bias, act, residual, out2, n_threads)
-    elif _kernels is None:
-        out2[...] = reference.int8_linear(x2, weight.data[0], weight.scales, bias, act, residual)
+        out2[...] = block_reference(x2, *weight.data, bias, act, residual)
     else:
-        packed, comp = weight.data
-        _kernels.int8_linear(x2, packed, comp, weight.scales, bias, act, residual, out2, n_threads)
+        out2[...] = reference.int8_linear(x2, weight.data[0], weight.scales, bias, act, residual)
     return out
 
 
@@ -371,18 +375,26 @@ def int8_linear_static(x, weight: Int8Weight, prep: IntgemmInput, *, activation=
                        n_threads=1):
     """act(intgemm product of x (..., K) and W (N, K) + bias') + residual -> (..., N), x quantized
     with the fixed multiplier of `prep` (`IntgemmInput` states the arithmetic)."""
+    weight_args = (prep.multiplier, weight.data[0], prep.offsets, prep.unquant)
+    y = direct_linear(_kernels, "int8_linear_static", x, weight.shape, weight_args, prep.bias, activation, residual,
+                      out, n_threads)
+    if y is not None:
+        return y
     x2, _, residual, out, out2, act = _prepare(x, weight.shape, None, residual, out, activation)
     if _kernels is None:
         out2[...] = intgemm_reference(x2, weight.data[0], prep, act, residual)
     else:
-        _kernels.int8_linear_static(x2, prep.multiplier, weight.data[0], prep.offsets, prep.unquant, prep.bias, act,
-                                    residual, out2, n_threads)
+        _kernels.int8_linear_static(x2, *weight_args, prep.bias, act, residual, out2, n_threads)
     return out
 
 
 def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
     """act(bf16(x) @ W.T + bias) + residual for float32 x (..., K) and a `BF16Weight` W (N, K), the
     products summed in float32 -> (..., N)."""
+    y = direct_linear(_kernels, "bf16_linear", x, weight.shape, (weight.data, weight.shape[0]), bias, activation,
+                      residual, out, n_threads)
+    if y is not None:
+        return y
     x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
     if _kernels is None:
         out2[...] = reference.linear(reference.bf16_round(x2), weight.data, bias, act, residual)

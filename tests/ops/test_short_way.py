@@ -1,0 +1,107 @@
+"""The short way of the common call (`ops._dispatch`): a 2-D host x and no `out` go straight to the
+kernel, whose typed arguments and own checks are the checks. It must compute what the checked path
+computes (given `out=`, an op always takes the checked path), and whatever the kernel refuses must
+still get the op's own error, or its conversion (a strided x is copied, int64 lengths are cast)."""
+
+import numpy as np
+import pytest
+
+from aiotranslate import ops
+from aiotranslate._native import load
+from aiotranslate.ops.quantized import Int8BlockWeight, Int8WeightOnly, IntgemmInput
+
+needs_native = pytest.mark.skipif(load("_gemm") is None or load("_qgemm") is None, reason="native kernels not built")
+pytestmark = needs_native
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal((3, 64)).astype(np.float32)
+W = RNG.standard_normal((70, 64)).astype(np.float32)
+BIAS = RNG.standard_normal(70).astype(np.float32)
+RESIDUAL = RNG.standard_normal((3, 70)).astype(np.float32)
+
+
+def _static(x, weight, bias=None, **kwargs):
+    """int8_linear_static with the prepared input of `weight` (its bias goes into the preparation)."""
+    prep = IntgemmInput.prepare(weight, 13.7, np.ones(weight.shape[0], np.float32), bias)
+    return ops.quantized.int8_linear_static(x, weight, prep, **kwargs)
+
+
+LINEARS = {
+    "plain": (ops.linear, lambda w: w),
+    "packed": (ops.linear, ops.PackedWeight.pack),
+    "int8": (ops.int8_linear, ops.Int8Weight.quantize),
+    "int8 blocks": (ops.int8_linear, Int8BlockWeight.quantize),
+    "int8 weight-only": (ops.int8_linear, Int8WeightOnly.quantize),
+    "int8 static": (_static, ops.Int8Weight.quantize),
+}
+
+
+@pytest.fixture(params=list(LINEARS))
+def linear(request):
+    op, make = LINEARS[request.param]
+    return op, make(W)
+
+
+def test_linear_short_way_equals_the_checked_path(linear):
+    op, weight = linear
+    for kwargs in ({}, {"activation": "gelu", "residual": RESIDUAL}):
+        short = op(X, weight, BIAS, **kwargs)
+        checked = op(X, weight, BIAS, out=np.empty((3, 70), np.float32), **kwargs)
+        np.testing.assert_array_equal(short, checked)
+
+
+def test_linear_refusals_keep_the_ops_errors_and_conversions(linear):
+    op, weight = linear
+    expected = op(X, weight, BIAS)
+    strided = np.zeros((3, 128), np.float32)
+    strided[:, ::2] = X
+    np.testing.assert_array_equal(op(strided[:, ::2], weight, BIAS), expected)  # copied, as before
+    np.testing.assert_array_equal(op(X[None], weight, BIAS)[0], expected)  # (..., K)
+    with pytest.raises(ValueError, match="features"):
+        op(X[:, :63], weight, BIAS)  # K - 1: int8's padded K would be the same
+    if op is not _static:  # (there, IntgemmInput.prepare takes the bias in)
+        with pytest.raises(TypeError, match="bias"):
+            op(X, weight, BIAS.astype(np.float64))
+    with pytest.raises(ValueError, match="residual"):
+        op(X, weight, BIAS, residual=RESIDUAL[:2])
+    with pytest.raises(ValueError, match="unknown activation"):
+        op(X, weight, BIAS, activation="tanh")
+    with pytest.raises(TypeError, match="x"):
+        op(X.astype(np.float16), weight, BIAS)
+    with pytest.raises(ValueError, match="n_threads"):
+        op(X, weight, BIAS, n_threads=0)
+
+
+@pytest.mark.parametrize("name", ["layer_norm", "rms_norm"])
+def test_norm_short_way_equals_the_checked_path_and_keeps_its_errors(name):
+    norm = getattr(ops, name)
+    gamma = RNG.standard_normal(64).astype(np.float32)
+    short_residual, checked_residual = X.copy(), X.copy()
+    short = norm(X * 2, gamma, residual=short_residual)
+    checked = norm(X * 2, gamma, residual=checked_residual, out=np.empty_like(X))
+    np.testing.assert_array_equal(short, checked)
+    np.testing.assert_array_equal(short_residual, checked_residual)  # both added x in place
+    read_only = X.copy()
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        norm(X, gamma, residual=read_only)  # updated in place: never a silent copy
+    with pytest.raises(ValueError, match="gamma"):
+        norm(X, gamma[:63])
+    with pytest.raises(TypeError, match="gamma"):
+        norm(X, gamma.astype(np.float64))
+
+
+def test_attention_short_way_equals_the_checked_path_and_keeps_its_errors():
+    q, k, v = (RNG.standard_normal(shape).astype(np.float32) for shape in ((4, 2, 16), (4, 9, 16), (4, 9, 16)))
+    lengths = np.array([9, 5, 1, 0], np.int32)
+    short = ops.attention(q, k, v, scale=0.25, lengths=lengths, n_threads=2)
+    checked = ops.attention(q, k, v, scale=0.25, lengths=lengths, out=np.empty_like(q))
+    np.testing.assert_array_equal(short, checked)
+    # int64 lengths: refused by the kernel's int32 view, cast by the checked path
+    np.testing.assert_array_equal(ops.attention(q, k, v, scale=0.25, lengths=lengths.astype(np.int64)), short)
+    with pytest.raises(ValueError, match="do not fit"):
+        ops.attention(q, k[:, :, :8], v, scale=0.25)
+    with pytest.raises(ValueError, match="lengths do not divide"):
+        ops.attention(q, k, v, scale=0.25, lengths=lengths[:3])
+    with pytest.raises(TypeError, match="dtype"):
+        ops.attention(q, k.astype(np.float64), v, scale=0.25)
