@@ -50,22 +50,20 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
     n = 0  # keys of the one block over all rows, when it fits
     if aligned and not windowed:
         n = int(key_lengths.max(initial=0)) if offsets is None else int(offsets.max(initial=0)) + t
-    # The one block writes every slot; row by row, the slots no row fills must read as zeros.
-    out = (xp.empty if n else xp.zeros)((b, h_kv, r, t, d), dtype=q.dtype)
-    if aligned and not windowed:
-        if n:
-            ops.attention(
-                q.reshape(b * h_kv, r * t, d),
-                k[:, :, :n].reshape(b * h_kv, n, d),
-                v[:, :, :n].reshape(b * h_kv, n, d),
-                scale=scale,
-                lengths=key_lengths,
-                causal_q=0 if offsets is None else t,
-                out=out.reshape(b * h_kv, r * t, d),
-                probs_out=None if probs_out is None else probs_out.reshape(b * h_kv, r * t, n),
-                n_threads=n_threads,
-            )
+    if aligned and not windowed and n:  # the one block writes every slot
+        out = ops.attention(
+            q.reshape(b * h_kv, r * t, d),
+            k[:, :, :n].reshape(b * h_kv, n, d),
+            v[:, :, :n].reshape(b * h_kv, n, d),
+            scale=scale,
+            lengths=key_lengths,
+            causal_q=0 if offsets is None else t,
+            probs_out=None if probs_out is None else probs_out.reshape(b * h_kv, r * t, n),
+            n_threads=n_threads,
+        ).reshape(b, h_kv, r, t, d)
     else:
+        out = xp.zeros((b, h_kv, r, t, d), dtype=q.dtype)  # slots no row fills read as zeros
+    if not aligned or windowed:
         for i in range(b):  # causal, rows at different offsets or windowed: one row at a time
             start, n = int(offsets[i]), int(key_lengths[i])
             c = n - start  # valid queries of this row
