@@ -58,6 +58,7 @@ import numpy as np
 
 from .. import ops
 from ..ops.quantized import BLOCK, Int8BlockWeight, Int8WeightOnly, IntgemmInput, int8_linear_static
+from . import weight_memory
 from .linear import Linear, WeightShape, freeze
 
 
@@ -212,6 +213,7 @@ def quantize_model(model, weights: str, output: str | None = None):
         if isinstance(head, Linear) and output is not None:
             memo[id(head)] = CONVERSIONS[output](head)
     _walk(model, CONVERSIONS[weights], memo, set())
+    weight_memory.gather(memo.values())
     return model
 
 
