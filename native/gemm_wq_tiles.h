@@ -1,6 +1,7 @@
 /* The weight-only int8 kernel for one vector width: included by gemm_kernels.c after gemm_tiles.h
  * (whose V, ISA(load), ISA(lanes) and, with OP_PACK_NT, the outer-product tile it uses), after defining
  *   WQ_MR, WQ_NV  the dequantizing tile: up to WQ_MR rows x WQ_NV vectors of columns
+ *   WQ_MR_WIDE    the most rows that take all WQ_NV vectors at once; taller tiles take WQ_NV / 2
  *   WQ_WIDEN(q)   optional: the VL int8 at q sign-extended to a vector of VL int32
  * See gemm_kernels.c's design for the arithmetic. Defines static ISA(gemm_wq).
  */
@@ -31,25 +32,29 @@ WQ_INLINE V ISA(dequantize)(const int8_t *q, V s) {
  * element is one FMA chain in p order. */
 WQ_INLINE void ISA(wq_tile)(const float *a, long lda, const int8_t *q, const float *s, long lds, float *c,
                             long ldc, long k, long w, int mb) {
-    V acc[WQ_MR * WQ_NV];
-    for (int i = 0; i < mb * WQ_NV; i++) acc[i] = (V){0};
-    for (long b = 0; b < k; b += AIO_WQ_BLOCK) {
-        V sv[WQ_NV];
-        for (int v = 0; v < WQ_NV; v++) sv[v] = ISA(load)(s + (b / AIO_WQ_BLOCK) * lds + VL * v);
-        for (long p = b; p < b + AIO_WQ_BLOCK; p++) {
-            V bv[WQ_NV];
-            for (int v = 0; v < WQ_NV; v++) bv[v] = ISA(dequantize)(q + p * AIO_PANEL + VL * v, sv[v]);
-            if (mb == 1) /* one row: a pure stream of the weight */
-                __builtin_prefetch(q + (p + WQ_PREFETCH) * AIO_PANEL);
-            for (int i = 0; i < mb; i++) {
-                float ai = a[i * lda + p];
-                for (int v = 0; v < WQ_NV; v++) acc[i * WQ_NV + v] += ai * bv[v];
+    /* Taller tiles run the strip in two halves, so their accumulators stay within the registers. */
+    const int nv = mb > WQ_MR_WIDE ? WQ_NV / 2 : WQ_NV;
+    for (int v0 = 0; v0 < WQ_NV && VL * v0 < w; v0 += nv) {
+        V acc[WQ_MR * WQ_NV];
+        for (int i = 0; i < mb * nv; i++) acc[i] = (V){0};
+        for (long b = 0; b < k; b += AIO_WQ_BLOCK) {
+            V sv[WQ_NV];
+            for (int v = 0; v < nv; v++) sv[v] = ISA(load)(s + (b / AIO_WQ_BLOCK) * lds + VL * (v0 + v));
+            for (long p = b; p < b + AIO_WQ_BLOCK; p++) {
+                V bv[WQ_NV];
+                for (int v = 0; v < nv; v++) bv[v] = ISA(dequantize)(q + p * AIO_PANEL + VL * (v0 + v), sv[v]);
+                if (mb == 1) /* one row: a pure stream of the weight */
+                    __builtin_prefetch(q + (p + WQ_PREFETCH) * AIO_PANEL);
+                for (int i = 0; i < mb; i++) {
+                    float ai = a[i * lda + p];
+                    for (int v = 0; v < nv; v++) acc[i * nv + v] += ai * bv[v];
+                }
             }
         }
+        for (int i = 0; i < mb; i++)
+            for (int v = 0; v < nv && VL * (v0 + v) < w; v++)
+                memcpy(c + i * ldc + VL * (v0 + v), &acc[i * nv + v], ISA(lanes)(w, v0 + v) * sizeof(float));
     }
-    for (int i = 0; i < mb; i++)
-        for (int v = 0; v < WQ_NV && VL * v < w; v++)
-            memcpy(c + i * ldc + VL * v, &acc[i * WQ_NV + v], ISA(lanes)(w, v) * sizeof(float));
 }
 
 /* The rows of m, in ceil(m / WQ_MR) tiles of even heights (sizes made constants for the unrolling),
@@ -69,11 +74,15 @@ WQ_INLINE void ISA(wq_dot)(const float *a, long lda, const int8_t *q, const floa
                 WQ_TILE(2)
                 WQ_TILE(3)
                 WQ_TILE(4)
-#if WQ_MR == 6
+#if WQ_MR >= 6
                 WQ_TILE(5)
                 WQ_TILE(6)
-#elif WQ_MR != 4
-#error "WQ_MR must be 4 or 6"
+#endif
+#if WQ_MR == 8
+                WQ_TILE(7)
+                WQ_TILE(8)
+#elif WQ_MR != 4 && WQ_MR != 6
+#error "WQ_MR must be 4, 6 or 8"
 #endif
             }
 #undef WQ_TILE
