@@ -44,12 +44,12 @@ there; on our float32 activations the same values compute the dequantized float3
 order of the sums). On the OPUS-MT shape per-row W8A8 already agrees with float32 on >= 90% of the
 tokens (tests/models/test_int8.py), and is faster. "int8_blocks" (no compute type names it) keeps
 the blocks scheme for measuring (benchmarks/smollm2.py).
-Speed on SmolLM2, 1 thread (benchmarks/smollm2.py, two runs on a shared machine), generated tokens/s:
-weight-only 38-52 at batch 1 and 218-231 at batch 8, per-row W8A8 51-63 and 228-242, float32 20 and
-88-90, CTranslate2 int8 43-77 and 237-241. Weight-only decodes 1.8-2.6x faster than float32 (a
-quarter of the weight bytes) but converts each weight to float32 in registers, so a 32-token
-prompt runs near float32's speed (360-460 tokens/s, float32 310-350) where W8A8's int8 products
-run 1.6-2.2x faster.
+Speed on SmolLM2, 1 thread (`python benchmarks/smollm2.py`, one run on a shared Zen 4), generated
+tokens/s at batch 1 and 8: weight-only 95.9 and 247, per-row W8A8 115 and 537, float32 47.5 and 265,
+CTranslate2 int8 46.0 and 251. Weight-only decodes 2x faster than float32 at batch 1 (a quarter of
+the weight bytes) but converts each weight to float32 in registers, so at batch 8 and over a 32-token
+prompt it runs near float32's speed (prompt 395-456 tokens/s, float32 432-471) where W8A8's int8
+products run 2.8-3.2x faster.
 """
 
 from __future__ import annotations
