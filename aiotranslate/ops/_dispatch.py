@@ -4,12 +4,12 @@ A numpy array runs the compiled CPU kernels (`native/`), or `ops.reference` when
 a cupy array runs `backends.cuda.ops`, which has the same functions with the same arguments as the
 native modules. The CPU path pays one isinstance per op; cupy is imported only for a cupy array.
 
-The common call (host float32 arrays as the kernel takes them, the output new) takes a short way:
-the op calls the kernel first, and its typed arguments and its own checks are the checks. What they
-refuse (`REFUSED`, raised before the kernel computes anything: a dtype or layout its typed
-memoryviews do not take, shapes that do not fit) goes through the op's checked path, which converts
-it or says what is wrong in the op's terms. A (1, 64) x (64, 64) linear: 2.2 us a call instead of
-3.4 (numpy's matmul: 2.1).
+The common call (host arrays as the kernel takes them, the output new) takes a short way: the op
+calls the kernel first, and its typed arguments and its own checks are the checks. What they refuse
+(`REFUSED`, raised before the kernel computes anything: a dtype or layout its typed memoryviews do
+not take, shapes that do not fit) goes through the op's checked path, which converts it or says what
+is wrong in the op's terms. A (1, 64) x (64, 64) packed linear took 2.2 us a call instead of 3.4
+(timeit, one run on a Zen 4; numpy's matmul: 2.1).
 """
 
 from __future__ import annotations
@@ -28,4 +28,3 @@ def kernels(x, cpu: ModuleType | None) -> ModuleType | None:
     from ..backends.cuda import ops as cuda_kernels
 
     return cuda_kernels
-

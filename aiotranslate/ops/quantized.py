@@ -340,7 +340,7 @@ def _prepare(x, shape, bias, residual, out, activation):
     return linear_arguments(_checks.float_array(x, "x", dtype=np.float32), shape, bias, residual, out, activation)
 
 
-def _kernel(weight: Int8Weight | Int8BlockWeight | Int8WeightOnly) -> tuple:
+def _kernel_call(weight: Int8Weight | Int8BlockWeight | Int8WeightOnly) -> tuple:
     """The kernel module, kernel name and weight arguments of an int8 linear by `weight`."""
     if isinstance(weight, Int8WeightOnly):
         return _float_kernels, "linear_int8w", (*weight.data, weight.shape[0])
@@ -355,7 +355,7 @@ def int8_linear(x, weight: Int8Weight | Int8BlockWeight | Int8WeightOnly, bias=N
     x is quantized as W is: per row for an `Int8Weight` (`reference.int8_linear` is the contract), per
     block of 32 for an `Int8BlockWeight` (`block_reference`), not at all for an `Int8WeightOnly`
     (`weight_only_reference`; out must not overlap x then)."""
-    kernels, name, weight_args = _kernel(weight)
+    kernels, name, weight_args = _kernel_call(weight)
     y = direct_linear(kernels, name, x, weight.shape, weight_args, bias, activation, residual, out, n_threads)
     if y is not None:
         return y
