@@ -29,8 +29,10 @@ def gather(forms) -> None:
     total = sum(_padded(a.nbytes) for _, arrays in moves for a in arrays)
     if not total:
         return
-    # Private: a shared anonymous mapping is shmem, which has its own huge-page setting (mostly never).
-    block = mmap.mmap(-1, total + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    # Whole huge pages from a 2 MiB boundary on, wherever the mapping starts (the spare is address
+    # space only). Private: a shared anonymous mapping is shmem, whose huge-page setting is mostly never.
+    pages = -(-total // HUGE_PAGE) * HUGE_PAGE
+    block = mmap.mmap(-1, pages + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         block.madvise(mmap.MADV_HUGEPAGE)
     memory = np.frombuffer(block, dtype=np.uint8)
