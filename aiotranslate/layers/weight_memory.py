@@ -25,8 +25,8 @@ def gather(forms) -> None:
     """Move, in place, the arrays that the weights of `forms` (objects with a `weight`: a frozen
     dataclass of arrays and tuples of arrays) own into one block. Views of other memory (a mapped
     checkpoint file, which every process shares) stay where they are."""
-    moves = [(form, _owned(form.weight)) for form in forms]
-    total = sum(_padded(a.nbytes) for _, arrays in moves for a in arrays)
+    forms = list(forms)
+    total = sum(_padded(a.nbytes) for form in forms for a in _owned(form.weight))
     if not total:
         return
     # Whole huge pages from a 2 MiB boundary on, wherever the mapping starts (the spare is address
@@ -37,9 +37,9 @@ def gather(forms) -> None:
         block.madvise(mmap.MADV_HUGEPAGE)
     memory = np.frombuffer(block, dtype=np.uint8)
     offset = -memory.ctypes.data % HUGE_PAGE
-    for form, arrays in moves:
+    for form in forms:  # each form's old arrays are freed as it moves: the peak is the block + one form
         moved = {}
-        for a in arrays:
+        for a in _owned(form.weight):
             copy = memory[offset : offset + a.nbytes].view(a.dtype).reshape(a.shape)
             copy[...] = a
             copy.flags.writeable = False

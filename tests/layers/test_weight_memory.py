@@ -97,3 +97,37 @@ def test_the_block_may_take_huge_pages():
         elif inside and fields[0] == "THPeligible:":
             eligible = fields[1] == "1"
     assert eligible is True
+
+
+def test_each_forms_old_arrays_are_freed_as_it_moves():
+    """The peak is the block plus one form's arrays, not twice the model: by the time a form's weight
+    is replaced, the arrays of the forms moved before it are gone."""
+    import weakref
+
+    @dataclasses.dataclass(frozen=True)
+    class Weight:
+        data: tuple
+
+    dead_before_each_move = []
+    moved_refs: list = []
+
+    class Form:
+        def __init__(self, n):
+            self._weight = Weight((np.ones((64, n), np.float32), np.zeros(n, np.float32)))
+            self.refs = [weakref.ref(a) for a in self._weight.data]
+
+        @property
+        def weight(self):
+            return self._weight
+
+        @weight.setter
+        def weight(self, value):
+            dead_before_each_move.append(all(ref() is None for ref in moved_refs))
+            self._weight = value
+            moved_refs.extend(self.refs)
+
+    forms = [Form(n) for n in (32, 48, 80)]
+    weight_memory.gather(forms)
+    assert dead_before_each_move == [True, True, True]
+    assert all(ref() is None for form in forms for ref in form.refs)
+    np.testing.assert_array_equal(forms[2].weight.data[0], np.ones((64, 80), np.float32))
