@@ -18,6 +18,7 @@ def _filled(batch: int, capacity: int, seed: int) -> KVCache:
     "rows",
     [
         [0, 0, 2, 1, 4],  # in place: row 3 reads row 1 before row 1 takes row 0's
+        [0, 0, 2, 3, 3],  # in place, no source overwritten: rows copied straight from the sources
         [0, 1, 2, 3, 4],  # nothing moves
         [1, 0, 3, 2, 4],  # most rows move: through the spare buffers
         [4, 4, 4],  # fewer rows
