@@ -334,9 +334,10 @@ def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floatin
         batched_matmul_core(ap, sa, lda, bp, sb, ldb, op, g, m, n, k, trans_b, <floating> alpha, n_threads)
 
 
-cdef int _check_panels(Py_ssize_t k, Py_ssize_t n, tuple shape) except -1:
-    if shape[:3] != (_cdiv(n, AIO_PANEL), k, AIO_PANEL):
-        raise ValueError(f"packed has shape {shape[:3]}, expected ({_cdiv(n, AIO_PANEL)}, {k}, {AIO_PANEL}) "
+cdef int _check_panels(Py_ssize_t k, Py_ssize_t n, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t p2) except -1:
+    """A packed weight of shape (p0, p1, p2) against the panels of N x K (C integers: no tuples per call)."""
+    if p0 != _cdiv(n, AIO_PANEL) or p1 != k or p2 != AIO_PANEL:
+        raise ValueError(f"packed has shape ({p0}, {p1}, {p2}), expected ({_cdiv(n, AIO_PANEL)}, {k}, {AIO_PANEL}) "
                          f"for N = {n}, K = {k}")
     return 0
 
@@ -349,7 +350,7 @@ cdef int _check_panel_io(const float[:, ::1] x, float[:, ::1] out) except -1:
     return 0
 
 
-cdef _unaliased(const float[:, ::1] residual, float[:, ::1] out):
+cdef const float[:, ::1] _unaliased(const float[:, ::1] residual, float[:, ::1] out):
     """residual, or a copy where it overlaps out (m, n > 0): `out=residual` works although the
     epilogue of one block writes out while another block's may still read residual."""
     if residual is not None and overlap(&residual[0, 0], residual.shape[0] * residual.shape[1] * sizeof(float),
@@ -390,7 +391,7 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
     cdef const float *bp = NULL
     cdef const float *rp = NULL
     cdef int team
-    _check_panels(k, n, tuple(packed.shape))
+    _check_panels(k, n, packed.shape[0], packed.shape[1], packed.shape[2])
     check_linear(m, n, bias, act, residual, out, n_threads)
     if m == 0 or n == 0:
         return
@@ -441,7 +442,7 @@ def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const fl
     cdef int team
     if k % AIO_WQ_BLOCK:
         raise ValueError(f"K = {k} is not a multiple of the weight-only block size {AIO_WQ_BLOCK}")
-    _check_panels(k, n, tuple(packed.shape))
+    _check_panels(k, n, packed.shape[0], packed.shape[1], packed.shape[2])
     if scales.shape[0] != k // AIO_WQ_BLOCK or scales.shape[1] != panels * AIO_PANEL:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), "
                          f"expected ({k // AIO_WQ_BLOCK}, {panels * AIO_PANEL})")
