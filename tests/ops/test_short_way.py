@@ -1,7 +1,8 @@
 """The short way of the common call (`ops._dispatch`): a 2-D host x and no `out` go straight to the
-kernel, whose typed arguments and own checks are the checks. It must compute what the checked path
-computes (given `out=`, an op always takes the checked path), and whatever the kernel refuses must
-still get the op's own error, or its conversion (a strided x is copied, int64 lengths are cast)."""
+kernel, whose typed arguments and own checks are the checks. The common call must take it (with the
+checked path made to fail) and compute what the checked path computes (given `out=`, an op always
+takes the checked path), and whatever the kernel refuses must still get the op's own error, or its
+conversion (a strided x is copied, int64 lengths are cast)."""
 
 import numpy as np
 import pytest
@@ -42,11 +43,23 @@ def linear(request):
     return op, make(W)
 
 
-def test_linear_short_way_equals_the_checked_path(linear):
+def _checked_path_fails(monkeypatch):
+    """Make every op's checked path fail (they all check their input with float_array): a call that
+    still succeeds took the short way."""
+
+    def taken(*args, **kwargs):
+        raise AssertionError("the checked path ran")
+
+    monkeypatch.setattr(ops._checks, "float_array", taken)
+
+
+def test_linear_short_way_equals_the_checked_path(linear, monkeypatch):
     op, weight = linear
     for kwargs in ({}, {"activation": "gelu", "residual": RESIDUAL}):
-        short = op(X, weight, BIAS, **kwargs)
         checked = op(X, weight, BIAS, out=np.empty((3, 70), np.float32), **kwargs)
+        with monkeypatch.context() as patch:
+            _checked_path_fails(patch)
+            short = op(X, weight, BIAS, **kwargs)
         np.testing.assert_array_equal(short, checked)
 
 
@@ -77,8 +90,10 @@ def test_norm_short_way_equals_the_checked_path_and_keeps_its_errors(name):
     norm = getattr(ops, name)
     gamma = RNG.standard_normal(64).astype(np.float32)
     short_residual, checked_residual = X.copy(), X.copy()
-    short = norm(X * 2, gamma, residual=short_residual)
     checked = norm(X * 2, gamma, residual=checked_residual, out=np.empty_like(X))
+    with pytest.MonkeyPatch.context() as patch:
+        _checked_path_fails(patch)
+        short = norm(X * 2, gamma, residual=short_residual)
     np.testing.assert_array_equal(short, checked)
     np.testing.assert_array_equal(short_residual, checked_residual)  # both added x in place
     read_only = X.copy()
@@ -94,8 +109,10 @@ def test_norm_short_way_equals_the_checked_path_and_keeps_its_errors(name):
 def test_attention_short_way_equals_the_checked_path_and_keeps_its_errors():
     q, k, v = (RNG.standard_normal(shape).astype(np.float32) for shape in ((4, 2, 16), (4, 9, 16), (4, 9, 16)))
     lengths = np.array([9, 5, 1, 0], np.int32)
-    short = ops.attention(q, k, v, scale=0.25, lengths=lengths, n_threads=2)
     checked = ops.attention(q, k, v, scale=0.25, lengths=lengths, out=np.empty_like(q))
+    with pytest.MonkeyPatch.context() as patch:
+        _checked_path_fails(patch)
+        short = ops.attention(q, k, v, scale=0.25, lengths=lengths, n_threads=2)
     np.testing.assert_array_equal(short, checked)
     # int64 lengths: refused by the kernel's int32 view, cast by the checked path
     np.testing.assert_array_equal(ops.attention(q, k, v, scale=0.25, lengths=lengths.astype(np.int64)), short)
