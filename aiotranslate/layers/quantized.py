@@ -44,12 +44,12 @@ there; on our float32 activations the same values compute the dequantized float3
 order of the sums). On the OPUS-MT shape per-row W8A8 already agrees with float32 on >= 90% of the
 tokens (tests/models/test_int8.py), and is faster. "int8_blocks" (no compute type names it) keeps
 the blocks scheme for measuring (benchmarks/smollm2.py).
-Speed on SmolLM2, 1 thread (`python benchmarks/smollm2.py`, one run on a shared Zen 4), generated
-tokens/s at batch 1 and 8: weight-only 95.9 and 247, per-row W8A8 115 and 537, float32 47.5 and 265,
-CTranslate2 int8 46.0 and 251. Weight-only decodes 2x faster than float32 at batch 1 (a quarter of
-the weight bytes) but converts each weight to float32 in registers, so at batch 8 and over a 32-token
-prompt it runs near float32's speed (prompt 395-456 tokens/s, float32 432-471) where W8A8's int8
-products run 2.8-3.2x faster.
+Speed on SmolLM2, 1 thread (`python benchmarks/smollm2.py`, two runs on a shared Zen 4), generated
+tokens/s at batch 1 and 8: weight-only 82.8-95.9 and 240-247, per-row W8A8 81.8-115 and 513-537,
+float32 35.6-47.5 and 262-265, CTranslate2 int8 46.0-49.0 and 251-252. Weight-only decodes about 2x
+faster than float32 at batch 1 (a quarter of the weight bytes) but converts each weight to float32
+in registers, so at batch 8 and over a 32-token prompt it runs near float32's speed (prompt 323-456
+tokens/s, float32 372-471) where W8A8's int8 products run 2.6-3.2x faster.
 """
 
 from __future__ import annotations

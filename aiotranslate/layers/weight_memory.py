@@ -5,8 +5,8 @@ other. numpy asks the kernel for huge pages (2 MiB) only for arrays from 4 MiB o
 matrices of a small model are smaller (OPUS-MT's int8 ones: 0.25-1 MiB), so they sit on 4 KiB
 pages, scattered. `gather` copies them, in the order the pass met them, into one private anonymous
 mapping advised MADV_HUGEPAGE (a hint: where transparent huge pages are off, the block is plain memory).
-`python benchmarks/weight_memory.py --threads 1 2` (OPUS-MT's shape, batch 1, one run on a shared
-Zen 4): int8 steps 1.04-1.08x faster gathered, float32 0.96-1.06x (its largest matrices, 4 MiB
+`python benchmarks/weight_memory.py --threads 1 2` (OPUS-MT's shape, batch 1, two runs on a shared
+Zen 4): int8 steps 1.04-1.19x faster gathered, float32 0.96-1.07x (its largest matrices, 4 MiB
 and more, had huge pages already).
 """
 
