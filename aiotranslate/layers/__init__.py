@@ -7,13 +7,13 @@ embeddings   Embedding
 positions    PositionEmbedding (learned / sinusoidal tables), Rotary (+ rope: scaling variants)
 attention    attend, SelfAttention (causal + KV cache, or bidirectional), CrossAttention
 ffn          FeedForward, GatedFeedForward (SwiGLU)
-kv_cache     TokenBatch (where a call's tokens go), KVCache
+kv_cache     TokenBatch (where a call's tokens go), KVCache, RowMoves (how select moves a state's rows)
 """
 
 from .attention import CrossAttention, SelfAttention, attend
 from .embeddings import Embedding
 from .ffn import FeedForward, GatedFeedForward
-from .kv_cache import KVCache, TokenBatch
+from .kv_cache import KVCache, RowMoves, TokenBatch
 from .linear import Linear, freeze
 from .norms import LayerNorm, RMSNorm
 from .positions import PositionEmbedding, Rotary
@@ -31,6 +31,7 @@ __all__ = [
     "PositionEmbedding",
     "RMSNorm",
     "Rotary",
+    "RowMoves",
     "SelfAttention",
     "TokenBatch",
     "attend",

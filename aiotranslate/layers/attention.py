@@ -26,7 +26,9 @@ from .norms import RMSNorm
 from .positions import Rotary
 
 
-def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=None, n_threads=1) -> np.ndarray:
+def attend(
+    q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=None, n_keys=None, n_threads=1
+) -> np.ndarray:
     """softmax(scale * Q K^T + masks) V for T queries per row.
 
     q: (B, H_kv, r, T, D) C-contiguous, query heads grouped by their KV head.
@@ -37,6 +39,7 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
     window: causal sliding window: a query at position p sees keys > p - window.
     probs_out: bidirectional only: zeroed (B, H_kv, r, T, max(key_lengths)) that receives the
       attention probabilities (alignments of cross-attention).
+    n_keys: max(key_lengths), or causal max(offsets) + T, where the caller has it (TokenBatch.span).
     Returns the context (B*T, H*D); query slots past a row's valid ones hold zeros or finite junk.
     """
     b, h_kv, r, t, d = q.shape
@@ -49,7 +52,10 @@ def attend(q, k, v, key_lengths, *, scale, offsets=None, window=None, probs_out=
     aligned = offsets is None or t == 1 or b == 0 or bool((offsets == offsets[0]).all())
     n = 0  # keys of the one block over all rows, when it fits
     if aligned and not windowed:
-        n = int(key_lengths.max(initial=0)) if offsets is None else int(offsets.max(initial=0)) + t
+        if n_keys is not None:
+            n = n_keys
+        else:
+            n = int(key_lengths.max(initial=0)) if offsets is None else int(offsets.max(initial=0)) + t
     if aligned and not windowed and n:  # the one block writes every slot
         out = ops.attention(
             q.reshape(b * h_kv, r * t, d),
@@ -155,10 +161,12 @@ class SelfAttention:
         if cache is not None:
             cache.write(k, v, batch)
             keys, values, lengths, offsets = cache.k, cache.v, batch.key_lengths, batch.offsets
+            n_keys = batch.span if self.causal else None
         else:
             keys = xp.ascontiguousarray(k.transpose(0, 2, 1, 3))  # (B, H_kv, T, D)
             values = xp.ascontiguousarray(v.transpose(0, 2, 1, 3))
             lengths, offsets = batch.counts, np.zeros_like(batch.counts)
+            n_keys = None
         ctx = attend(
             q,
             keys,
@@ -167,6 +175,7 @@ class SelfAttention:
             scale=self.scale,
             offsets=offsets if self.causal else None,
             window=self.window,
+            n_keys=n_keys,
             n_threads=n_threads,
         )
         if batch.rows is not None:

@@ -19,6 +19,8 @@ takes the valid rows back (layers/attention.py).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ..backends import get_array_module, place_like
@@ -74,6 +76,19 @@ class TokenBatch:
     def batch_size(self) -> int:
         return len(self.offsets)
 
+    @cached_property
+    def common_offset(self) -> int | None:
+        """The offset every row shares (a decoding step, a batch of prompts); None when rows differ or
+        there are none."""
+        offsets = self.offsets
+        return int(offsets[0]) if len(offsets) and (offsets == offsets[0]).all() else None
+
+    @cached_property
+    def span(self) -> int:
+        """Key slots that causal attention over the cache reads after this call: max(offsets) + T.
+        Cached, as common_offset: every layer of a forward asks."""
+        return int(self.offsets.max(initial=0)) + self.width
+
     @property
     def last_slots(self) -> np.ndarray:
         """int (B,): flat index b*T + t of each row's last valid slot (its slot 0 when it has none); in
@@ -114,23 +129,19 @@ class KVCache:
         self.k, self.v = (self._moved(a, used, capacity) for a in (self.k, self.v))
         self._spare = None
 
-    def select(self, rows: np.ndarray, used: int) -> None:
-        """Keep rows `rows` (may repeat and reorder), copying only the first `used` tokens of each."""
+    def select(self, rows: np.ndarray | RowMoves, used: int) -> None:
+        """Keep rows `rows` (may repeat and reorder), copying only the first `used` tokens of each;
+        rows may come as the `RowMoves` that the caches of a state share."""
+        moves = rows if isinstance(rows, RowMoves) else RowMoves(rows, self.k.shape[0])
+        rows = moves.rows
         n = len(rows)
-        if n == self.k.shape[0] and isinstance(self.k, np.ndarray):
-            moved = np.flatnonzero(rows != np.arange(n)).tolist()
-            if 2 * len(moved) < n:
-                # Most rows keep their own (beams extending themselves, the usual case): move only the
-                # others, in place, a row at a time (basic slices: a third of the time of one fancy-
-                # indexed copy for a beam of 4). A source that is also a destination is copied first,
-                # so every source is read before any row is overwritten.
-                sources = rows[moved].tolist()
-                clobbered = not set(sources).isdisjoint(moved)
-                for a in (self.k, self.v):
-                    parts = [a[j, :, :used] for j in sources]
-                    for i, part in zip(moved, [p.copy() for p in parts] if clobbered else parts):
-                        a[i, :, :used] = part
-                return
+        if moves.in_place is not None and isinstance(self.k, np.ndarray):
+            moved, sources, clobbered = moves.in_place
+            for a in (self.k, self.v):
+                parts = [a[j, :, :used] for j in sources]
+                for i, part in zip(moved, [p.copy() for p in parts] if clobbered else parts):
+                    a[i, :, :used] = part
+            return
         spare = self._spare
         if spare is None or spare[0].shape[0] < n:
             shape = (n,) + self.k.shape[1:]
@@ -166,14 +177,13 @@ class KVCache:
         """Store the T new keys and values of every row, k and v (B, T, H_kv, D), at positions
         offsets[b] + t (padded slots included: they land past the row's length)."""
         b, t = k.shape[:2]
-        offsets = batch.offsets
-        if b and (offsets == offsets[0]).all():  # every row at one offset (a step, a prompt): a slice
-            start = int(offsets[0])
+        start = batch.common_offset
+        if start is not None:  # every row at one offset (a step, a prompt): a slice
             self.k[:, :, start : start + t] = k.transpose(0, 2, 1, 3)  # (B, H_kv, T, D)
             self.v[:, :, start : start + t] = v.transpose(0, 2, 1, 3)
             return
         rows = place_like(np.arange(b)[:, None], k)  # (B, 1)
-        slots = place_like(offsets[:, None] + np.arange(t)[None, :], k)  # (B, T)
+        slots = place_like(batch.offsets[:, None] + np.arange(t)[None, :], k)  # (B, T)
         # Advanced indices on axes 0 and 2 put their (B, T) shape first: the target is (B, T, H_kv, D).
         self.k[rows, :, slots] = k
         self.v[rows, :, slots] = v
@@ -183,6 +193,25 @@ class KVCache:
         out = get_array_module(a).zeros(a.shape[:2] + (capacity, a.shape[3]), dtype=a.dtype)
         out[:, :, :used] = a[:, :, :used]
         return out
+
+
+class RowMoves:
+    """How `KVCache.select(rows)` moves the rows of B-row caches, worked out once for all the caches
+    of a state. When most rows keep their own (beams extending themselves, the usual case), only the
+    others move, in place, a row at a time (basic slices: a third of the time of one fancy-indexed
+    copy for a beam of 4): `in_place` is then (destinations, sources, clobbered), clobbered when a
+    source is also a destination, so that every source is copied before any row is overwritten.
+    Otherwise `in_place` is None and the rows are gathered into the spare buffers."""
+
+    def __init__(self, rows: np.ndarray, batch_size: int):
+        self.rows = rows
+        self.in_place: tuple[list[int], list[int], bool] | None = None
+        n = len(rows)
+        if n == batch_size:
+            moved = np.flatnonzero(rows != np.arange(n)).tolist()
+            if 2 * len(moved) < n:
+                sources = rows[moved].tolist()
+                self.in_place = (moved, sources, not set(sources).isdisjoint(moved))
 
 
 def _gather_rows(src: np.ndarray, rows: np.ndarray, used: int, dst: np.ndarray) -> None:

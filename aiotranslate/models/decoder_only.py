@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backends import get_array_module, place_like
 from ..convert import GenerationConfig, HFConfig
-from ..layers import Embedding, KVCache, Linear, PositionEmbedding, SelfAttention, TokenBatch
+from ..layers import Embedding, KVCache, Linear, PositionEmbedding, RowMoves, SelfAttention, TokenBatch
 
 
 class DecoderLayer:
@@ -71,8 +71,9 @@ class DecoderOnlyState:
         if rows.size and (rows.min() < 0 or rows.max() >= self.batch_size):
             raise ValueError(f"rows must lie in [0, {self.batch_size}), got {rows.tolist()}")
         used = int(self._lengths[rows].max(initial=0))
+        moves = RowMoves(rows, self.batch_size)
         for cache in self.caches:
-            cache.select(rows, used)
+            cache.select(moves, used)
         self._lengths = self._lengths[rows]
         self.last_hidden = self.last_hidden[place_like(rows, self.last_hidden)]
 

@@ -1,9 +1,10 @@
-"""KVCache.select: rows follow the given order, through the spare buffers or in place."""
+"""KVCache.select: rows follow the given order, through the spare buffers or in place; TokenBatch's
+cached geometry."""
 
 import numpy as np
 import pytest
 
-from aiotranslate.layers import KVCache
+from aiotranslate.layers import KVCache, RowMoves, TokenBatch
 
 
 def _filled(batch: int, capacity: int, seed: int) -> KVCache:
@@ -43,3 +44,32 @@ def test_repeated_selects_alternate_paths_without_mixing_rows():
         cache.select(np.array(rows), 8)
         expected_k = expected_k[rows]
         np.testing.assert_array_equal(cache.k, expected_k)
+
+
+def test_one_row_moves_serves_every_cache_of_a_state():
+    """A state works out the moves once and hands them to each layer's cache."""
+    caches = [_filled(5, 8, seed=s) for s in (2, 3)]
+    before = [(c.k.copy(), c.v.copy()) for c in caches]
+    rows = np.array([0, 0, 2, 1, 4])
+    moves = RowMoves(rows, 5)
+    assert moves.in_place == ([1, 3], [0, 1], True)
+    for cache, (k, v) in zip(caches, before):
+        cache.select(moves, 8)
+        np.testing.assert_array_equal(cache.k, k[rows])
+        np.testing.assert_array_equal(cache.v, v[rows])
+    assert RowMoves(np.array([1, 0, 3, 2, 4]), 5).in_place is None  # most rows move: gathered
+
+
+@pytest.mark.parametrize(
+    ("offsets", "counts", "width", "common", "span"),
+    [
+        ([3, 3, 3], [1, 1, 0], 1, 3, 4),  # a decoding step
+        ([0, 0], [5, 2], 5, 0, 5),  # a batch of prompts
+        ([4, 1], [1, 1], 1, None, 5),  # rows at different offsets
+        ([], [], 1, None, 1),  # no rows
+    ],
+)
+def test_token_batch_common_offset_and_span(offsets, counts, width, common, span):
+    batch = TokenBatch(np.array(offsets, dtype=np.int32), np.array(counts, dtype=np.int32), width)
+    assert batch.common_offset == common
+    assert batch.span == span
