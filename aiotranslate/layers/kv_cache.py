@@ -138,8 +138,8 @@ class KVCache:
         if moves.in_place is not None and isinstance(self.k, np.ndarray):
             moved, sources, clobbered = moves.in_place
             for a in (self.k, self.v):
-                parts = [a[j, :, :used] for j in sources]
-                for i, part in zip(moved, [p.copy() for p in parts] if clobbered else parts):
+                parts = [a[j, :, :used].copy() if c else a[j, :, :used] for j, c in zip(sources, clobbered)]
+                for i, part in zip(moved, parts):
                     a[i, :, :used] = part
             return
         spare = self._spare
@@ -199,19 +199,20 @@ class RowMoves:
     """How `KVCache.select(rows)` moves the rows of B-row caches, worked out once for all the caches
     of a state. When most rows keep their own (beams extending themselves, the usual case), only the
     others move, in place, a row at a time (basic slices: a third of the time of one fancy-indexed
-    copy for a beam of 4): `in_place` is then (destinations, sources, clobbered), clobbered when a
-    source is also a destination, so that every source is copied before any row is overwritten.
-    Otherwise `in_place` is None and the rows are gathered into the spare buffers."""
+    copy for a beam of 4): `in_place` is then (destinations, sources, clobbered), clobbered[i] when
+    source i is also a destination, to be copied before any row is overwritten. Otherwise (more than
+    half the rows move, or the row count changes) `in_place` is None and the rows are gathered into
+    the spare buffers."""
 
     def __init__(self, rows: np.ndarray, batch_size: int):
         self.rows = rows
-        self.in_place: tuple[list[int], list[int], bool] | None = None
+        self.in_place: tuple[list[int], list[int], list[bool]] | None = None
         n = len(rows)
         if n == batch_size:
             moved = np.flatnonzero(rows != np.arange(n)).tolist()
-            if 2 * len(moved) < n:
+            if 2 * len(moved) <= n:
                 sources = rows[moved].tolist()
-                self.in_place = (moved, sources, not set(sources).isdisjoint(moved))
+                self.in_place = (moved, sources, [j in moved for j in sources])
 
 
 def _gather_rows(src: np.ndarray, rows: np.ndarray, used: int, dst: np.ndarray) -> None:

@@ -86,8 +86,11 @@ class EncoderDecoderState(DecoderOnlyState):
         self.group = 1
 
     def select(self, rows) -> None:
+        n_rows = self.batch_size
         super().select(rows)  # checks rows
         sources = np.asarray(rows) // self.group  # memory row of each kept row
+        if len(sources) == n_rows and (sources == np.arange(n_rows) // self.group).all():
+            return  # rows reordered within their groups (beams of one source): the memory stands
         kept = np.unique(sources)
         group = len(sources) // len(kept) if len(kept) else 1
         if not np.array_equal(sources, np.repeat(kept, group)):

@@ -52,12 +52,13 @@ def test_one_row_moves_serves_every_cache_of_a_state():
     before = [(c.k.copy(), c.v.copy()) for c in caches]
     rows = np.array([0, 0, 2, 1, 4])
     moves = RowMoves(rows, 5)
-    assert moves.in_place == ([1, 3], [0, 1], True)
+    assert moves.in_place == ([1, 3], [0, 1], [False, True])  # row 1 is read before it takes row 0's
     for cache, (k, v) in zip(caches, before):
         cache.select(moves, 8)
         np.testing.assert_array_equal(cache.k, k[rows])
         np.testing.assert_array_equal(cache.v, v[rows])
     assert RowMoves(np.array([1, 0, 3, 2, 4]), 5).in_place is None  # most rows move: gathered
+    assert RowMoves(np.array([1, 0, 2, 3]), 4).in_place == ([0, 1], [1, 0], [True, True])  # half: in place
 
 
 @pytest.mark.parametrize(

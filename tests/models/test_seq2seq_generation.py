@@ -90,3 +90,27 @@ def test_beam_matches_generate(pair):
         expected = [_cut(s[1:], eos) for s in out.sequences.tolist()]
         assert result.hypotheses == expected
         np.testing.assert_allclose(result.scores, out.sequences_scores.numpy(), atol=1e-4)
+
+
+def test_state_select_keeps_each_row_on_its_source(pair):
+    """Rows expanded into groups (beams) and reordered within them keep their source and tokens:
+    each row's next logits are those of its own history decoded alone."""
+    model, hf = pair
+    sources, src = _sources(hf)
+    rng = np.random.default_rng(5)
+    avoid = (hf.config.pad_token_id, hf.config.eos_token_id)
+    first = random_ids(rng, len(sources), hf.config.vocab_size, avoid)
+    state = model.encode(src, np.array(SOURCE_LENGTHS))
+    model.decode(state, first[:, None])
+    state.select(np.array([0, 0, 1, 1, 2, 2]))  # groups of 2 rows per source
+    second = random_ids(rng, 6, hf.config.vocab_size, avoid)
+    model.decode(state, second[:, None])
+    order = np.array([1, 0, 2, 2, 5, 4])  # within the groups: the memory stays as it is
+    state.select(order)
+    third = random_ids(rng, 6, hf.config.vocab_size, avoid)
+    logits = model.decode(state, third[:, None])
+    for row, parent in enumerate(order):
+        source = parent // 2
+        alone = model.encode(src[source : source + 1, : SOURCE_LENGTHS[source]], np.array([SOURCE_LENGTHS[source]]))
+        history = np.array([[first[source], second[parent], third[row]]])
+        np.testing.assert_allclose(model.decode(alone, history)[0], logits[row], rtol=1e-4, atol=1e-4)
