@@ -26,13 +26,16 @@
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
- *   accumulators into VL sums. With two a-rows, tiles take 8 b-rows; with one, only 4: fewer
- *   parallel streams read faster from L3 and memory (8 rows per tile were 3-10% slower). Each
- *   k-step prefetches the same step of the next tile's b-rows (one tile ahead: the weights of
- *   decoding come from memory in nb parallel streams, which the hardware prefetchers lag behind).
- *   Against a prefetch 64 floats ahead for one a-row only: OPUS-MT float32 beam 4 at batch 1
- *   (4 a-rows), 1 thread, +36% end to end, greedy +6%; from cache, (4, 512, 2048) +30%, one row
- *   equal. Short products
+ *   accumulators into VL sums. One or two a-rows take NACC / 2 b-rows per tile (AVX-512: 8). With
+ *   two or more a-rows, each k-step prefetches the same step of the next tile's b-rows (one tile
+ *   ahead: nb parallel streams, which the hardware prefetchers lag behind). Against a prefetch 64
+ *   floats ahead for one a-row only: OPUS-MT float32 beam 4 at batch 1 (4 a-rows, weights then
+ *   unpacked), 1 thread, +36% end to end, greedy +6%; from cache, (4, 512, 2048) +30%. One a-row
+ *   prefetches nothing: its prefetches cost as many instructions as its FMAs. The M = 1 rows of
+ *   benchmarks/kernels.py, 1 thread, two runs each against numpy: 8 rows and no prefetch 0.95-1.08
+ *   from cache and 1.03-1.09 from memory; 4 rows and the prefetch (as before) 0.92-1.08 and
+ *   0.95-1.01; 8 rows with the prefetch into L2 instead of L1 0.83-0.99 and 1.70 (unpacked weights
+ *   from memory are rare: models pack theirs, and attention's keys mostly come from cache). Short products
  *   (k <= PACK_MAX_K) with at least PACK_MIN_M rows would spend as much on reductions as on FMAs:
  *   they transpose b in PACK_COLS-row panels onto the stack and run NN instead.
  * - NN (c = a b, b n-contiguous, as P @ V): a tile of up to 4 rows x NN_NV vectors accumulates

@@ -137,7 +137,7 @@ INLINE void ISA(nt_tile)(const float *a, long lda, const float *b, long ldb, flo
         V bv[NACC];
         for (int j = 0; j < nb; j++) {
             bv[j] = ISA(load_once)(b + j * ldb + p);
-            __builtin_prefetch(b + (j + nb) * ldb + p); /* the next tile's row j; never faults */
+            if (mb > 1) __builtin_prefetch(b + (j + nb) * ldb + p); /* the next tile's row j; never faults */
         }
         for (int i = 0; i < mb; i++) {
             V av = ISA(load)(a + i * lda + p);
@@ -422,8 +422,8 @@ ISA_TARGET static void ISA(gemm_nt)(const float *a, long lda, const float *b, lo
         return;
     }
     long j = 0;
-    if (m == 1) /* 4 b-rows: fewer parallel streams from memory (measured 3-10% over 8) */
-        j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 1, 4);
+    if (m == 1) /* 8 b-rows, no software prefetch (gemm_kernels.c) */
+        j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 1, NACC / 2);
     else if (m == 2)
         j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, 2, NACC / 2);
     j = ISA(nt_columns)(a, lda, b, ldb, c, ldc, m, j, n, k, alpha, NT_MB, NT_NB);
