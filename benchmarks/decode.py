@@ -1,7 +1,7 @@
 """Decoding throughput: target tokens/s of our engine against transformers and ctranslate2.
 
     python benchmarks/decode.py [--quick] [--threads 1 2] [--models opus gpt2] [--batch 1 32]
-                                [--search greedy beam4] [--repeats N]
+                                [--search greedy beam4] [--repeats N] [--compute-types float32 int8 bfloat16]
 
 Models (random weights, see `bench_models`): `opus`, a Marian with the OPUS-MT shape (source 25
 tokens, exactly 32 target tokens), and `gpt2`, GPT-2 small (prompt 32 tokens, exactly 64 new ones).
@@ -22,6 +22,9 @@ numpy copy, read + write counted, at the same thread count).
 The machine is shared: each repeat runs every engine once, in turn (interleaved), with a pause
 between engines so one's spinning threads do not eat into the next; figures are medians of the
 repeats. Absolute numbers drift with the load (printed): read the ratios.
+
+--compute-types adds, after the tables, the OPUS-MT rows of our compute types next to CTranslate2's
+int8 and float32 (`benchmarks/int8.py`, which prints the same tables alone).
 
 --profile prints, instead, where a step of the core engine spends its time: the wall time inside
 each `aiotranslate.ops` function (linear split into the output layer and the rest), per decoding
@@ -238,6 +241,8 @@ def main() -> None:
     parser.add_argument("--search", nargs="+", choices=list(SEARCHES), help="default: greedy beam4 (quick: greedy)")
     parser.add_argument("--repeats", type=int, help="default 5 (quick: 2)")
     parser.add_argument("--profile", action="store_true", help="time per op of the core engine's steps instead")
+    parser.add_argument("--compute-types", nargs="+", choices=["float32", "int8", "int8_bfloat16", "bfloat16"],
+                        help="also the OPUS-MT rows of these compute types against CTranslate2 (benchmarks/int8.py)")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     searches = args.search or (["greedy"] if args.quick else list(SEARCHES))
@@ -263,6 +268,11 @@ def main() -> None:
                         run_case(case, args.batch or DEFAULT_BATCHES[name], searches, repeats)
                 finally:
                     case.close()
+    if args.compute_types and not args.profile:
+        import int8
+
+        print()
+        int8.report(args.threads, args.batch or DEFAULT_BATCHES["opus"], searches, repeats, args.compute_types)
 
 
 def run_case(case: Case, batches: list[int], searches: list[str], repeats: int) -> None:

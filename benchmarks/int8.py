@@ -100,15 +100,19 @@ def main() -> None:
     parser.add_argument("--compute-types", nargs="+", default=["float32", "int8", "bfloat16"],
                         choices=["float32", "int8", "int8_bfloat16", "bfloat16"])  # fmt: skip
     args = parser.parse_args()
+    report(args.threads, args.batch, args.search, args.repeats, args.compute_types)
 
+
+def report(threads: list[int], batches: list[int], searches: list[str], repeats: int, compute_types: list[str]):
+    """Print the tables of the module docstring (also `benchmarks/decode.py --compute-types`)."""
     import ctranslate2
 
     from aiotranslate.ops.quantized import isa
 
     print(f"# int8 benchmark: {bm.load_line()}; ctranslate2 {ctranslate2.__version__}; our kernels {isa()}")
-    print(f"# {MODEL}: {SOURCE} source tokens -> {NEW} target tokens; {args.repeats} interleaved repeats, medians")
-    models = {t: load_ours(t) for t in args.compute_types}
-    for n_threads in args.threads:
+    print(f"# {MODEL}: {SOURCE} source tokens -> {NEW} target tokens; {repeats} interleaved repeats, medians")
+    models = {t: load_ours(t) for t in compute_types}
+    for n_threads in threads:
         ct2 = {
             t: ctranslate2.Translator(str(bm.ctranslate2_model(MODEL)), device="cpu", compute_type=t,
                                       intra_threads=n_threads, inter_threads=1)  # fmt: skip
@@ -117,9 +121,9 @@ def main() -> None:
         names = [f"ours:{t}" for t in models] + [f"ct2:{t}" for t in ct2]
         print(f"\n## {n_threads} thread(s), target tokens/s")
         print(f"{'batch':>5} {'search':>6} | " + " ".join(f"{n:>13}" for n in names) + " | int8/ct2:int8 int8/float32")
-        for search in args.search:
-            for batch in args.batch:
-                rate = measure(runners(models, ct2, batch, SEARCHES[search], n_threads), batch, args.repeats)
+        for search in searches:
+            for batch in batches:
+                rate = measure(runners(models, ct2, batch, SEARCHES[search], n_threads), batch, repeats)
                 ratios = ""
                 if "ours:int8" in rate:
                     vs_float = rate["ours:int8"] / rate["ours:float32"] if "ours:float32" in rate else float("nan")
