@@ -135,7 +135,7 @@ class KVCache:
         moves = rows if isinstance(rows, RowMoves) else RowMoves(rows, self.k.shape[0])
         rows = moves.rows
         n = len(rows)
-        if moves.in_place is not None and isinstance(self.k, np.ndarray):
+        if moves.in_place is not None and moves.batch_size == self.k.shape[0] and isinstance(self.k, np.ndarray):
             moved, sources, clobbered = moves.in_place
             for a in (self.k, self.v):
                 parts = [a[j, :, :used].copy() if c else a[j, :, :used] for j, c in zip(sources, clobbered)]
@@ -205,7 +205,7 @@ class RowMoves:
     the spare buffers."""
 
     def __init__(self, rows: np.ndarray, batch_size: int):
-        self.rows = rows
+        self.rows, self.batch_size = rows, batch_size  # the caches' rows before the move
         self.in_place: tuple[list[int], list[int], list[bool]] | None = None
         n = len(rows)
         if n == batch_size:

@@ -61,6 +61,14 @@ def test_one_row_moves_serves_every_cache_of_a_state():
     assert RowMoves(np.array([1, 0, 2, 3]), 4).in_place == ([0, 1], [1, 0], [True, True])  # half: in place
 
 
+def test_row_moves_of_another_batch_size_gather():
+    """Moves worked out for 3 rows (nothing moves there) do not apply in place to a 4-row cache."""
+    cache = _filled(4, 8, seed=4)
+    k = cache.k.copy()
+    cache.select(RowMoves(np.array([0, 1, 2]), 3), 8)
+    np.testing.assert_array_equal(cache.k, k[:3])
+
+
 @pytest.mark.parametrize(
     ("offsets", "counts", "width", "common", "span"),
     [
