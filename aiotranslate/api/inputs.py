@@ -63,6 +63,18 @@ def to_ids(
     return ids
 
 
+def source_ids(source: Sequence[Any], tokenizer: Tokenizer | None, model: Any, max_input_length: int) -> list[list[int]]:
+    """Sources of a translation -> the ids its encoder reads, truncated to max_input_length. A model
+    whose sources always end with one token (`source_end_id`: Marian C++ models and </s>) gets it
+    appended to any non-empty example that lacks it, as CTranslate2 appends </s> to the sources of
+    models converted from Marian; texts have it from the tokenizer."""
+    rows = to_ids(source, tokenizer, model.vocab_size)
+    end = getattr(model, "source_end_id", None)
+    if end is not None:
+        rows = [row + [end] if row and row[-1] != end else row for row in rows]
+    return truncate_all(rows, max_input_length)
+
+
 def _tokenizer(tokenizer: Tokenizer | None, name: str, form: str) -> Tokenizer:
     if tokenizer is None:
         raise ValueError(f"{name} is given as {form}, but this model ships no tokenizer: pass token ids")

@@ -65,7 +65,7 @@ class Translator(ModelEngine):
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
         o = {**TRANSLATE_DEFAULTS, **options}
         vocab = loaded.model.vocab_size
-        sources = inputs.truncate_all(inputs.to_ids(source, loaded.tokenizer, vocab), max_input_length)
+        sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length)
         if any(len(s) == 0 for s in sources):
             raise ValueError("source contains an empty example")
         prefixes = [[] for _ in sources]
@@ -165,7 +165,7 @@ class Translator(ModelEngine):
                         max_input_length: int = 1024, timeout: float | None = None):
         loaded = self._loaded
         vocab = loaded.model.vocab_size
-        sources = inputs.truncate_all(inputs.to_ids(source, loaded.tokenizer, vocab), max_input_length)
+        sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length)
         targets = inputs.to_ids(target, loaded.tokenizer, vocab, target=True, name="target")
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")

