@@ -41,6 +41,10 @@ TRANSLATE_DEFAULTS: dict[str, Any] = dict(
     min_alternative_expansion_prob=0.0, sampling_topk=1, sampling_topp=1.0, sampling_temperature=1.0,
     seed=None,
 )
+# CTranslate2 options accepted at these values only: no format we load ships a vocabulary map
+# (`use_vmap` does nothing, as in CTranslate2 for a model without one; Bergamot's shortlist is always
+# on), and neither the substitution of unknown targets nor a biased (unforced) prefix is built.
+UNSUPPORTED_OFF: dict[str, Any] = dict(prefix_bias_beta=0.0, replace_unknowns=False)
 
 
 class Translator(ModelEngine):
@@ -60,6 +64,10 @@ class Translator(ModelEngine):
         max_input_length: int = 1024, timeout: float | None = None, on_step=None, callback=None, **options,
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
+        options.pop("use_vmap", None)
+        for name, off in UNSUPPORTED_OFF.items():
+            if options.pop(name, off) != off:
+                raise ValueError(f"{name} is not supported (only {name}={off!r})")
         unknown = set(options) - set(TRANSLATE_DEFAULTS)
         if unknown:
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
@@ -105,7 +113,8 @@ class Translator(ModelEngine):
         disable_unk, suppress_sequences, end_token, return_end_token, max_decoding_length,
         min_decoding_length, return_scores, return_logits_vocab, return_attention,
         return_alternatives, min_alternative_expansion_prob, sampling_topk, sampling_topp,
-        sampling_temperature, callback; plus seed (sampling) and timeout (seconds, TimeoutError past it).
+        sampling_temperature, callback, use_vmap (no effect: no vocabulary map), prefix_bias_beta and
+        replace_unknowns (off only); plus seed (sampling) and timeout (seconds, TimeoutError past it).
         """
         requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
         return gather_in_order(await self._run_all(requests), batches)

@@ -167,7 +167,22 @@ async def test_bad_inputs_fail_alone_with_clear_errors(translator):
         await translator.translate_batch(SENTENCES[:1], beam_sise=2)
     with pytest.raises(TypeError, match="single string"):
         await translator.translate_batch("a sentence")
+    with pytest.raises(ValueError, match="replace_unknowns is not supported"):
+        await translator.translate_batch(SENTENCES[:1], replace_unknowns=True)
+    with pytest.raises(ValueError, match="prefix_bias_beta is not supported"):
+        await translator.translate_batch(SENTENCES[:1], target_prefix=[["a"]], prefix_bias_beta=0.5)
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
+
+
+async def test_ctranslate2_options_at_their_defaults(translator):
+    """Code written for CTranslate2 that passes its defaults explicitly runs unchanged."""
+    plain = await translator.translate_batch(SENTENCES[:2], max_decoding_length=6)
+    spelled = await translator.translate_batch(
+        SENTENCES[:2], max_decoding_length=6, use_vmap=False, prefix_bias_beta=0.0, replace_unknowns=False
+    )
+    assert [r.hypotheses for r in spelled] == [r.hypotheses for r in plain]
+    vmap = await translator.translate_batch(SENTENCES[:2], max_decoding_length=6, use_vmap=True)
+    assert [r.hypotheses for r in vmap] == [r.hypotheses for r in plain]
 
 
 def test_submit_from_plain_threads(translator):
