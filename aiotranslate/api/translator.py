@@ -151,7 +151,8 @@ class Translator(ModelEngine):
 
     async def score_batch(self, source, target, **options) -> list[ScoringResult]:
         """Log-probability of each target token (and of the end token) given its source.
-        Options: max_batch_size, batch_type, max_input_length, timeout."""
+        Options: max_batch_size, batch_type, max_input_length, offset (leave out the first `offset`
+        target tokens: their scores and names, as CTranslate2), timeout."""
         requests, batches = self._score_requests(source, target, **options)
         return gather_in_order(await self._run_all(requests), batches)
 
@@ -171,7 +172,9 @@ class Translator(ModelEngine):
         )[0])
 
     def _score_requests(self, source, target, *, max_batch_size: int = 0, batch_type: str = "examples",
-                        max_input_length: int = 1024, timeout: float | None = None):
+                        max_input_length: int = 1024, offset: int = 0, timeout: float | None = None):
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
         loaded = self._loaded
         vocab = loaded.model.vocab_size
         sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length)
@@ -183,7 +186,7 @@ class Translator(ModelEngine):
         sequences = [[special.start] + t + list(end) for t in targets]
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
         return [
-            Request(("score",), [(sources[i], sequences[i]) for i in idx], None,
+            Request(("score",), [(sources[i], sequences[i]) for i in idx], int(offset),  # options: the offset
                     num_tokens=sum(len(sources[i]) for i in idx), timeout=timeout)
             for idx in batches
         ], batches
@@ -254,7 +257,8 @@ class Translator(ModelEngine):
             state, sequences = self._encode(model, requests, context.n_threads)
             log_probs = score_sequences(model, state, sequences, n_threads=context.n_threads)
             tokens = token_names(self._loaded.tokenizer, [s[1:] for s in sequences])
-            complete(requests, [ScoringResult(t, lp.tolist()) for t, lp in zip(tokens, log_probs)])
+            offsets = [r.options for r in requests for _ in r.examples]  # merged requests keep their own
+            complete(requests, [ScoringResult(t[o:], lp.tolist()[o:]) for t, lp, o in zip(tokens, log_probs, offsets)])
             return
         options = replace(requests[0].options, n_threads=context.n_threads)
         start, outputs = partial(self._start_translation, model), partial(self._outputs, kind)

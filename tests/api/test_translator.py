@@ -110,6 +110,20 @@ async def test_scores_agree_with_score_batch(translator):
         assert np.isclose(np.mean(decoded), r.scores[0], atol=1e-5)
 
 
+async def test_score_offset_leaves_out_the_first_target_tokens(translator):
+    """CTranslate2's offset: the first tokens still condition the rest, but are not scored."""
+    targets = [["a", "b", "c"], ["d", "e"]]
+    whole = await translator.score_batch(SENTENCES[:2], targets)
+    # Requests with different offsets may share a batch: each keeps its own.
+    parts = await asyncio.gather(*(translator.score_batch(SENTENCES[:2], targets, offset=n) for n in (1, 2)))
+    for n, part in zip((1, 2), parts):
+        for w, p in zip(whole, part):
+            assert p.tokens == w.tokens[n:]
+            np.testing.assert_allclose(p.log_probs, w.log_probs[n:], rtol=1e-6)
+    with pytest.raises(ValueError, match="offset"):
+        await translator.score_batch(SENTENCES[:1], targets[:1], offset=-1)
+
+
 async def test_stream_yields_the_greedy_translation_with_text(translator):
     expected = (await translator.translate_batch([SENTENCES[1]], beam_size=1, max_decoding_length=10))[0]
     async with translator.generate_tokens(SENTENCES[1], max_decoding_length=10) as steps:
