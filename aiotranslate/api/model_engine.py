@@ -41,8 +41,16 @@ class ModelEngine(Engine):
         max_queued_batches: int = 0,
         max_queued_tokens: int = 0,
         tensor_parallel: bool = False,
+        flash_attention: bool = False,
+        files: dict | None = None,
         batch_window: float = 0.001,
     ) -> None:
+        # CTranslate2's flash_attention picks its fused attention kernel on CUDA; ours is fused on
+        # every device, so the flag changes nothing. Its `files` (a model read from memory) is not built.
+        if files is not None:
+            raise ValueError("files (model files from memory) is not supported: pass a model directory")
+        self.flash_attention = bool(flash_attention)
+        self.tensor_parallel = bool(tensor_parallel)
         self._current: LoadedModel | None = open_model(
             model_path, device, compute_type, tensor_parallel, inter_threads, device_index
         )

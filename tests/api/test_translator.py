@@ -199,6 +199,17 @@ async def test_ctranslate2_options_at_their_defaults(translator):
     assert [r.hypotheses for r in vmap] == [r.hypotheses for r in plain]
 
 
+async def test_ctranslate2_constructor_arguments(model_dir, translator):
+    with Translator(model_dir, "cpu", intra_threads=1, flash_attention=True, tensor_parallel=False) as t:
+        assert (t.flash_attention, t.tensor_parallel, t.device) == (True, False, "cpu")
+        got = await t.translate_batch(SENTENCES[:2], max_decoding_length=6)
+    assert [r.hypotheses for r in got] == [
+        r.hypotheses for r in await translator.translate_batch(SENTENCES[:2], max_decoding_length=6)
+    ]
+    with pytest.raises(ValueError, match="files"):
+        Translator(model_dir, files={"model.bin": b""})
+
+
 def test_submit_from_plain_threads(translator):
     futures = [translator.submit_translate_batch([s], beam_size=1, max_decoding_length=5) for s in SENTENCES[:4]]
     whole = translator.submit_translate_batch(SENTENCES[:4], beam_size=1, max_decoding_length=5).result(60)
