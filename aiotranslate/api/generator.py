@@ -78,6 +78,7 @@ class Generator(ModelEngine):
         max_input_length: int = 0, timeout: float | None = None, on_step=None, callback=None, **options,
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
+        inputs.refuse_asynchronous(options.pop("asynchronous", False))
         unknown = set(options) - set(GENERATE_DEFAULTS)
         if unknown:
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
@@ -102,7 +103,9 @@ class Generator(ModelEngine):
         return requests, batches
 
     def _score_requests(self, tokens, *, max_batch_size: int = 0, batch_type: str = "examples",
-                        max_input_length: int = 0, timeout: float | None = None, kind: str = "score"):
+                        max_input_length: int = 0, timeout: float | None = None, kind: str = "score",
+                        asynchronous: bool = False):
+        inputs.refuse_asynchronous(asynchronous)
         ids = self._prompt_ids(tokens, max_input_length)
         batches = inputs.split_batches([len(p) for p in ids], max_batch_size, batch_type)
         return [

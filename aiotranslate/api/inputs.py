@@ -75,6 +75,13 @@ def source_ids(source: Sequence[Any], tokenizer: Tokenizer | None, model: Any, m
     return truncate_all(rows, max_input_length)
 
 
+def refuse_asynchronous(asynchronous: bool) -> None:
+    """CTranslate2's asynchronous=True makes a call return async results at once. Here the method is
+    the coroutine, and its submit_* twin serves plain threads: False passes, True gets that advice."""
+    if asynchronous:
+        raise TypeError("asynchronous=True: await this method, or call its submit_* twin from a plain thread")
+
+
 def _tokenizer(tokenizer: Tokenizer | None, name: str, form: str) -> Tokenizer:
     if tokenizer is None:
         raise ValueError(f"{name} is given as {form}, but this model ships no tokenizer: pass token ids")

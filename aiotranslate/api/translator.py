@@ -65,6 +65,7 @@ class Translator(ModelEngine):
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
         options.pop("use_vmap", None)
+        inputs.refuse_asynchronous(options.pop("asynchronous", False))
         for name, off in UNSUPPORTED_OFF.items():
             if options.pop(name, off) != off:
                 raise ValueError(f"{name} is not supported (only {name}={off!r})")
@@ -114,7 +115,8 @@ class Translator(ModelEngine):
         min_decoding_length, return_scores, return_logits_vocab, return_attention,
         return_alternatives, min_alternative_expansion_prob, sampling_topk, sampling_topp,
         sampling_temperature, callback, use_vmap (no effect: no vocabulary map), prefix_bias_beta and
-        replace_unknowns (off only); plus seed (sampling) and timeout (seconds, TimeoutError past it).
+        replace_unknowns (off only), asynchronous (False only: `submit_translate_batch` is the
+        thread form); plus seed (sampling) and timeout (seconds, TimeoutError past it).
         """
         requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
         return gather_in_order(await self._run_all(requests), batches)
@@ -172,7 +174,9 @@ class Translator(ModelEngine):
         )[0])
 
     def _score_requests(self, source, target, *, max_batch_size: int = 0, batch_type: str = "examples",
-                        max_input_length: int = 1024, offset: int = 0, timeout: float | None = None):
+                        max_input_length: int = 1024, offset: int = 0, timeout: float | None = None,
+                        asynchronous: bool = False):
+        inputs.refuse_asynchronous(asynchronous)
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         loaded = self._loaded

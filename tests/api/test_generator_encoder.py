@@ -131,6 +131,18 @@ async def test_generator_rejects_bad_prompts(generator):
         await generator.generate_batch(PROMPTS, max_lenght=3)
 
 
+async def test_generator_ctranslate2_asynchronous(generator):
+    """asynchronous=False (CTranslate2's default, spelled out) passes; True points to the twins."""
+    plain = await generator.generate_batch(PROMPTS[:1], max_length=3)
+    spelled = await generator.generate_batch(PROMPTS[:1], max_length=3, asynchronous=False)
+    assert spelled[0].sequences == plain[0].sequences
+    assert (await generator.score_batch(PROMPTS[:1], asynchronous=False))[0].tokens
+    with pytest.raises(TypeError, match="submit_"):
+        await generator.generate_batch(PROMPTS[:1], asynchronous=True)
+    with pytest.raises(TypeError, match="submit_"):
+        await generator.score_batch(PROMPTS[:1], asynchronous=True)
+
+
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     return build_encoder("bert", tmp_path_factory.mktemp("bert"))

@@ -197,6 +197,12 @@ async def test_ctranslate2_options_at_their_defaults(translator):
     assert [r.hypotheses for r in spelled] == [r.hypotheses for r in plain]
     vmap = await translator.translate_batch(SENTENCES[:2], max_decoding_length=6, use_vmap=True)
     assert [r.hypotheses for r in vmap] == [r.hypotheses for r in plain]
+    sync = await translator.translate_batch(SENTENCES[:2], max_decoding_length=6, asynchronous=False)
+    assert [r.hypotheses for r in sync] == [r.hypotheses for r in plain]
+    with pytest.raises(TypeError, match="submit_"):
+        await translator.translate_batch(SENTENCES[:2], asynchronous=True)
+    with pytest.raises(TypeError, match="submit_"):
+        await translator.score_batch(SENTENCES[:1], [["a"]], asynchronous=True)
 
 
 async def test_ctranslate2_constructor_arguments(model_dir, translator):
