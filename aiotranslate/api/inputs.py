@@ -63,7 +63,9 @@ def to_ids(
     return ids
 
 
-def source_ids(source: Sequence[Any], tokenizer: Tokenizer | None, model: Any, max_input_length: int) -> list[list[int]]:
+def source_ids(
+    source: Sequence[Any], tokenizer: Tokenizer | None, model: Any, max_input_length: int
+) -> list[list[int]]:
     """Sources of a translation -> the ids its encoder reads, truncated to max_input_length. A model
     whose sources always end with one token (`source_end_id`: Marian C++ models and </s>) gets it
     appended to any non-empty example that lacks it, as CTranslate2 appends </s> to the sources of

@@ -211,8 +211,8 @@ class RowMoves:
         if n == batch_size:
             moved = np.flatnonzero(rows != np.arange(n)).tolist()
             if 2 * len(moved) <= n:
-                sources = rows[moved].tolist()
-                self.in_place = (moved, sources, [j in moved for j in sources])
+                sources, destinations = rows[moved].tolist(), set(moved)
+                self.in_place = (moved, sources, [j in destinations for j in sources])
 
 
 def _gather_rows(src: np.ndarray, rows: np.ndarray, used: int, dst: np.ndarray) -> None:
