@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import ops
 from ..backends import host_float32
 from ..decoding import score_sequences
 from ..decoding.search import pad
@@ -192,9 +193,11 @@ class Generator(ModelEngine):
         requests, batches = self._score_requests(tokens, **options)
         return self._submit_all(requests, batches)
 
-    async def forward_batch(self, tokens, **options) -> list[np.ndarray]:
-        """Logits of every position: one float32 (T, V) array per sequence."""
-        requests, batches = self._score_requests(tokens, kind="forward", **options)
+    async def forward_batch(self, tokens, *, return_log_probs: bool = False, **options) -> list[np.ndarray]:
+        """Logits of every position (with return_log_probs, CTranslate2's name: their log-softmax
+        over the vocabulary): one float32 (T, V) array per sequence."""
+        kind = "forward_log_probs" if return_log_probs else "forward"
+        requests, batches = self._score_requests(tokens, kind=kind, **options)
         return gather_in_order(await self._run_all(requests), batches)
 
     # -- bulk: iterables and files (bulk.py, files.py) -----------------------------------------
@@ -245,7 +248,7 @@ class Generator(ModelEngine):
     def _run_batch(self, context, requests: list[Request]) -> None:
         model, tokenizer = self._model(context), self._loaded.tokenizer
         kind = requests[0].key[0]
-        if kind not in ("score", "forward"):
+        if kind not in ("score", "forward", "forward_log_probs"):
             options = replace(requests[0].options, n_threads=context.n_threads)
             start, outputs = partial(self._start_generation, model), partial(self._outputs, kind)
             run_decoding(requests, model, options, start, outputs, self._pool.take_joiners)
@@ -259,6 +262,8 @@ class Generator(ModelEngine):
         else:
             ids, lengths = pad(prompts)
             logits = host_float32(model.decode(state, ids, lengths, all_logits=True))
+            if kind == "forward_log_probs":
+                logits = ops.log_softmax(logits, n_threads=context.n_threads)
             outputs = [np.array(logits[b, : len(p)]) for b, p in enumerate(prompts)]
         complete(requests, outputs)
 

@@ -116,11 +116,13 @@ async def test_score_and_forward_match_transformers_logits(generator, gpt2_dir):
     hf = gpt2_dir[1]
     scored = await generator.score_batch(PROMPTS)
     logits = await generator.forward_batch(PROMPTS)
-    for prompt, s, lg in zip(PROMPTS, scored, logits):
+    log_probs = await generator.forward_batch(PROMPTS, return_log_probs=True)  # CTranslate2's option
+    for prompt, s, lg, lp in zip(PROMPTS, scored, logits, log_probs):
         with torch.no_grad():
             ref = hf(torch.tensor([prompt])).logits[0].numpy()
         np.testing.assert_allclose(lg, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
         ref_lp = torch.log_softmax(torch.from_numpy(ref), -1).numpy()
+        np.testing.assert_allclose(lp, ref_lp, atol=1e-4)
         np.testing.assert_allclose(s.log_probs, ref_lp[np.arange(len(prompt) - 1), prompt[1:]], atol=1e-4)
 
 
