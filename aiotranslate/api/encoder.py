@@ -45,8 +45,14 @@ class Encoder(ModelEngine):
     def num_encoders(self) -> int:
         return self._pool.num_workers  # inter_threads per device: CTranslate2 counts them all
 
-    def _request(self, batch, token_type_ids=None, timeout: float | None = None, kind: str = "forward") -> Request:
+    def _request(
+        self, batch, token_type_ids=None, timeout: float | None = None, kind: str = "forward", lengths=None
+    ) -> Request:
         loaded = self._loaded
+        if lengths is not None:  # a padded batch (CTranslate2's form for arrays): each row's first tokens
+            batch, token_type_ids = _trimmed(batch, lengths), None if token_type_ids is None else _trimmed(
+                token_type_ids, lengths
+            )
         ids = inputs.to_ids(batch, loaded.tokenizer, loaded.model.vocab_size, name="input")
         if not ids or any(len(x) == 0 for x in ids):
             raise ValueError("input must hold at least one non-empty example")
@@ -60,12 +66,18 @@ class Encoder(ModelEngine):
         return Request((kind, id(ids)), [(ids, token_type_ids)], None,
                        num_tokens=sum(map(len, ids)), timeout=timeout)
 
-    async def forward_batch(self, input, token_type_ids=None, *, timeout: float | None = None) -> EncoderForwardOutput:
-        """Encode a batch (texts, token strings or ids): hidden states and pooled output."""
-        return (await self._run(self._request(input, token_type_ids, timeout)))[0]
+    async def forward_batch(
+        self, inputs, lengths=None, token_type_ids=None, *, timeout: float | None = None
+    ) -> EncoderForwardOutput:
+        """Encode a batch (texts, token strings or ids): hidden states and pooled output. As in
+        CTranslate2, `lengths` says how many tokens of each row of a padded batch (an integer array
+        (B, S)) are the example's, and token_type_ids follows the inputs' form."""
+        return (await self._run(self._request(inputs, token_type_ids, timeout, lengths=lengths)))[0]
 
-    def submit_forward_batch(self, input, token_type_ids=None, *, timeout=None) -> concurrent.futures.Future:
-        request = self._request(input, token_type_ids, timeout)
+    def submit_forward_batch(
+        self, inputs, lengths=None, token_type_ids=None, *, timeout=None
+    ) -> concurrent.futures.Future:
+        request = self._request(inputs, token_type_ids, timeout, lengths=lengths)
         return self._submit_all([request], [[0]])
 
     async def embed(self, texts, *, timeout: float | None = None) -> np.ndarray:
@@ -95,6 +107,17 @@ class Encoder(ModelEngine):
             else:
                 outputs.append(EncoderForwardOutput(hidden, pooled))
         complete(requests, outputs)
+
+
+def _trimmed(rows, lengths) -> list[list]:
+    """The first lengths[i] entries of each row of a padded batch."""
+    lengths = [int(n) for n in lengths]
+    if len(lengths) != len(rows):
+        raise ValueError(f"{len(lengths)} lengths for {len(rows)} inputs")
+    rows = [list(row) for row in rows]
+    if any(not 0 <= n <= len(row) for row, n in zip(rows, lengths)):
+        raise ValueError(f"lengths must lie in [0, row length], got {lengths}")
+    return [row[:n] for row, n in zip(rows, lengths)]
 
 
 __all__ = ["Encoder", "EncoderForwardOutput"]

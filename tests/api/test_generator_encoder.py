@@ -155,9 +155,25 @@ async def test_encoder_forward_batch_matches_transformers(bert_dir):
     rows = [[2, 5, 7, 9, 3], [2, 8, 3], [2, 11, 12, 13, 14, 15, 3]]
     types = [[0] * 3 + [1] * 2, [0, 0, 1], [0] * 7]
     async with Encoder(bert_dir, intra_threads=1) as encoder:
-        out, *_ = await asyncio.gather(*(encoder.forward_batch(rows, types) for _ in range(3)))
+        out, *_ = await asyncio.gather(*(encoder.forward_batch(rows, token_type_ids=types) for _ in range(3)))
     for b, (row, t) in enumerate(zip(rows, types)):
         hidden, pooled = hf_encode(hf, np.array(row), np.array(t))
         np.testing.assert_allclose(out.last_hidden_state[b, : len(row)], hidden, atol=1e-4)
         np.testing.assert_allclose(out.pooler_output[b], pooled, atol=1e-4)
         assert not out.last_hidden_state[b, len(row):].any()
+
+
+async def test_encoder_forward_batch_of_a_padded_array(bert_dir):
+    """CTranslate2's form for arrays: a padded (B, S) batch and each row's length."""
+    rows = [[2, 5, 7, 9, 3], [2, 8, 3]]
+    types = [[0] * 3 + [1] * 2, [0, 0, 1]]
+    padded, padded_types = np.zeros((2, 5), np.int64), np.ones((2, 5), np.int64)
+    for b, (row, t) in enumerate(zip(rows, types)):
+        padded[b, : len(row)], padded_types[b, : len(t)] = row, t
+    async with Encoder(bert_dir, intra_threads=1) as encoder:
+        want = await encoder.forward_batch(rows, token_type_ids=types)
+        got = await encoder.forward_batch(padded, [5, 3], padded_types)
+        with pytest.raises(ValueError, match="lengths"):
+            await encoder.forward_batch(padded, [6, 3])
+    np.testing.assert_array_equal(got.last_hidden_state, want.last_hidden_state)
+    np.testing.assert_array_equal(got.pooler_output, want.pooler_output)
