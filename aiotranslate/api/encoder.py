@@ -50,9 +50,8 @@ class Encoder(ModelEngine):
     ) -> Request:
         loaded = self._loaded
         if lengths is not None:  # a padded batch (CTranslate2's form for arrays): each row's first tokens
-            batch, token_type_ids = _trimmed(batch, lengths), None if token_type_ids is None else _trimmed(
-                token_type_ids, lengths
-            )
+            batch = inputs.trimmed(batch, lengths)
+            token_type_ids = None if token_type_ids is None else inputs.trimmed(token_type_ids, lengths)
         ids = inputs.to_ids(batch, loaded.tokenizer, loaded.model.vocab_size, name="input")
         if not ids or any(len(x) == 0 for x in ids):
             raise ValueError("input must hold at least one non-empty example")
@@ -107,17 +106,6 @@ class Encoder(ModelEngine):
             else:
                 outputs.append(EncoderForwardOutput(hidden, pooled))
         complete(requests, outputs)
-
-
-def _trimmed(rows, lengths) -> list[list]:
-    """The first lengths[i] entries of each row of a padded batch."""
-    lengths = [int(n) for n in lengths]
-    if len(lengths) != len(rows):
-        raise ValueError(f"{len(lengths)} lengths for {len(rows)} inputs")
-    rows = [list(row) for row in rows]
-    if any(not 0 <= n <= len(row) for row, n in zip(rows, lengths)):
-        raise ValueError(f"lengths must lie in [0, row length], got {lengths}")
-    return [row[:n] for row, n in zip(rows, lengths)]
 
 
 __all__ = ["Encoder", "EncoderForwardOutput"]

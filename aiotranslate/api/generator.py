@@ -193,10 +193,13 @@ class Generator(ModelEngine):
         requests, batches = self._score_requests(tokens, **options)
         return self._submit_all(requests, batches)
 
-    async def forward_batch(self, tokens, *, return_log_probs: bool = False, **options) -> list[np.ndarray]:
-        """Logits of every position (with return_log_probs, CTranslate2's name: their log-softmax
-        over the vocabulary): one float32 (T, V) array per sequence."""
+    async def forward_batch(self, tokens, lengths=None, return_log_probs: bool = False, **options) -> list[np.ndarray]:
+        """Logits of every position (with return_log_probs: their log-softmax over the vocabulary):
+        one float32 (T, V) array per sequence. As in CTranslate2, `lengths` says how many tokens of
+        each row of a padded batch (an integer array (B, S)) are the sequence's."""
         kind = "forward_log_probs" if return_log_probs else "forward"
+        if lengths is not None:
+            tokens = inputs.trimmed(tokens, lengths)
         requests, batches = self._score_requests(tokens, kind=kind, **options)
         return gather_in_order(await self._run_all(requests), batches)
 

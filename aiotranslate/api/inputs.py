@@ -77,6 +77,17 @@ def source_ids(
     return truncate_all(rows, max_input_length)
 
 
+def trimmed(rows: Sequence[Sequence[Any]], lengths: Sequence[int]) -> list[list]:
+    """The first lengths[i] entries of each row of a padded batch (CTranslate2 takes arrays so)."""
+    lengths = [int(n) for n in lengths]
+    if len(lengths) != len(rows):
+        raise ValueError(f"{len(lengths)} lengths for {len(rows)} inputs")
+    rows = [list(row) for row in rows]
+    if any(not 0 <= n <= len(row) for row, n in zip(rows, lengths)):
+        raise ValueError(f"lengths must lie in [0, row length], got {lengths}")
+    return [row[:n] for row, n in zip(rows, lengths)]
+
+
 def refuse_asynchronous(asynchronous: bool) -> None:
     """CTranslate2's asynchronous=True makes a call return async results at once. Here the method is
     the coroutine, and its submit_* twin serves plain threads: False passes, True gets that advice."""

@@ -117,6 +117,12 @@ async def test_score_and_forward_match_transformers_logits(generator, gpt2_dir):
     scored = await generator.score_batch(PROMPTS)
     logits = await generator.forward_batch(PROMPTS)
     log_probs = await generator.forward_batch(PROMPTS, return_log_probs=True)  # CTranslate2's option
+    padded = np.zeros((len(PROMPTS), max(map(len, PROMPTS))), np.int32)
+    for b, prompt in enumerate(PROMPTS):
+        padded[b, : len(prompt)] = prompt
+    from_array = await generator.forward_batch(padded, [len(p) for p in PROMPTS], True)  # CTranslate2's order
+    for a, b in zip(from_array, log_probs):
+        np.testing.assert_array_equal(a, b)
     for prompt, s, lg, lp in zip(PROMPTS, scored, logits, log_probs):
         with torch.no_grad():
             ref = hf(torch.tensor([prompt])).logits[0].numpy()
