@@ -41,7 +41,8 @@ class GenerationStepResult:
 
     step: position of the token in the returned sequence; batch_id: the example in the batch;
     hypothesis_id: the sequence of that example (num_hypotheses > 1); log_prob: the token's
-    log-probability when scores are returned, else None; is_last: the sequence ends here.
+    log-probability when scores are returned, else None; is_last: the sequence ends here; logits:
+    with return_logits_vocab, the float32 (V,) row of the step that chose the token, else None.
     """
 
     step: int
@@ -52,6 +53,7 @@ class GenerationStepResult:
     log_prob: float | None = None
     is_last: bool = False
     text: str | None = None  # streams: the text this token completes ("" while it completes none)
+    logits: np.ndarray | None = None
 
 
 @dataclass

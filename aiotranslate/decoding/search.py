@@ -268,5 +268,6 @@ def report(on_step: StepHook | None, row: Row, path: Path, limits: Limits, log_p
         hypothesis_id=row.hypothesis_id,
         log_prob=None if log_prob is None else float(log_prob),
         is_last=is_last,
+        logits=path.logits[-1] if path.logits else None,
     )
     return bool(on_step(result))

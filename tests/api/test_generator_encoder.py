@@ -77,6 +77,12 @@ async def test_ctranslate2_streaming_names(generator):
     assert len(cut[0].sequences_ids[0]) == 1 and calls.count(0) == 1
     full = await generator.generate_batch(PROMPTS[1:2], max_length=6, include_prompt_in_result=False)
     assert cut[1].sequences_ids == full[0].sequences_ids
+    rows = []  # return_logits_vocab: each step's logits row, as the result's (CTranslate2's step field)
+    with_logits = await generator.generate_batch(PROMPTS[1:2], max_length=6, include_prompt_in_result=False,
+                                                 return_logits_vocab=True, callback=rows.append)
+    assert len(rows) == len(with_logits[0].logits[0])
+    np.testing.assert_array_equal(np.stack([s.logits for s in rows]), with_logits[0].logits[0])
+    assert all(s.logits is None for s in steps)
 
 
 async def test_cached_static_prompt_gives_what_reading_it_gives(generator):
