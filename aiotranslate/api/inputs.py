@@ -77,6 +77,18 @@ def source_ids(
     return truncate_all(rows, max_input_length)
 
 
+def source_names(source: Sequence[Any], ids: list[list[int]], tokenizer: Tokenizer) -> list[list[str]]:
+    """Each source's token strings, aligned with the ids its encoder reads (`source_ids`): the
+    caller's own strings where it gave token strings (an unknown word keeps its spelling), the
+    vocabulary's elsewhere (texts, ids, an appended end token)."""
+    names = tokenizer.ids_to_tokens(ids, target=False)
+    for row, given in zip(names, source):
+        if not isinstance(given, (str, bytes)) and all(isinstance(t, str) for t in given):
+            given = list(given)[: len(row)]
+            row[: len(given)] = given
+    return names
+
+
 def trimmed(rows: Sequence[Sequence[Any]], lengths: Sequence[int]) -> list[list]:
     """The first lengths[i] entries of each row of a padded batch (CTranslate2 takes arrays so)."""
     lengths = [int(n) for n in lengths]

@@ -21,6 +21,8 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from ..decoding import score_sequences
 from ..decoding.search import pad
 from ..results import ScoringResult, TranslationResult
@@ -43,8 +45,8 @@ TRANSLATE_DEFAULTS: dict[str, Any] = dict(
 )
 # CTranslate2 options accepted at these values only: no format we load ships a vocabulary map
 # (`use_vmap` does nothing, as in CTranslate2 for a model without one; Bergamot's shortlist is always
-# on), and neither the substitution of unknown targets nor a biased (unforced) prefix is built.
-UNSUPPORTED_OFF: dict[str, Any] = dict(prefix_bias_beta=0.0, replace_unknowns=False)
+# on), and a biased (unforced) prefix is not built.
+UNSUPPORTED_OFF: dict[str, Any] = dict(prefix_bias_beta=0.0)
 
 
 class Translator(ModelEngine):
@@ -65,6 +67,7 @@ class Translator(ModelEngine):
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
         options.pop("use_vmap", None)
+        replace_unknowns = bool(options.pop("replace_unknowns", False))
         inputs.refuse_asynchronous(options.pop("asynchronous", False))
         for name, off in UNSUPPORTED_OFF.items():
             if options.pop(name, off) != off:
@@ -89,6 +92,15 @@ class Translator(ModelEngine):
         special = loaded.special
         forced = [] if special.forced_first is None else [special.forced_first]
         starts = [[special.start] + (p or forced) for p in prefixes]
+        # Per example: (its source's token strings, whether the caller asked for attention) when
+        # unknown targets are replaced, which reads the attention (api._outputs), else None.
+        replacing: list[tuple[list[str], bool] | None] = [None] * len(sources)
+        if replace_unknowns:
+            if kind != "tokens" or loaded.tokenizer is None or special.unk is None:
+                raise ValueError("replace_unknowns needs token outputs and a vocabulary with an unknown token")
+            names = inputs.source_names(source, sources, loaded.tokenizer)
+            replacing = [(row, o["return_attention"]) for row in names]
+            o["return_attention"] = True
         decoding = inputs.decoding_options(
             special, loaded.tokenizer, vocab,
             end_token=o.pop("end_token"), disable_unk=o.pop("disable_unk"),
@@ -98,7 +110,7 @@ class Translator(ModelEngine):
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
         hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)
         requests = [
-            Request(batch_key(kind, decoding), [(sources[i], starts[i]) for i in idx], decoding,
+            Request(batch_key(kind, decoding), [(sources[i], starts[i], replacing[i]) for i in idx], decoding,
                     num_tokens=sum(len(sources[i]) for i in idx), on_step=hook, timeout=timeout)
             for idx, hook in zip(batches, hooks)
         ]
@@ -114,8 +126,8 @@ class Translator(ModelEngine):
         disable_unk, suppress_sequences, end_token, return_end_token, max_decoding_length,
         min_decoding_length, return_scores, return_logits_vocab, return_attention,
         return_alternatives, min_alternative_expansion_prob, sampling_topk, sampling_topp,
-        sampling_temperature, callback, use_vmap (no effect: no vocabulary map), prefix_bias_beta and
-        replace_unknowns (off only), asynchronous (False only: `submit_translate_batch` is the
+        sampling_temperature, replace_unknowns, callback, use_vmap (no effect: no vocabulary map),
+        prefix_bias_beta (0 only), asynchronous (False only: `submit_translate_batch` is the
         thread form); plus seed (sampling) and timeout (seconds, TimeoutError past it).
         """
         requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
@@ -265,7 +277,11 @@ class Translator(ModelEngine):
             complete(requests, [ScoringResult(t[o:], lp.tolist()[o:]) for t, lp, o in zip(tokens, log_probs, offsets)])
             return
         options = replace(requests[0].options, n_threads=context.n_threads)
-        start, outputs = partial(self._start_translation, model), partial(self._outputs, kind)
+        # Replacing examples ask for attention, so their batch decodes as formed (batching.continuous):
+        # the results come in the order of these examples.
+        replacing = [ex[2] for r in requests for ex in r.examples]
+        start = partial(self._start_translation, model)
+        outputs = partial(self._outputs, kind, replacing if any(replacing) else None)
         run_decoding(requests, model, options, start, outputs, self._pool.take_joiners)
 
     def _encode(self, model, requests: list[Request], n_threads: int):
@@ -279,12 +295,28 @@ class Translator(ModelEngine):
         state, start_tokens = self._encode(model, requests, options.n_threads)
         return state, start_tokens, options
 
-    def _outputs(self, kind: str, results) -> list:
+    def _outputs(self, kind: str, replacing, results) -> list:
         tokenizer = self._loaded.tokenizer
         if kind == "text":
             return tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results], target=True)
-        return [
+        outputs = [
             TranslationResult(token_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
             for r in results
         ]
+        for out, r, replaced in zip(outputs, results, replacing or ()):
+            if replaced is not None:
+                _replace_unknowns(out, r.hypotheses, self._loaded.special.unk, *replaced)
+        return outputs
 
+
+
+def _replace_unknowns(result: TranslationResult, ids, unk: int, source: list[str], keep_attention: bool) -> None:
+    """CTranslate2's replace_unknowns: each unknown target token becomes the source token its step
+    attended to most (the source's token strings, as the caller gave them); the attention stays in
+    the result only when the caller asked for it."""
+    for tokens, hypothesis, attention in zip(result.hypotheses, ids, result.attention):
+        for t, token_id in enumerate(hypothesis):
+            if token_id == unk:
+                tokens[t] = source[int(np.argmax(np.asarray(attention[t])[: len(source)]))]
+    if not keep_attention:
+        result.attention = []

@@ -181,8 +181,6 @@ async def test_bad_inputs_fail_alone_with_clear_errors(translator):
         await translator.translate_batch(SENTENCES[:1], beam_sise=2)
     with pytest.raises(TypeError, match="single string"):
         await translator.translate_batch("a sentence")
-    with pytest.raises(ValueError, match="replace_unknowns is not supported"):
-        await translator.translate_batch(SENTENCES[:1], replace_unknowns=True)
     with pytest.raises(ValueError, match="prefix_bias_beta is not supported"):
         await translator.translate_batch(SENTENCES[:1], target_prefix=[["a"]], prefix_bias_beta=0.5)
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
@@ -232,3 +230,24 @@ async def test_nowait_raises_queue_full(model_dir):
             t.translate_batch_nowait(SENTENCES[:1], max_decoding_length=2)
         long.cancel()
         assert len(await queued) == 1
+
+
+async def test_replace_unknowns_takes_the_most_attended_source_token(translator):
+    """CTranslate2's replace_unknowns: an unknown target token (here forced by the target prefix)
+    becomes the source token its step attended to most, spelled as the caller gave it."""
+    tokenizer = translator.tokenizer
+    source = tokenizer.tokenize([SENTENCES[0]])[0]
+    source[1] = "▁zzqqxx"  # out of the vocabulary: its spelling survives only through the caller's strings
+    unk = tokenizer.ids_to_tokens([[translator._loaded.special.unk]])[0][0]
+    prefix = [[unk, unk]]
+    seen = (await translator.translate_batch([source], prefix, return_attention=True, max_decoding_length=5))[0]
+    got = (await translator.translate_batch([source], prefix, replace_unknowns=True, max_decoding_length=5))[0]
+    expected = [source[int(np.argmax(seen.attention[0][t][: len(source)]))] for t in (0, 1)]
+    assert got.hypotheses[0][:2] == expected
+    assert got.hypotheses[0][2:] == seen.hypotheses[0][2:]
+    assert got.attention == []  # not asked for
+    kept = (await translator.translate_batch([source], prefix, replace_unknowns=True, return_attention=True,
+                                             max_decoding_length=5))[0]  # fmt: skip
+    assert kept.hypotheses == got.hypotheses and len(kept.attention[0]) == len(seen.attention[0])
+    with pytest.raises(ValueError, match="token outputs"):
+        await translator.translate(SENTENCES[:1], replace_unknowns=True)
