@@ -43,10 +43,6 @@ TRANSLATE_DEFAULTS: dict[str, Any] = dict(
     min_alternative_expansion_prob=0.0, sampling_topk=1, sampling_topp=1.0, sampling_temperature=1.0,
     seed=None,
 )
-# CTranslate2 options accepted at these values only: no format we load ships a vocabulary map
-# (`use_vmap` does nothing, as in CTranslate2 for a model without one; Bergamot's shortlist is always
-# on), and a biased (unforced) prefix is not built.
-UNSUPPORTED_OFF: dict[str, Any] = dict(prefix_bias_beta=0.0)
 
 
 class Translator(ModelEngine):
@@ -66,12 +62,13 @@ class Translator(ModelEngine):
         max_input_length: int = 1024, timeout: float | None = None, on_step=None, callback=None, **options,
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
+        # CTranslate2's use_vmap does nothing without a vocabulary map, and no format we load ships
+        # one (Bergamot's shortlist is always on). A biased (unforced) prefix is not built.
         options.pop("use_vmap", None)
+        if options.pop("prefix_bias_beta", 0.0) != 0:
+            raise ValueError("prefix_bias_beta is not supported (only prefix_bias_beta=0.0)")
         replace_unknowns = bool(options.pop("replace_unknowns", False))
         inputs.refuse_asynchronous(options.pop("asynchronous", False))
-        for name, off in UNSUPPORTED_OFF.items():
-            if options.pop(name, off) != off:
-                raise ValueError(f"{name} is not supported (only {name}={off!r})")
         unknown = set(options) - set(TRANSLATE_DEFAULTS)
         if unknown:
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")

@@ -158,7 +158,7 @@ class DecoderOnlyModel:
         if limit is not None and int(batch.key_lengths.max(initial=0)) > limit:
             raise ValueError(f"a row would reach {int(batch.key_lengths.max())} tokens, past the model's {limit}")
         n_threads = state.n_threads
-        state.reserve(int(batch.offsets.max(initial=0)) + t)
+        state.reserve(batch.span)
 
         valid = np.arange(t)[None, :] < counts[:, None]  # (B, T)
         batch = batch.compact()  # a ragged call: no work for padding

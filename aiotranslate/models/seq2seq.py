@@ -223,7 +223,7 @@ class EncoderDecoderModel:
         if limit is not None and bsz and int(batch.key_lengths.max()) > limit:
             raise ValueError(f"a row would reach {int(batch.key_lengths.max())} tokens, past the {limit} positions")
         n_threads = state.n_threads
-        state.reserve(int(batch.offsets.max(initial=0)) + t)
+        state.reserve(batch.span)
 
         h = self.decoder_embeddings(
             np.where(valid, ids, 0).reshape(-1), batch.positions, n_threads=n_threads
