@@ -1,3 +1,4 @@
+import logging
 import os
 import subprocess
 import sys
@@ -28,3 +29,14 @@ def test_cli_version_and_show_config():
     assert version.stdout.strip() == f"aiotranslate {aiotranslate.__version__}"
     config = subprocess.run(run + ["show-config"], capture_output=True, text=True, check=True)
     assert "BLAS:" in config.stdout
+
+
+def test_log_level_is_the_package_loggers():
+    """CTranslate2's set_log_level / get_log_level, with the logging module's levels."""
+    before = logging.getLogger("aiotranslate").level
+    try:
+        aiotranslate.set_log_level(logging.DEBUG)
+        assert aiotranslate.get_log_level() == logging.DEBUG
+        assert logging.getLogger("aiotranslate.server").isEnabledFor(logging.DEBUG)
+    finally:
+        logging.getLogger("aiotranslate").setLevel(before)

@@ -286,9 +286,9 @@ def gather_in_order(per_request: list[list], batches: list[list[int]]) -> list:
     return out
 
 
-def step_pusher(channel, tokenizer):
-    """The on_step of a streamed request: name the token, detokenize incrementally, push to the
-    channel. Runs on the worker thread; it never waits (the channel coalesces)."""
+def step_pusher(put, tokenizer):
+    """The on_step of a streamed request: name the token, detokenize incrementally, `put` the step
+    (a StepChannel's push, or a queue's). Runs on the worker thread; it never waits."""
     detokenizers: dict[int, object] = {}
 
     def push(step: GenerationStepResult) -> None:
@@ -299,7 +299,7 @@ def step_pusher(channel, tokenizer):
             if detok is None:
                 detok = detokenizers[step.hypothesis_id] = tokenizer.detokenizer()
             text = detok.step(step.token_id) or ""
-        channel.push(replace(step, token=token, text=text))
+        put(replace(step, token=token, text=text))
 
     return push
 

@@ -234,14 +234,19 @@ class Engine:
 
     def _stream(self, tokenizer, build: Callable[[Callable], list[Request]], *, nowait: bool = False) -> TokenStream:
         """A TokenStream over the one request `build(on_step)` makes when the stream starts
-        (admitted then, waiting for room), or with nowait right now (QueueFull if there is none)."""
+        (admitted then, waiting for room), or with nowait right now (QueueFull if there is none).
+        Without nowait, a plain `for` over the stream runs it from this thread instead."""
         holder: list[Request] = []
 
         def start(channel):
-            holder.extend(build(step_pusher(channel, tokenizer)))
+            holder.extend(build(step_pusher(channel.push, tokenizer)))
             if nowait:
                 self._submit(holder[0], block=False)
             return settle(channel)
+
+        def start_blocking(put):
+            holder.extend(build(step_pusher(put, tokenizer)))
+            return self._submit(holder[0])
 
         async def settle(channel):
             try:
@@ -249,7 +254,7 @@ class Engine:
             finally:
                 channel.end()
 
-        stream = TokenStream(start, lambda: [self._cancel(r) for r in holder])
+        stream = TokenStream(start, lambda: [self._cancel(r) for r in holder], None if nowait else start_blocking)
         if nowait:
             stream.start()
         return stream

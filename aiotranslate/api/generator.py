@@ -162,7 +162,8 @@ class Generator(ModelEngine):
 
     def generate_tokens(self, prompt, **options) -> TokenStream:
         """Stream one prompt's continuation token by token:
-        `async with generator.generate_tokens(p) as steps: async for step in steps`.
+        `async with generator.generate_tokens(p) as steps: async for step in steps`, or outside a
+        coroutine `for step in generator.generate_tokens(p)` (CTranslate2's blocking iterator).
         Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
         soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
         stops decoding at the next step. The last step of a sequence that ended is its end token
@@ -174,7 +175,7 @@ class Generator(ModelEngine):
         coroutine and close the stream (`async with`) even if you never read it."""
         return self._token_stream(prompt, options, nowait=True)
 
-    # CTranslate2's name for the stream of asynchronous steps (its generate_tokens is a blocking iterator).
+    # CTranslate2's name for the stream of asynchronous steps.
     async_generate_tokens = generate_tokens
 
     def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:

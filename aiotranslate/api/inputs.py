@@ -11,10 +11,11 @@ clear ValueError and never reaches a worker.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..decoding import DecodingOptions, truncate_input
+from ..decoding.sampling import request_seed
 from ..tokenizers import Tokenizer
 
 
@@ -175,4 +176,7 @@ def decoding_options(
         suppress = tuple(
             tuple(s) for s in to_ids(suppress_sequences, tokenizer, vocab_size, target=True, name="suppress_sequences")
         )
-    return DecodingOptions(end_ids=end_ids, disable_ids=disable, suppress_sequences=suppress, **fields)
+    options = DecodingOptions(end_ids=end_ids, disable_ids=disable, suppress_sequences=suppress, **fields)
+    if options.is_sampling and options.seed is None:
+        options = replace(options, seed=request_seed(None))
+    return options

@@ -8,15 +8,18 @@ Backpressure belongs at admission, not here.
 `TokenStream` is what the public `generate_tokens` methods return: an async iterator that is also
 an async context manager. Leaving the `async with` block (or `aclose()`) cancels the request, so
 the worker stops at its next step; relying on garbage collection of an abandoned iterator would
-leave the worker decoding for nobody.
+leave the worker decoding for nobody. Outside a coroutine it is also CTranslate2's blocking
+iterator: a plain `for` reads the steps from a queue, and leaving the loop cancels the request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 _END = object()
@@ -82,16 +85,21 @@ class TokenStream:
 
     `start(channel)` builds the request, which pushes its steps to `channel`, and returns an
     awaitable of its final result (admitting the request first, or having admitted it already).
-    Errors of the request (bad input, timeout) are raised from the iteration.
+    `start_blocking(put)` (None: no blocking form) builds it to call `put` with each step, admits
+    it from the calling thread and returns its concurrent future. Errors of the request (bad
+    input, timeout) are raised from the iteration.
     """
 
     def __init__(
         self,
         start: Callable[[StepChannel], Awaitable[Any]],
         cancel: Callable[[], None],
+        start_blocking: Callable[[Callable[[Any], None]], concurrent.futures.Future] | None = None,
     ) -> None:
         self._start = start
         self._cancel = cancel
+        self._start_blocking = start_blocking
+        self._started_blocking = False
         self._channel: StepChannel | None = None
         self._result: asyncio.Future | None = None
         self._buffer: collections.deque[Any] = collections.deque()
@@ -100,6 +108,8 @@ class TokenStream:
     def start(self) -> None:
         """Start the request now, from a coroutine (the loop must be running); a no-op once
         started. Iterating or entering the stream starts it too."""
+        if self._started_blocking:
+            raise RuntimeError("this stream is read with a plain `for` already")
         if self._channel is None:
             channel = StepChannel(asyncio.get_running_loop())
             self._result = asyncio.ensure_future(self._start(channel))  # if this raises, not started
@@ -107,6 +117,33 @@ class TokenStream:
 
     def __aiter__(self) -> TokenStream:
         return self
+
+    def __iter__(self) -> Iterator[Any]:
+        """The steps, blocking this thread between them (CTranslate2's generate_tokens, for scripts
+        and threads); inside a coroutine, `async for` instead: this would block the event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise TypeError("inside a coroutine, read a token stream with `async for` (a plain `for` blocks the loop)")
+        if self._start_blocking is None or self._channel is not None or self._started_blocking:
+            raise RuntimeError("a plain `for` needs a stream that has not started (and not a _nowait one)")
+        self._started_blocking = True
+        return self._blocking_steps()
+
+    def _blocking_steps(self) -> Iterator[Any]:
+        steps: queue.SimpleQueue = queue.SimpleQueue()
+        future = self._start_blocking(steps.put)
+        future.add_done_callback(lambda _: steps.put(_END))  # after the last step: the worker pushes first
+        try:
+            while (item := steps.get()) is not _END:
+                yield item
+            future.result()  # the request's error, if it failed
+        finally:
+            if not future.done():  # the caller left the loop: stop the request and let it settle
+                self._cancel()
+                concurrent.futures.wait([future])
 
     async def __anext__(self) -> Any:
         if self._closed:

@@ -175,7 +175,8 @@ class Translator(ModelEngine):
 
     def generate_tokens(self, source, target_prefix=None, **options) -> TokenStream:
         """Stream the translation of one source step by step:
-        `async with translator.generate_tokens(src) as steps: async for step in steps`.
+        `async with translator.generate_tokens(src) as steps: async for step in steps`, or outside
+        a coroutine `for step in translator.generate_tokens(src)` (CTranslate2's blocking iterator).
         Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
         soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
         stops decoding at the next step."""

@@ -11,11 +11,13 @@ temperature, so this equals transformers' temperature -> top-k -> top-p order. T
 the *input* scores of the chosen candidates (the model's log-probs, not the tempered ones).
 
 Each row draws from its own `numpy.random.Generator`, so a row's samples depend on the seed and its
-position in the call only, not on the other rows or on when they finish.
+position in the call only, not on the other rows or on when they finish. A request without a seed
+draws fresh entropy, or after `set_random_seed` the next seed of that sequence (`request_seed`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +25,28 @@ import numpy as np
 from .. import ops
 from ..backends import get_array_module
 from .options import DecodingOptions
+
+
+_seeds: np.random.SeedSequence | None = None  # set_random_seed's sequence; None: fresh entropy
+_seeds_lock = threading.Lock()
+
+
+def set_random_seed(seed: int | None) -> None:
+    """CTranslate2's `set_random_seed`: from now on, each sampling request made without a `seed`
+    takes the next seed of a sequence started from `seed`, in the order the requests are made, so
+    a script samples the same from run to run. None goes back to fresh entropy per request."""
+    global _seeds
+    with _seeds_lock:
+        _seeds = None if seed is None else np.random.SeedSequence(int(seed))
+
+
+def request_seed(seed: int | None) -> int | None:
+    """The seed a sampling request runs with: its own, else the next of set_random_seed's sequence,
+    else None (fresh entropy)."""
+    with _seeds_lock:
+        if seed is not None or _seeds is None:
+            return seed
+        return int(_seeds.spawn(1)[0].generate_state(1, np.uint64)[0])
 
 
 def row_generators(seed: int | None, keys: Sequence[tuple[int, int]]) -> list[np.random.Generator]:

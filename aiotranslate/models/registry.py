@@ -38,6 +38,21 @@ def supported_model_types() -> list[str]:
     return sorted(LOADERS)
 
 
+def contains_model(path: str | Path) -> bool:
+    """Whether `path` names a model that `load_model` reads (CTranslate2's `contains_model`): a GGUF
+    file, a Bergamot directory, or a directory whose config.json names a supported model_type. No
+    weights are read."""
+    try:
+        if find_gguf(path) is not None:
+            return True
+        directory = resolve_model_path(path)
+        if is_bergamot_dir(directory):
+            return True
+        return directory.is_dir() and HFConfig.read(directory).values.get("model_type") in LOADERS
+    except (ModelLoadError, OSError, TypeError, ValueError):  # TypeError: a model_type that is no string
+        return False
+
+
 def load_model(path: str | Path):
     """The model stored in directory `path` (config.json + safetensors weights), ready to decode."""
     gguf_file = find_gguf(path)  # also "smollm2"

@@ -4,12 +4,14 @@ transformers (generate, logits, hidden states) and merges concurrent requests.""
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import aiotranslate
 from aiotranslate import Encoder, Generator
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
@@ -136,6 +138,66 @@ async def test_score_and_forward_match_transformers_logits(generator, gpt2_dir):
         ref_lp = torch.log_softmax(torch.from_numpy(ref), -1).numpy()
         np.testing.assert_allclose(lp, ref_lp, atol=1e-4)
         np.testing.assert_allclose(s.log_probs, ref_lp[np.arange(len(prompt) - 1), prompt[1:]], atol=1e-4)
+
+
+def test_generate_tokens_blocking_iterator(generator):
+    """Outside a coroutine, a plain `for` reads the stream (CTranslate2's blocking generate_tokens):
+    the steps of the async stream; leaving the loop stops the request; a bad prompt raises."""
+    greedy = generator.submit_generate_batch([PROMPTS[2]], max_length=8, include_prompt_in_result=False).result()
+    steps = list(generator.generate_tokens(PROMPTS[2], max_length=8, include_prompt_in_result=False))
+    assert [s.token_id for s in steps if s.token_id != 2] == greedy[0].sequences_ids[0]
+    assert steps[-1].is_last and all(s.log_prob is not None for s in steps)
+    stream = generator.generate_tokens(PROMPTS[0], max_length=40, min_length=40)
+    for step in stream:
+        if step.step >= 2:
+            break
+    deadline = time.monotonic() + 10  # the loop's exit cancelled the request: the worker goes idle
+    while generator.num_active_batches and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert generator.num_active_batches == 0
+    with pytest.raises(RuntimeError, match="not started"):
+        iter(stream)
+    with pytest.raises(ValueError, match="empty"):
+        list(generator.generate_tokens([], max_length=3))
+
+
+async def test_generate_tokens_plain_for_inside_a_coroutine_is_refused(generator):
+    with pytest.raises(TypeError, match="async for"):
+        for _ in generator.generate_tokens(PROMPTS[0], max_length=3):
+            pass
+
+
+async def test_set_random_seed_repeats_unseeded_sampling(generator):
+    """CTranslate2's set_random_seed: the unseeded sampling requests after it draw the same as after
+    the same call before; each takes the next seed of the sequence; an explicit seed is its own."""
+    options = dict(max_length=12, sampling_topk=0, include_prompt_in_result=False)
+
+    async def two_requests():
+        return [[r.sequences_ids for r in await generator.generate_batch(PROMPTS[:2], **options)] for _ in range(2)]
+
+    try:
+        aiotranslate.set_random_seed(7)
+        first = await two_requests()
+        seeded = await generator.generate_batch(PROMPTS[:2], seed=3, **options)
+        aiotranslate.set_random_seed(7)
+        again = await two_requests()
+    finally:
+        aiotranslate.set_random_seed(None)
+    assert first == again
+    assert first[0] != first[1]
+    assert [r.sequences_ids for r in seeded] == [r.sequences_ids for r in await generator.generate_batch(
+        PROMPTS[:2], seed=3, **options)]
+
+
+def test_contains_model(gpt2_dir, tmp_path):
+    assert aiotranslate.contains_model(gpt2_dir[0])
+    assert not aiotranslate.contains_model(tmp_path)
+    assert not aiotranslate.contains_model(tmp_path / "missing")
+    assert not aiotranslate.contains_model(tmp_path / "missing.gguf")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    assert not aiotranslate.contains_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": ["gpt2"]}))
+    assert not aiotranslate.contains_model(tmp_path)
 
 
 async def test_generator_rejects_bad_prompts(generator):

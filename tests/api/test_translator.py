@@ -134,6 +134,13 @@ async def test_stream_yields_the_greedy_translation_with_text(translator):
     assert "".join(s.text for s in got).strip() == (await translator.translate(SENTENCES[1], beam_size=1, max_decoding_length=10))
 
 
+def test_stream_read_with_a_plain_for_outside_a_coroutine(translator):
+    """CTranslate2's blocking generate_tokens: the same steps as the async stream gives."""
+    expected = translator.submit_translate_batch([SENTENCES[1]], beam_size=1, max_decoding_length=10).result()[0]
+    got = list(translator.generate_tokens(SENTENCES[1], max_decoding_length=10))
+    assert [s.token for s in got if not (s.is_last and s.token == "</s>")] == expected.hypotheses[0]
+
+
 async def test_callback_sees_each_token_and_stops_its_example(translator):
     """CTranslate2's `callback`: every token of every example, numbered in the caller's batch across
     sub-batches (max_batch_size), named; True stops that example there and no other."""
