@@ -65,17 +65,19 @@ def to_ids(
 
 
 def source_ids(
-    source: Sequence[Any], tokenizer: Tokenizer | None, model: Any, max_input_length: int
+    source: Sequence[Any], tokenizer: Tokenizer | None, model: Any, max_input_length: int, end_ids: Sequence[int]
 ) -> list[list[int]]:
-    """Sources of a translation -> the ids its encoder reads, truncated to max_input_length. A model
-    whose sources always end with one token (`source_end_id`: Marian C++ models and </s>) gets it
-    appended to any non-empty example that lacks it, as CTranslate2 appends </s> to the sources of
-    models converted from Marian; texts have it from the tokenizer."""
+    """Sources of a translation -> the ids its encoder reads, truncated to max_input_length, a final
+    end token (one of the model's `end_ids`) kept last. A model whose sources always end with one
+    token (`source_end_id`: Marian C++ models and </s>) gets it appended to any non-empty example
+    that lacks it, as CTranslate2 appends </s> to the sources of models converted from Marian; texts
+    have it from the tokenizer."""
     rows = to_ids(source, tokenizer, model.vocab_size)
     end = getattr(model, "source_end_id", None)
     if end is not None:
         rows = [row + [end] if row and row[-1] != end else row for row in rows]
-    return truncate_all(rows, max_input_length)
+        end_ids = (end,)
+    return [truncate_input(r, max_input_length, end_ids) for r in rows]
 
 
 def source_names(source: Sequence[Any], ids: list[list[int]], tokenizer: Tokenizer) -> list[list[str]]:

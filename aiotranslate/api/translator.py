@@ -74,7 +74,7 @@ class Translator(ModelEngine):
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
         o = {**TRANSLATE_DEFAULTS, **options}
         vocab = loaded.model.vocab_size
-        sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length)
+        sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length, loaded.special.end)
         if any(len(s) == 0 for s in sources):
             raise ValueError("source contains an empty example")
         prefixes = [[] for _ in sources]
@@ -193,7 +193,7 @@ class Translator(ModelEngine):
             raise ValueError(f"offset must be >= 0, got {offset}")
         loaded = self._loaded
         vocab = loaded.model.vocab_size
-        sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length)
+        sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length, loaded.special.end)
         targets = inputs.to_ids(target, loaded.tokenizer, vocab, target=True, name="target")
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
@@ -279,9 +279,10 @@ class Translator(ModelEngine):
         options = replace(requests[0].options, n_threads=context.n_threads)
         # Replacing examples ask for attention, so their batch decodes as formed (batching.continuous):
         # the results come in the order of these examples.
-        replacing = [ex[2] for r in requests for ex in r.examples]
+        examples = [ex for r in requests for ex in r.examples]
+        replacing = [ex[2] for ex in examples]
         start = partial(self._start_translation, model)
-        outputs = partial(self._outputs, kind, replacing if any(replacing) else None)
+        outputs = partial(self._outputs, kind, [len(ex[0]) for ex in examples], replacing if any(replacing) else None)
         run_decoding(requests, model, options, start, outputs, self._pool.take_joiners)
 
     def _encode(self, model, requests: list[Request], n_threads: int):
@@ -295,13 +296,17 @@ class Translator(ModelEngine):
         state, start_tokens = self._encode(model, requests, options.n_threads)
         return state, start_tokens, options
 
-    def _outputs(self, kind: str, replacing, results) -> list:
+    def _outputs(self, kind: str, source_lengths: list[int], replacing, results) -> list:
+        """The public results of a batch's decoding results. With attention (which only a batch
+        decoded as formed returns: batching.continuous), results[i] is example i's, and its
+        attention rows are cut from the batch's padded source width to that example's source."""
         tokenizer = self._loaded.tokenizer
         if kind == "text":
             return tokenizer.decode([r.hypotheses[0] if r.hypotheses else [] for r in results], target=True)
+        widths = source_lengths if any(r.attention for r in results) else [None] * len(results)
         outputs = [
-            TranslationResult(token_names(tokenizer, r.hypotheses), r.scores, r.attention, r.logits)
-            for r in results
+            TranslationResult(token_names(tokenizer, r.hypotheses), r.scores, [a[:, :n] for a in r.attention], r.logits)
+            for r, n in zip(results, widths)
         ]
         for out, r, replaced in zip(outputs, results, replacing or ()):
             if replaced is not None:

@@ -23,7 +23,7 @@ forbids the end token until that many tokens are there).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 
@@ -121,11 +121,18 @@ class DecodingOptions:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 
 
-def truncate_input(ids: Sequence[int], max_input_length: int) -> list[int]:
+def truncate_input(ids: Sequence[int], max_input_length: int, end_ids: Collection[int] = ()) -> list[int]:
     """The first `max_input_length` ids (0 disables truncation): CTranslate2's `max_input_length`.
+    A sequence that ends with one of `end_ids` keeps it last (the first max_input_length - 1 ids,
+    then it), as CTranslate2 does with a source's </s> and transformers' tokenizers with their
+    special tokens.
 
     Apply it to the ids the model will read (source ids with their special tokens, or a prompt),
     so that a request never exceeds the model's positions."""
     if max_input_length < 0:
         raise ValueError(f"max_input_length must be >= 0, got {max_input_length}")
-    return list(ids[:max_input_length] if max_input_length else ids)
+    if not max_input_length or len(ids) <= max_input_length:
+        return list(ids)
+    if ids[-1] in end_ids:
+        return [*ids[: max_input_length - 1], ids[-1]]
+    return list(ids[:max_input_length])

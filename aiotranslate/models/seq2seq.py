@@ -191,8 +191,10 @@ class EncoderDecoderModel:
 
     def decode_with_attention(self, state: EncoderDecoderState, ids, lengths=None) -> tuple[np.ndarray, np.ndarray]:
         """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
-        (B, T, S) attention over the source, the last layer's cross-attention averaged over its heads
-        (S the state's padded source width; zeros past a row's source and for unused slots)."""
+        (B, T, S) attention over the source, the cross-attention of the last layer's first head
+        (S the state's padded source width; zeros past a row's source and for unused slots). That
+        head is the alignment head of CTranslate2 (its default alignment_layer=-1, alignment_heads=1),
+        of Marian's and of OpenNMT's guided alignment."""
         keys = state.memory[-1][0]
         _, h_kv, s, _ = keys.shape  # keys (B / group, H_kv, S, D)
         bsz = state.batch_size
@@ -204,7 +206,7 @@ class EncoderDecoderModel:
         logits = self._forward(state, ids, lengths, False, probs)
         counts = np.full(bsz, t) if lengths is None else np.asarray(lengths)
         attention = np.zeros((bsz, t, s), dtype=np.float32)  # on the host: the search reads it
-        attention[:, :, : probs.shape[3]] = to_host(probs.mean(axis=1))
+        attention[:, :, : probs.shape[3]] = to_host(probs[:, 0])
         attention[np.arange(t)[None, :] >= counts[:, None]] = 0.0  # slots past a row's tokens
         return logits, attention
 

@@ -151,12 +151,8 @@ def run_call(model, endpoint: Endpoint, call: Call):
             else:  # free
                 states.pop(state_id, None)
     args = call.args if call.state is None else (states[call.state], *call.args)
+    # decode_with_attention returns the attention of a shard's first head: rank 0's is the model's.
     result = getattr(model, call.method)(*args, **call.kwargs)
-    if call.method == "decode_with_attention":
-        # Each rank averaged the attention of its own heads (the same number on each): average those.
-        logits, attention = result
-        endpoint.collectives.reduce(attention)
-        attention /= endpoint.collectives.size
     if call.creates is not None:
         states[call.creates] = result
     return result

@@ -57,15 +57,6 @@ class Collectives:
         self.comm.Allreduce(self._mpi.IN_PLACE, a, op=self._mpi.SUM)
         self._count(start)
 
-    def reduce(self, a: np.ndarray) -> None:
-        """On rank 0, a <- the sum of every rank's a, in place; a is only sent from the others."""
-        start = time.perf_counter()
-        if self.rank == 0:
-            self.comm.Reduce(self._mpi.IN_PLACE, a, op=self._mpi.SUM, root=0)
-        else:
-            self.comm.Reduce(a, None, op=self._mpi.SUM, root=0)
-        self._count(start)
-
     def gather_columns(self, part: np.ndarray, widths: list[int], out: np.ndarray | None) -> np.ndarray:
         """Rank r's part (R, widths[r]) -> on rank 0, (R, sum(widths)) with the parts side by side
         (written into out when given); the other ranks get their part back."""

@@ -239,6 +239,33 @@ async def test_nowait_raises_queue_full(model_dir):
         assert len(await queued) == 1
 
 
+async def test_attention_covers_each_example_source(translator):
+    """As in CTranslate2: one row per returned target token, one column per token of that example's
+    source (not the batch's longest); each row a distribution; the same as the example alone."""
+    ids = translator.tokenizer.encode(SENTENCES[3:6])
+    batch = await translator.translate_batch(ids, beam_size=2, return_attention=True, max_decoding_length=6)
+    for source, result in zip(ids, batch):
+        attention = np.asarray(result.attention[0])
+        assert attention.shape == (len(result.hypotheses[0]), len(source))
+        np.testing.assert_allclose(attention.sum(axis=1), 1.0, rtol=1e-4)
+        alone = (await translator.translate_batch([source], beam_size=2, return_attention=True, max_decoding_length=6))[0]
+        np.testing.assert_allclose(np.asarray(alone.attention[0]), attention, atol=1e-5)
+    assert len({len(s) for s in ids}) > 1  # the sources differ in length
+
+
+async def test_max_input_length_keeps_the_end_token(translator):
+    """As CTranslate2 (and transformers' tokenizers) truncate: the first max_input_length - 1 source
+    tokens, then the source's </s>."""
+    ids = translator.tokenizer.encode(SENTENCES[6:8])
+    end = ids[0][-1]
+    cut = await translator.translate_batch(ids, max_input_length=4, beam_size=1, max_decoding_length=6, return_scores=True)
+    kept = await translator.translate_batch([s[:3] + [end] for s in ids], beam_size=1, max_decoding_length=6,
+                                            return_scores=True)  # fmt: skip
+    assert [r.hypotheses for r in cut] == [r.hypotheses for r in kept]
+    assert [r.scores for r in cut] == [r.scores for r in kept]
+    assert all(len(s) > 4 for s in ids)
+
+
 async def test_replace_unknowns_takes_the_most_attended_source_token(translator):
     """CTranslate2's replace_unknowns: an unknown target token (here forced by the target prefix)
     becomes the source token its step attended to most, spelled as the caller gave it."""

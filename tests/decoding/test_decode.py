@@ -130,6 +130,9 @@ def test_options_accept_what_ctranslate2_accepts():
 def test_truncate_input():
     assert truncate_input([1, 2, 3, 4], 2) == [1, 2]
     assert truncate_input([1, 2, 3], 0) == [1, 2, 3]
+    assert truncate_input([1, 2, 3, 4, 0], 3, end_ids=(0,)) == [1, 2, 0]  # a final end token stays last
+    assert truncate_input([1, 2, 3, 4], 3, end_ids=(0,)) == [1, 2, 3]
+    assert truncate_input([1, 2, 0], 3, end_ids=(0,)) == [1, 2, 0]
     with pytest.raises(ValueError):
         truncate_input([1], -1)
 

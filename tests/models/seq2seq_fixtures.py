@@ -150,11 +150,11 @@ def max_rel_diff(ours: np.ndarray, ref: np.ndarray) -> float:
 
 @torch.no_grad()
 def hf_cross_attention(model, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
-    """(T, S) last decoder layer's cross-attention averaged over heads, one unpadded row."""
+    """(T, S) cross-attention of the last decoder layer's first head (the alignment head), one unpadded row."""
     out = model(
         input_ids=torch.from_numpy(src.astype(np.int64))[None],
         decoder_input_ids=torch.from_numpy(tgt.astype(np.int64))[None],
         use_cache=False,
         output_attentions=True,
     )
-    return out.cross_attentions[-1][0].mean(dim=0).numpy()
+    return out.cross_attentions[-1][0, 0].numpy()

@@ -208,7 +208,7 @@ def test_bad_decode_arguments_leave_the_state_unchanged(pair):
 
 def test_decode_with_attention_gives_last_layer_alignments(pair):
     """A ragged prefix, then single steps: logits as `decode`, and (B, T, S) attention equal to
-    transformers' last-layer cross-attention averaged over heads, zero past each source."""
+    the cross-attention of transformers' last layer's first head, zero past each source."""
     _, model, hf = pair
     rng = np.random.default_rng(7)
     rows, src, src_lengths = _sources(hf, rng, [7, 3, 12])

@@ -52,7 +52,7 @@ def test_decoder_only_logits_and_searches_match_the_whole_model(model_dirs, name
 
 
 def test_marian_logits_attention_and_searches_match_the_whole_model(model_dirs):
-    """Encoder, cross-attention (alignments averaged over every rank's heads) and decoder."""
+    """Encoder, cross-attention (the alignment head, which rank 0 holds) and decoder."""
     sources = [[5, 9, 14, 3, 0], [7, 7, 0], [31, 2, 40, 11, 6, 0]]
     start = 52  # the tiny Marian's decoder start token (pad)
 
