@@ -44,7 +44,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    options = {"max_length": body.get("max_tokens", 64), "include_prompt_in_result": False}
+    options = {"max_length": body.get("max_tokens", 64)}
     async with request.app[GENERATOR].generate_tokens(body["prompt"], **options) as steps:
         async for step in steps:
             await response.write(f"data: {json.dumps({'text': step.text})}\n\n".encode())

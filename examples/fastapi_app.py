@@ -53,7 +53,7 @@ async def translate(body: TranslateBody, request: Request) -> dict:
 
 @app.post("/generate", response_class=EventSourceResponse)
 async def generate(body: GenerateBody, request: Request) -> AsyncIterator[dict]:
-    options = {"max_length": body.max_tokens, "include_prompt_in_result": False}
+    options = {"max_length": body.max_tokens}
     async with request.state.generator.generate_tokens(body.prompt, **options) as steps:
         async for step in steps:
             yield {"text": step.text}

@@ -13,7 +13,7 @@ from aiotranslate import Generator
 
 async def main(model: str, prompt: str) -> None:
     async with Generator(model) as generator:
-        async with generator.generate_tokens(prompt, max_length=128, include_prompt_in_result=False) as steps:
+        async with generator.generate_tokens(prompt, max_length=128) as steps:
             async for step in steps:
                 print(step.text, end="", flush=True)
                 if "\n" in step.text:  # the first line is enough: stop generating

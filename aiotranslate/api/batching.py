@@ -83,12 +83,14 @@ class StepCallback:
     each token of the request's examples (`batch_id` numbered in the caller's batch, `token` named);
     True stops that example there. An exception it raises stops the example and fails this request
     alone, with that exception, when the batch completes it: the worker and the other requests
-    carry on."""
+    carry on. `forward` (a token stream's hook) then gets the step too, as CTranslate2's
+    generate_tokens calls the callback of each step it yields."""
 
-    def __init__(self, callback: Callable[[GenerationStepResult], Any], tokenizer, indices: list[int]) -> None:
+    def __init__(self, callback: Callable[[GenerationStepResult], Any], tokenizer, indices: list[int],
+                 forward: Callable[[GenerationStepResult], Any] | None = None) -> None:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        self.callback, self.tokenizer, self.indices = callback, tokenizer, indices
+        self.callback, self.tokenizer, self.indices, self.forward = callback, tokenizer, indices, forward
         self.error: BaseException | None = None
 
     def __call__(self, step: GenerationStepResult) -> bool:
@@ -96,20 +98,22 @@ class StepCallback:
             return True
         token = None if self.tokenizer is None else self.tokenizer.ids_to_tokens([[step.token_id]], target=True)[0][0]
         try:
-            return bool(self.callback(replace(step, batch_id=self.indices[step.batch_id], token=token)))
+            stop = bool(self.callback(replace(step, batch_id=self.indices[step.batch_id], token=token)))
         except Exception as exc:  # noqa: BLE001 - the caller's code: its request fails, not the batch
             self.error = exc
             return True
+        if self.forward is not None:
+            stop = bool(self.forward(step)) or stop
+        return stop
 
 
 def step_hooks(on_step, callback, tokenizer, batches: list[list[int]]) -> list:
     """The step hook of each sub-batch of a call (`batches`: their indices in the call): a stream's
-    `on_step`, or for the call's `callback` option a `StepCallback` each, or None."""
+    `on_step`, or for the call's `callback` option a `StepCallback` each (which hands each step on
+    to the stream's `on_step` if there is one), or None."""
     if callback is None:
         return [on_step] * len(batches)
-    if on_step is not None:
-        raise TypeError("a token stream takes no callback: iterate the stream instead")
-    return [StepCallback(callback, tokenizer, idx) for idx in batches]
+    return [StepCallback(callback, tokenizer, idx, on_step) for idx in batches]
 
 
 def settle(request: Request, stopped: bool, result: Callable[[], Any]) -> None:

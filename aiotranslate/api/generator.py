@@ -179,7 +179,8 @@ class Generator(ModelEngine):
     async_generate_tokens = generate_tokens
 
     def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:
-        options = stream_options(options)
+        # CTranslate2's generate_tokens streams the continuation only: max_length counts new tokens.
+        options = stream_options(options, include_prompt_in_result=False)
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
             "tokens", [prompt], on_step=push, **options
         )[0], nowait=nowait)

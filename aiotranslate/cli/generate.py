@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     text = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     if not text.strip():
         raise CliError("the prompt is empty")
-    options = {"max_length": args.max_length, "include_prompt_in_result": False, **given(args, *SAMPLING)}
+    options = {"max_length": args.max_length, **given(args, *SAMPLING)}
     asyncio.run(stream(args, text, options))
 
 

@@ -64,7 +64,6 @@ class Sampling(Body):
             sampling_temperature=1.0 if greedy else self.temperature,
             repetition_penalty=self.repetition_penalty,
             seed=self.seed,
-            include_prompt_in_result=False,
         )
 
 

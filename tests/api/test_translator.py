@@ -173,8 +173,14 @@ async def test_a_failing_callback_fails_its_call_alone(translator):
     assert len(await other) == 2
     with pytest.raises(TypeError, match="callable"):
         await translator.translate_batch(SENTENCES[:1], callback=3)
-    with pytest.raises(TypeError, match="no callback"):
-        async with translator.generate_tokens(SENTENCES[0], callback=print) as steps:
+    seen = []  # a stream's callback (CTranslate2's generate_tokens takes one): each step, then the stream's
+    async with translator.generate_tokens(SENTENCES[0], max_decoding_length=6, callback=seen.append) as steps:
+        streamed = [s async for s in steps]
+    assert [s.token_id for s in seen] == [s.token_id for s in streamed] and seen
+    async with translator.generate_tokens(SENTENCES[0], max_decoding_length=6, callback=lambda s: s.step == 1) as steps:
+        assert [s.step async for s in steps] == [0, 1]  # True stops the stream there
+    with pytest.raises(ZeroDivisionError):
+        async with translator.generate_tokens(SENTENCES[0], callback=lambda s: 1 / 0) as steps:
             [s async for s in steps]
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
 
