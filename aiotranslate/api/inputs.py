@@ -10,7 +10,7 @@ clear ValueError and never reaches a worker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -71,8 +71,10 @@ def source_ids(
     end token (one of the model's `end_ids`) kept last. A model whose sources always end with one
     token (`source_end_id`: Marian C++ models and </s>) gets it appended to any non-empty example
     that lacks it, as CTranslate2 appends </s> to the sources of models converted from Marian; texts
-    have it from the tokenizer."""
+    have it from the tokenizer. A blank text is an empty source, as an empty list of tokens is."""
     rows = to_ids(source, tokenizer, model.vocab_size)
+    # A text with nothing to translate is an empty source (its tokenizer would still add </s>).
+    rows = [[] if isinstance(given, str) and not given.strip() else row for given, row in zip(source, rows)]
     end = getattr(model, "source_end_id", None)
     if end is not None:
         rows = [row + [end] if row and row[-1] != end else row for row in rows]
@@ -120,8 +122,10 @@ def truncate_all(rows: list[list[int]], max_input_length: int) -> list[list[int]
     return [truncate_input(r, max_input_length) for r in rows]
 
 
-def split_batches(lengths: Sequence[int], max_batch_size: int, batch_type: str) -> list[list[int]]:
-    """Example indices grouped into sub-batches of at most max_batch_size examples or tokens.
+def split_batches(lengths: Sequence[int], max_batch_size: int, batch_type: str,
+                  skip: Collection[int] = ()) -> list[list[int]]:
+    """Example indices (but those in `skip`) grouped into sub-batches of at most max_batch_size
+    examples or tokens.
 
     Examples are sorted by length first (as CTranslate2 does) so each sub-batch pads little;
     callers put the results back in input order. max_batch_size 0 keeps one batch."""
@@ -129,7 +133,7 @@ def split_batches(lengths: Sequence[int], max_batch_size: int, batch_type: str) 
         raise ValueError(f"batch_type must be 'examples' or 'tokens', got {batch_type!r}")
     if max_batch_size < 0:
         raise ValueError(f"max_batch_size must be >= 0, got {max_batch_size}")
-    order = list(range(len(lengths)))
+    order = [i for i in range(len(lengths)) if i not in skip]
     if max_batch_size == 0 or len(order) <= 1:
         return [order] if order else []
     order.sort(key=lambda i: lengths[i], reverse=True)

@@ -75,8 +75,6 @@ class Translator(ModelEngine):
         o = {**TRANSLATE_DEFAULTS, **options}
         vocab = loaded.model.vocab_size
         sources = inputs.source_ids(source, loaded.tokenizer, loaded.model, max_input_length, loaded.special.end)
-        if any(len(s) == 0 for s in sources):
-            raise ValueError("source contains an empty example")
         prefixes = [[] for _ in sources]
         if target_prefix is not None:
             if len(target_prefix) != len(sources):
@@ -106,13 +104,19 @@ class Translator(ModelEngine):
             suppress_sequences=o.pop("suppress_sequences"),
             max_length=o.pop("max_decoding_length"), min_length=o.pop("min_decoding_length"), **o,
         )
-        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
+        # Empty sources are not decoded: as in CTranslate2, each returns its target prefix (scored 0),
+        # from a sub-batch of their own that the worker completes at once (`_empty_results`).
+        empty = [i for i, s in enumerate(sources) if not s]
+        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty))
         hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)
         requests = [
             Request(batch_key(kind, decoding), [(sources[i], starts[i], replacing[i]) for i in idx], decoding,
                     num_tokens=sum(len(sources[i]) for i in idx), on_step=hook, timeout=timeout)
             for idx, hook in zip(batches, hooks)
         ]
+        if empty:
+            requests.append(Request(("empty", kind), [prefixes[i] for i in empty], decoding, timeout=timeout))
+            batches.append(empty)
         return requests, batches
 
     # -- the public surface --------------------------------------------------------------------
@@ -200,12 +204,17 @@ class Translator(ModelEngine):
         special = loaded.special
         end = special.end[:1]
         sequences = [[special.start] + t + list(end) for t in targets]
-        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type)
-        return [
+        empty = [i for i, s in enumerate(sources) if not s]  # scored 0 without running, as in CTranslate2
+        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty))
+        requests = [
             Request(("score",), [(sources[i], sequences[i]) for i in idx], int(offset),  # options: the offset
                     num_tokens=sum(len(sources[i]) for i in idx), timeout=timeout)
             for idx in batches
-        ], batches
+        ]
+        if empty:
+            requests.append(Request(("empty", "score"), [sequences[i] for i in empty], int(offset), timeout=timeout))
+            batches.append(empty)
+        return requests, batches
 
     # -- bulk: iterables and files (bulk.py, files.py) -----------------------------------------
 
@@ -269,6 +278,9 @@ class Translator(ModelEngine):
 
     def _run_batch(self, context, requests: list[Request]) -> None:
         model, kind = self._model(context), requests[0].key[0]
+        if kind == "empty":
+            complete(requests, [self._empty_result(r.key[1], r.options, prefix) for r in requests for prefix in r.examples])
+            return
         if kind == "score":
             state, sequences = self._encode(model, requests, context.n_threads)
             log_probs = score_sequences(model, state, sequences, n_threads=context.n_threads)
@@ -295,6 +307,20 @@ class Translator(ModelEngine):
         """A decoding start for these requests: their encoder state and decoder start tokens."""
         state, start_tokens = self._encode(model, requests, options.n_threads)
         return state, start_tokens, options
+
+    def _empty_result(self, kind: str, options, example: list[int]):
+        """What CTranslate2 returns for an empty source: num_hypotheses copies of the target prefix
+        (`example`), scored 0, attending to nothing (text: the prefix's); for a score request (example:
+        the target sequence, options: the offset), every token scored 0."""
+        tokenizer = self._loaded.tokenizer
+        if kind == "score":
+            return ScoringResult(token_names(tokenizer, [example[1:]])[0][options:], [0.0] * (len(example) - 1 - options))
+        prefix = example
+        if kind == "text":
+            return tokenizer.decode([prefix], target=True)[0]
+        n = options.num_hypotheses
+        return TranslationResult(token_names(tokenizer, [prefix] * n), [0.0] * n if options.return_scores else [],
+                                 [np.zeros((len(prefix), 0), np.float32)] * n if options.return_attention else [])
 
     def _outputs(self, kind: str, source_lengths: list[int], replacing, results) -> list:
         """The public results of a batch's decoding results. With attention (which only a batch

@@ -185,11 +185,31 @@ async def test_a_failing_callback_fails_its_call_alone(translator):
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
 
 
+async def test_empty_sources_return_their_prefix_without_decoding(translator):
+    """As in CTranslate2: an empty source (or a blank text) gives num_hypotheses copies of its target
+    prefix, scored 0, with no attention; scoring against it gives 0 per token; the other examples of
+    the call translate as they would alone, in input order, with max_batch_size too."""
+    tokens = translator.tokenizer.tokenize(SENTENCES[:2])
+    alone = await translator.translate_batch(tokens, beam_size=2, max_decoding_length=6, return_scores=True)
+    for options in ({}, {"max_batch_size": 1}):
+        mixed = await translator.translate_batch([[], tokens[0], [], tokens[1]], [None, None, ["▁a"], None],
+                                                 beam_size=2, num_hypotheses=2, max_decoding_length=6,
+                                                 return_scores=True, return_attention=True, **options)  # fmt: skip
+        assert [r.hypotheses for r in mixed[::2]] == [[[], []], [["▁a"], ["▁a"]]]
+        assert [r.scores for r in mixed[::2]] == [[0.0, 0.0]] * 2
+        assert [np.asarray(a).shape for a in mixed[2].attention] == [(1, 0)] * 2
+        assert [r.hypotheses[0] for r in mixed[1::2]] == [r.hypotheses[0] for r in alone]
+    assert await translator.translate(["", "  ", SENTENCES[0]], max_decoding_length=6) == [
+        "", "", await translator.translate(SENTENCES[0], max_decoding_length=6)]
+    scored = await translator.score_batch([[], tokens[0]], [tokens[1], tokens[1]])
+    assert scored[0].tokens == scored[1].tokens and scored[0].log_probs == [0.0] * len(scored[1].tokens)
+    async with translator.generate_tokens([], max_decoding_length=6) as steps:
+        assert [s async for s in steps] == []
+
+
 async def test_bad_inputs_fail_alone_with_clear_errors(translator):
     with pytest.raises(ValueError, match="outside the vocabulary"):
         await translator.translate_batch([[10**6]])
-    with pytest.raises(ValueError, match="empty example"):
-        await translator.translate_batch([[]])
     with pytest.raises(TypeError, match="unexpected option"):
         await translator.translate_batch(SENTENCES[:1], beam_sise=2)
     with pytest.raises(TypeError, match="single string"):
