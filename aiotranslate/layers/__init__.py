@@ -5,12 +5,12 @@ linear       Linear (the hook for int8 and tensor-parallel replacements)
 norms        LayerNorm, RMSNorm
 embeddings   Embedding
 positions    PositionEmbedding (learned / sinusoidal tables), Rotary (+ rope: scaling variants)
-attention    attend, SelfAttention (causal + KV cache, or bidirectional), CrossAttention
+attention    attend, SelfAttention (causal + KV cache, or bidirectional), CrossAttention, first_head_alignment
 ffn          FeedForward, GatedFeedForward (SwiGLU)
 kv_cache     TokenBatch (where a call's tokens go), KVCache, RowMoves (how select moves a state's rows)
 """
 
-from .attention import CrossAttention, SelfAttention, attend
+from .attention import CrossAttention, SelfAttention, attend, first_head_alignment
 from .embeddings import Embedding
 from .ffn import FeedForward, GatedFeedForward
 from .kv_cache import KVCache, RowMoves, TokenBatch
@@ -35,6 +35,7 @@ __all__ = [
     "SelfAttention",
     "TokenBatch",
     "attend",
+    "first_head_alignment",
     "freeze",
     "rope_frequencies",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backends import get_array_module, place_like
+from ..backends import get_array_module, place_like, to_host
 from .kv_cache import KVCache, TokenBatch
 from .linear import Linear
 from .norms import RMSNorm
@@ -200,6 +200,12 @@ class CrossAttention:
         self.head_dim = head_dim
         self.scale = head_dim**-0.5 if scale is None else float(scale)
 
+    def alignment_buffer(self, keys, memory_lengths, batch_size: int, t: int):
+        """A zeroed `probs` for a call of batch_size rows of t queries over memory whose keys are
+        `keys` (from `project`): (B, H, T, max(memory_lengths)), where the keys live."""
+        shape = (batch_size, keys.shape[1] * self.group, t, int(np.max(memory_lengths, initial=0)))
+        return get_array_module(keys).zeros(shape, dtype=keys.dtype)
+
     def project(self, memory: np.ndarray, batch_size: int, *, n_threads=1) -> tuple[np.ndarray, np.ndarray]:
         """memory (B*S, C) -> keys and values, each (B, H_kv, S, D) C-contiguous."""
         d = self.head_dim
@@ -241,3 +247,14 @@ class CrossAttention:
         grouped = None if probs is None else probs.reshape(bsz, h_kv, self.group, t, -1)  # (B, H_kv, r, T, S)
         ctx = attend(q, k, v, lengths, scale=self.scale, probs_out=grouped, n_threads=n_threads)
         return self.out(ctx, residual=residual, n_threads=n_threads)
+
+
+def first_head_alignment(probs, counts, width: int) -> np.ndarray:
+    """The alignments of a decoder call from a cross-attention's `probs` (B, H, T, S <= width): float32
+    (B, T, width) on the host, head 0 (the alignment head of CTranslate2, Marian's and OpenNMT's
+    guided alignment), zero past S and in the slots past each row's counts[b] appended tokens."""
+    bsz, _, t, s = probs.shape
+    alignment = np.zeros((bsz, t, width), dtype=np.float32)
+    alignment[:, :, :s] = to_host(probs[:, 0])
+    alignment[np.arange(t)[None, :] >= np.asarray(counts)[:, None]] = 0.0
+    return alignment

