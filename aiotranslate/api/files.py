@@ -198,10 +198,10 @@ def by_rows(build: Callable, width: int) -> Callable[[list[tuple]], Any]:
 
 
 def translate_job(
-    translator, input_path, output_path, *, max_batch_size: int = 32, read_batch_size: int = 0,
+    translator, source_path, output_path, target_path=None, *, max_batch_size: int = 32, read_batch_size: int = 0,
     batch_type: str = "examples", with_scores: bool = False, source_tokenize_fn: Tokenize | None = None,
     target_tokenize_fn: Tokenize | None = None, target_detokenize_fn: Detokenize | None = None,
-    target_path=None, progress: bool | None = None, **options,
+    progress: bool | None = None, **options,
 ) -> FileJob:  # fmt: skip
     """`Translator.translate_file`: a line per hypothesis, `score ||| text` with with_scores."""
     codec = TextCodec(translator.tokenizer, source_tokenize_fn, target_tokenize_fn, target_detokenize_fn)
@@ -220,7 +220,7 @@ def translate_job(
             lines = [f"{score:g} ||| {line}" for score, line in zip(result.scores, lines)]
         return lines, len(hypotheses[0]) if hypotheses else 0
 
-    inputs, columns = [input_path], [lambda line: codec.example(line, target=False)]
+    inputs, columns = [source_path], [lambda line: codec.example(line, target=False)]
     if target_path is not None:
         inputs.append(target_path)
         columns.append(lambda line: codec.example(line, target=True))

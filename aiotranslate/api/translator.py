@@ -241,18 +241,19 @@ class Translator(ModelEngine):
 
         return self._bulk(build, [source, target], max_batch_size, batch_type)
 
-    async def translate_file(self, input_path, output_path, **options) -> ExecutionStats:
+    async def translate_file(self, source_path, output_path, target_path=None, **options) -> ExecutionStats:
         """Translate a text file line by line into output_path (constant memory, lines in order,
-        an empty line gives an empty line). Keywords: max_batch_size=32, read_batch_size=0
+        an empty line gives an empty line); target_path: a file of target prefixes, line by line
+        (CTranslate2's signature). Keywords: max_batch_size=32, read_batch_size=0
         (max_batch_size x 16), batch_type, with_scores (`score ||| text` lines),
         source_tokenize_fn, target_tokenize_fn, target_detokenize_fn (default: the model's
-        tokenizer, else whitespace), target_path (a file of target prefixes), progress (a tqdm bar
-        on stderr; None: when it is a terminal), and translate_batch's options."""
-        return await files.translate_job(self, input_path, output_path, **options).run_async()
+        tokenizer, else whitespace), progress (a tqdm bar on stderr; None: when it is a terminal),
+        and translate_batch's options."""
+        return await files.translate_job(self, source_path, output_path, target_path, **options).run_async()
 
-    def submit_translate_file(self, input_path, output_path, **options) -> concurrent.futures.Future:
+    def submit_translate_file(self, source_path, output_path, target_path=None, **options) -> concurrent.futures.Future:
         """`translate_file` on a thread of its own: a Future of its ExecutionStats."""
-        return files.translate_job(self, input_path, output_path, **options).start()
+        return files.translate_job(self, source_path, output_path, target_path, **options).start()
 
     async def score_file(self, source_path, target_path, output_path, **options) -> ExecutionStats:
         """Score each target line given its source line: `mean log-prob ||| target` lines.

@@ -101,7 +101,7 @@ async def test_target_prefix_file(translator, tmp_path):
     prefixes = ["", "the", "", "a stone"]
     source = write_lines(tmp_path / "in.txt", sentences)
     prefix = write_lines(tmp_path / "prefix.txt", prefixes)
-    await translator.translate_file(source, tmp_path / "out.txt", target_path=prefix, **GREEDY)
+    await translator.translate_file(source, tmp_path / "out.txt", prefix, **GREEDY)  # CTranslate2's third argument
     tokenized = [translator.tokenizer.tokenize([p], target=True, add_special_tokens=False)[0] if p else None
                  for p in prefixes]  # fmt: skip
     expected = await translator.translate_batch(sentences, tokenized, **GREEDY)
