@@ -105,7 +105,7 @@ class Translator(ModelEngine):
             max_length=o.pop("max_decoding_length"), min_length=o.pop("min_decoding_length"), **o,
         )
         # Empty sources are not decoded: as in CTranslate2, each returns its target prefix (scored 0),
-        # from a sub-batch of their own that the worker completes at once (`_empty_results`).
+        # from a sub-batch of their own that the worker completes at once (`_empty_result`).
         empty = [i for i, s in enumerate(sources) if not s]
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty))
         hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)
@@ -315,13 +315,13 @@ class Translator(ModelEngine):
         the target sequence, options: the offset), every token scored 0."""
         tokenizer = self._loaded.tokenizer
         if kind == "score":
-            return ScoringResult(token_names(tokenizer, [example[1:]])[0][options:], [0.0] * (len(example) - 1 - options))
-        prefix = example
+            tokens = token_names(tokenizer, [example[1:]])[0][options:]
+            return ScoringResult(tokens, [0.0] * len(tokens))
         if kind == "text":
-            return tokenizer.decode([prefix], target=True)[0]
+            return tokenizer.decode([example], target=True)[0]
         n = options.num_hypotheses
-        return TranslationResult(token_names(tokenizer, [prefix] * n), [0.0] * n if options.return_scores else [],
-                                 [np.zeros((len(prefix), 0), np.float32)] * n if options.return_attention else [])
+        return TranslationResult(token_names(tokenizer, [example] * n), [0.0] * n if options.return_scores else [],
+                                 [np.zeros((len(example), 0), np.float32)] * n if options.return_attention else [])
 
     def _outputs(self, kind: str, source_lengths: list[int], replacing, results) -> list:
         """The public results of a batch's decoding results. With attention (which only a batch
