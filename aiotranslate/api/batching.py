@@ -293,15 +293,16 @@ def gather_in_order(per_request: list[list], batches: list[list[int]]) -> list:
 def step_pusher(put, tokenizer):
     """The on_step of a streamed request: name the token, detokenize incrementally, `put` the step
     (a StepChannel's push, or a queue's). Runs on the worker thread; it never waits."""
-    detokenizers: dict[int, object] = {}
+    detokenizers: dict[tuple[int, int], object] = {}  # one per sequence: (batch_id, hypothesis_id)
 
     def push(step: GenerationStepResult) -> None:
         token, text = None, None
         if tokenizer is not None:
             token = tokenizer.ids_to_tokens([[step.token_id]], target=True)[0][0]
-            detok = detokenizers.get(step.hypothesis_id)
+            sequence = (step.batch_id, step.hypothesis_id)
+            detok = detokenizers.get(sequence)
             if detok is None:
-                detok = detokenizers[step.hypothesis_id] = tokenizer.detokenizer()
+                detok = detokenizers[sequence] = tokenizer.detokenizer()
             text = detok.step(step.token_id) or ""
         put(replace(step, token=token, text=text))
 

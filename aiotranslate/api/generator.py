@@ -164,10 +164,11 @@ class Generator(ModelEngine):
         """Stream one prompt's continuation token by token:
         `async with generator.generate_tokens(p) as steps: async for step in steps`, or outside a
         coroutine `for step in generator.generate_tokens(p)` (CTranslate2's blocking iterator).
-        Greedy or sampling by default; with beam_size > 1, the tokens that all live beams share as
-        soon as they share them, then the rest of the best hypothesis at the end. Leaving the block
-        stops decoding at the next step. The last step of a sequence that ended is its end token
-        (one of `end_token_ids`, with empty text)."""
+        As in CTranslate2, a list of prompts (each a list of tokens or ids) streams them together,
+        each step naming its prompt by `batch_id`. Greedy or sampling by default; with beam_size > 1,
+        the tokens that all live beams share as soon as they share them, then the rest of the best
+        hypothesis at the end. Leaving the block stops decoding at the next step. The last step of a
+        sequence that ended is its end token (one of `end_token_ids`, with empty text)."""
         return self._token_stream(prompt, options, nowait=False)
 
     def generate_tokens_nowait(self, prompt, **options) -> TokenStream:
@@ -181,8 +182,12 @@ class Generator(ModelEngine):
     def _token_stream(self, prompt, options: dict, nowait: bool) -> TokenStream:
         # CTranslate2's generate_tokens streams the continuation only: max_length counts new tokens.
         options = stream_options(options, include_prompt_in_result=False)
+        # A stream is one request: its prompts decode as one batch (a split would change no result).
+        options.pop("max_batch_size", None), options.pop("batch_type", None)
+        batch = not isinstance(prompt, str) and len(prompt) > 0 and not isinstance(prompt[0], (str, int, np.integer))
+        prompts = list(prompt) if batch else [prompt]
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
-            "tokens", [prompt], on_step=push, **options
+            "tokens", prompts, on_step=push, **options
         )[0], nowait=nowait)
 
     async def score_batch(self, tokens, **options) -> list[ScoringResult]:

@@ -161,6 +161,20 @@ def test_generate_tokens_blocking_iterator(generator):
         list(generator.generate_tokens([], max_length=3))
 
 
+async def test_generate_tokens_streams_a_batch_of_prompts(generator):
+    """CTranslate2's generate_tokens takes a batch: each step names its prompt by batch_id, and each
+    prompt's steps are those of its own stream."""
+    async with generator.generate_tokens(PROMPTS[:3], max_length=6) as steps:
+        together = [s async for s in steps]
+    for b, prompt in enumerate(PROMPTS[:3]):
+        async with generator.generate_tokens(prompt, max_length=6) as steps:
+            alone = [(s.token_id, s.text, s.is_last) async for s in steps]
+        assert [(s.token_id, s.text, s.is_last) for s in together if s.batch_id == b] == alone
+    tokens = generator.tokenizer.ids_to_tokens(PROMPTS[:2])  # token strings: a list of lists too
+    async with generator.generate_tokens(tokens, max_length=6, max_batch_size=1) as steps:
+        assert {s.batch_id for s in [s async for s in steps]} == {0, 1}
+
+
 async def test_generate_tokens_plain_for_inside_a_coroutine_is_refused(generator):
     with pytest.raises(TypeError, match="async for"):
         for _ in generator.generate_tokens(PROMPTS[0], max_length=3):
