@@ -10,7 +10,7 @@ clear ValueError and never reaches a worker.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,9 +40,15 @@ def to_ids(
     """Text, token strings or ids -> ids per example (validated against the vocabulary)."""
     if isinstance(batch, (str, bytes)):
         raise TypeError(f"{name} must be a list of examples, not a single string (wrap it in a list)")
+    if not isinstance(batch, Iterable):
+        raise TypeError(f"{name} must be a list of examples, got {type(batch).__name__}")
     batch = list(batch)
     if not batch:
         return []
+    flat = next((x for x in batch if not isinstance(x, (str, bytes, Iterable))), None)
+    if flat is not None:
+        raise TypeError(f"{name} must be a list of examples (texts, or lists of tokens or ids), but an item is "
+                        f"of type {type(flat).__name__}: wrap one example's tokens in a list")
     if all(isinstance(x, str) for x in batch):
         # Target-side texts (prefixes, scored targets, end tokens) are token sequences the engine
         # completes itself: no special tokens (an end token would end a prefix).

@@ -23,8 +23,15 @@ forbids the end token until that many tokens are there).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+
+
+_INTEGERS = ("beam_size", "num_hypotheses", "sampling_topk", "no_repeat_ngram_size", "max_length", "min_length",
+             "n_threads")
+_NUMBERS = ("patience", "length_penalty", "coverage_penalty", "min_alternative_expansion_prob", "sampling_topp",
+            "sampling_temperature", "repetition_penalty")
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,15 @@ class DecodingOptions:
         return self.sampling_topk != 1 and self.sampling_temperature != 0
 
     def _validate(self) -> None:
+        for name in _INTEGERS:
+            if not isinstance(getattr(self, name), numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or math.isnan(value):
+                raise (ValueError if isinstance(value, numbers.Real) else TypeError)(
+                    f"{name} must be a number, got {value!r}"
+                )
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
         if not self.patience > 0:

@@ -214,6 +214,12 @@ async def test_bad_inputs_fail_alone_with_clear_errors(translator):
         await translator.translate_batch(SENTENCES[:1], beam_sise=2)
     with pytest.raises(TypeError, match="single string"):
         await translator.translate_batch("a sentence")
+    with pytest.raises(TypeError, match="list of examples, got NoneType"):
+        await translator.translate_batch(None)
+    with pytest.raises(TypeError, match="wrap one example's tokens in a list"):
+        await translator.translate_batch([5, 6])
+    with pytest.raises(TypeError, match="beam_size must be an integer"):
+        await translator.translate_batch(SENTENCES[:1], beam_size="2")
     with pytest.raises(ValueError, match="prefix_bias_beta is not supported"):
         await translator.translate_batch(SENTENCES[:1], target_prefix=[["a"]], prefix_bias_beta=0.5)
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -111,6 +112,8 @@ def test_empty_batch_and_bad_inputs(adapter):
         {"sampling_temperature": -1},
         {"suppress_sequences": [[]]},
         {"min_alternative_expansion_prob": 2},
+        {"sampling_temperature": float("nan")},
+        {"length_penalty": float("nan")},
     ],
 )
 def test_options_refuse_bad_values(bad):
@@ -118,8 +121,16 @@ def test_options_refuse_bad_values(bad):
         DecodingOptions(**bad)
 
 
+@pytest.mark.parametrize("bad", [{"beam_size": "2"}, {"max_length": 2.5}, {"sampling_topp": "0.9"}, {"patience": None}])
+def test_options_refuse_bad_types_by_name(bad):
+    (name,) = bad
+    with pytest.raises(TypeError, match=name):
+        DecodingOptions(**bad)
+
+
 def test_options_accept_what_ctranslate2_accepts():
     assert DecodingOptions(num_hypotheses=4, sampling_topk=0).num_hypotheses == 4  # sampled hypotheses
+    assert DecodingOptions(beam_size=np.int64(2), length_penalty=1, patience=math.inf).beam_size == 2
     assert DecodingOptions(num_hypotheses=4, return_alternatives=True).num_hypotheses == 4
     assert DecodingOptions(beam_size=2, patience=2, num_hypotheses=4).max_candidates == 4
     options = DecodingOptions(end_ids=[2, 3], suppress_sequences=[[4, 5]])
