@@ -279,15 +279,13 @@ class Generator(ModelEngine):
 
     def _start_generation(self, model, requests: list[Request], options):
         """A decoding start for these requests: a state sized for them (its rows holding the static
-        prompt already when it is cached), their prompts, and the options with max_length held
-        within a learned position table."""
+        prompt already when it is cached), their prompts, and the options."""
         prompts = [p for r in requests for p in r.examples]
         longest = max(len(p) for p in prompts) + len(options.static_prompt)
-        if model.max_positions is not None:  # learned positions: stop at the table's end
-            # max_length counts the returned tokens, the prompt among them when it is returned.
-            used = len(options.static_prompt) if options.return_prefix else longest
-            options = replace(options, max_length=max(1, min(options.max_length, model.max_positions - used)))
-        state = model.new_state(len(prompts), options.n_threads, capacity=longest + options.max_length)
+        capacity = longest + options.max_length
+        if model.max_positions is not None:  # a row stops where the position table ends (decoding.Limits)
+            capacity = min(capacity, model.max_positions)
+        state = model.new_state(len(prompts), options.n_threads, capacity=capacity)
         if options.static_prompt and options.cache_static_prompt and hasattr(state, "start_from"):
             state.start_from(self._static_prompts.state(model, options.static_prompt, options.n_threads))
         return state, prompts, options

@@ -16,7 +16,7 @@ import numpy as np
 from .. import ops
 from .options import DecodingOptions
 from .processors import LogitsProcessors
-from .search import Limits, Started, StepHook, StopCheck, report, run_decoder, wants_attention
+from .search import Limits, Started, StepHook, StopCheck, decoder_positions, report, run_decoder, wants_attention
 
 
 def expand_alternatives(
@@ -28,7 +28,7 @@ def expand_alternatives(
     should_stop: StopCheck | None = None,
 ) -> Started:
     """Rows of `start` (one per example, state rows alike) -> one row per kept alternative."""
-    limits = Limits(options)
+    limits = Limits(options, decoder_positions(model))
     logits = np.array(start.logits, dtype=np.float32)
     histories = [row.context for row in start.rows]
     LogitsProcessors(options)(logits, histories, np.zeros(len(histories), dtype=bool))

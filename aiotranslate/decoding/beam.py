@@ -54,6 +54,7 @@ from .search import (
     StepHook,
     StopCheck,
     decode_step,
+    decoder_positions,
     finish,
     normalized_score,
     report,
@@ -108,7 +109,7 @@ def beam_search(
     should_stop: StopCheck | None = None,
 ) -> list[list[Hypothesis]]:
     """The best `num_hypotheses` hypotheses of each row of `start`, best first."""
-    limits = Limits(options)
+    limits = Limits(options, decoder_positions(model))
     processors = LogitsProcessors(options)
     sampler = make_sampler(options)
     k = options.beam_size

@@ -40,6 +40,7 @@ from .search import (
     StepHook,
     StopCheck,
     decode_step,
+    decoder_positions,
     finish,
     report,
     split_started,
@@ -116,7 +117,7 @@ class GreedySearch:
         search's in ROW_OPTIONS (and no others)."""
         if options is not None and shared_options(options) != shared_options(self.options):
             raise ValueError("rows added to a search may differ from it in ROW_OPTIONS only")
-        limits = Limits(options or self.options)
+        limits = Limits(options or self.options, decoder_positions(self.model))
         live, logits, attention, finished = split_started(state, start, limits)
         done = [Finished(tag, r, h) for r, h in finished.items()]
         if not live:

@@ -121,17 +121,23 @@ class Hypothesis:
 
 
 class Limits:
-    """Per-row length budgets in decoded tokens; see `options` for the counting rule."""
+    """Per-row length budgets in decoded tokens; see `options` for the counting rule. `positions`:
+    how many tokens a row of the model may read (`decoder_positions`), None: no limit. A row stops
+    there as at max_length, rather than failing the call at its next step."""
 
-    def __init__(self, options: DecodingOptions) -> None:
+    def __init__(self, options: DecodingOptions, positions: int | None = None) -> None:
         self.options = options
+        self.positions = positions
         self.end_ids = frozenset(options.end_ids)
 
     def returned_prefix(self, row: Row) -> int:
         return len(row.prefix) if self.options.return_prefix else 0
 
     def max_new(self, row: Row) -> int:
-        return self.options.max_length - self.returned_prefix(row)
+        budget = self.options.max_length - self.returned_prefix(row)
+        if self.positions is not None:  # the context and every decoded token but the last are read
+            budget = min(budget, self.positions - len(row.context) + 1)
+        return budget
 
     def min_new(self, row: Row) -> int:
         return self.options.min_length - self.returned_prefix(row)
@@ -146,6 +152,13 @@ class Limits:
     def step(self, row: Row, path: Path) -> int:
         """Position of the path's last token in the returned sequence (the step results' `step`)."""
         return self.returned_prefix(row) + len(path.tokens) - 1
+
+
+def decoder_positions(model) -> int | None:
+    """How many tokens a row of `model`'s decoder may read (its position table); None: no limit."""
+    if hasattr(model, "max_target_positions"):  # an encoder-decoder: max_positions is its encoder's
+        return model.max_target_positions
+    return getattr(model, "max_positions", None)
 
 
 def run_decoder(model, state, ids, lengths, with_attention: bool, on_host: bool = True):

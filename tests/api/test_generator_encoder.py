@@ -214,6 +214,17 @@ def test_contains_model(gpt2_dir, tmp_path):
     assert not aiotranslate.contains_model(tmp_path)
 
 
+async def test_generation_stops_where_the_model_positions_end(generator):
+    """A max_length past the model's 64 positions: each row stops where they end, as at max_length
+    (its prompt and every decoded token but the last are read), instead of failing the call there."""
+    for beam_size in (1, 2):
+        results = await generator.generate_batch(PROMPTS[:3], max_length=500, min_length=500, beam_size=beam_size,
+                                                 include_prompt_in_result=False)  # fmt: skip
+        assert [len(r.sequences_ids[0]) for r in results] == [64 - len(p) + 1 for p in PROMPTS[:3]]
+    with pytest.raises(ValueError, match="past the model"):
+        await generator.generate_batch([[1] * 65], max_length=4)  # a prompt past them is refused
+
+
 async def test_generator_rejects_bad_prompts(generator):
     with pytest.raises(ValueError, match="empty"):
         await generator.generate_batch([[]])
