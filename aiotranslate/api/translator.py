@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..decoding import score_sequences
+from ..decoding import score_sequences, truncate_input
 from ..decoding.search import pad, supports_attention
 from ..results import ScoringResult, TranslationResult
 from ..runtime import Request
@@ -202,8 +202,9 @@ class Translator(ModelEngine):
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
         special = loaded.special
-        end = special.end[:1]
-        sequences = [[special.start] + t + list(end) for t in targets]
+        end = list(special.end[:1])
+        # As in CTranslate2, the scored tokens (the target and its end token) are truncated too.
+        sequences = [[special.start] + truncate_input(t + end, max_input_length, end) for t in targets]
         empty = [i for i, s in enumerate(sources) if not s]  # scored 0 without running, as in CTranslate2
         batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty))
         requests = [

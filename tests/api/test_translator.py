@@ -185,6 +185,17 @@ async def test_a_failing_callback_fails_its_call_alone(translator):
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
 
 
+async def test_score_batch_truncates_both_sides(translator):
+    """CTranslate2's max_input_length in score_batch: the source as translate_batch cuts it, and the
+    scored target tokens too, the end token kept last."""
+    source, target = translator.tokenizer.encode(SENTENCES[8:9]), translator.tokenizer.tokenize(SENTENCES[9:10])
+    end = source[0][-1]
+    cut = await translator.score_batch(source, target, max_input_length=4)
+    by_hand = await translator.score_batch([source[0][:3] + [end]], [target[0][:3]])
+    assert cut[0].tokens == by_hand[0].tokens == target[0][:3] + ["</s>"]
+    assert cut[0].log_probs == by_hand[0].log_probs
+
+
 async def test_empty_sources_return_their_prefix_without_decoding(translator):
     """As in CTranslate2: an empty source (or a blank text) gives num_hypotheses copies of its target
     prefix, scored 0, with no attention; scoring against it gives 0 per token; the other examples of
