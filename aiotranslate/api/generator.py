@@ -183,7 +183,8 @@ class Generator(ModelEngine):
         # CTranslate2's generate_tokens streams the continuation only: max_length counts new tokens.
         options = stream_options(options, include_prompt_in_result=False)
         # A stream is one request: its prompts decode as one batch (a split would change no result).
-        options.pop("max_batch_size", None), options.pop("batch_type", None)
+        for split_option in ("max_batch_size", "batch_type"):
+            options.pop(split_option, None)
         batch = not isinstance(prompt, str) and len(prompt) > 0 and not isinstance(prompt[0], (str, int, np.integer))
         prompts = list(prompt) if batch else [prompt]
         return self._stream(self._loaded.tokenizer, lambda push: self._generate_requests(
