@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..decoding import DecodingOptions, truncate_input
-from ..decoding.sampling import request_seed
+from ..decoding.sampling import next_default_seed
 from ..tokenizers import Tokenizer
 
 
@@ -190,5 +190,5 @@ def decoding_options(
         )
     options = DecodingOptions(end_ids=end_ids, disable_ids=disable, suppress_sequences=suppress, **fields)
     if options.is_sampling and options.seed is None:
-        options = replace(options, seed=request_seed(None))
+        options = replace(options, seed=next_default_seed())
     return options

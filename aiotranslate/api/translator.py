@@ -104,10 +104,7 @@ class Translator(ModelEngine):
             suppress_sequences=o.pop("suppress_sequences"),
             max_length=o.pop("max_decoding_length"), min_length=o.pop("min_decoding_length"), **o,
         )
-        # Empty sources are not decoded: as in CTranslate2, each returns its target prefix (scored 0),
-        # from a sub-batch of their own that the worker completes at once (`_empty_result`).
-        empty = [i for i, s in enumerate(sources) if not s]
-        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty))
+        batches, empty = _split(sources, max_batch_size, batch_type)
         hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)
         requests = [
             Request(batch_key(kind, decoding), [(sources[i], starts[i], replacing[i]) for i in idx], decoding,
@@ -205,8 +202,7 @@ class Translator(ModelEngine):
         end = list(special.end[:1])
         # As in CTranslate2, the scored tokens (the target and its end token) are truncated too.
         sequences = [[special.start] + truncate_input(t + end, max_input_length, end) for t in targets]
-        empty = [i for i, s in enumerate(sources) if not s]  # scored 0 without running, as in CTranslate2
-        batches = inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty))
+        batches, empty = _split(sources, max_batch_size, batch_type)
         requests = [
             Request(("score",), [(sources[i], sequences[i]) for i in idx], int(offset),  # options: the offset
                     num_tokens=sum(len(sources[i]) for i in idx), timeout=timeout)
@@ -342,6 +338,13 @@ class Translator(ModelEngine):
         return outputs
 
 
+def _split(sources: list[list[int]], max_batch_size: int, batch_type: str) -> tuple[list[list[int]], list[int]]:
+    """The sub-batches of the non-empty sources (`inputs.split_batches`), and the indices of the empty
+    ones. Those are not encoded: as in CTranslate2 they give their target prefix (scores: 0), from a
+    request of their own that the worker completes at once (`Translator._empty_result`)."""
+    empty = [i for i, s in enumerate(sources) if not s]
+    return inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty)), empty
+
 
 def _replace_unknowns(result: TranslationResult, ids, unk: int, source: list[str], keep_attention: bool) -> None:
     """CTranslate2's replace_unknowns: each unknown target token becomes the source token its step
@@ -350,6 +353,6 @@ def _replace_unknowns(result: TranslationResult, ids, unk: int, source: list[str
     for tokens, hypothesis, attention in zip(result.hypotheses, ids, result.attention):
         for t, token_id in enumerate(hypothesis):
             if token_id == unk:
-                tokens[t] = source[int(np.argmax(np.asarray(attention[t])[: len(source)]))]
+                tokens[t] = source[int(np.argmax(attention[t]))]  # a column per source token
     if not keep_attention:
         result.attention = []

@@ -12,7 +12,7 @@ the *input* scores of the chosen candidates (the model's log-probs, not the temp
 
 Each row draws from its own `numpy.random.Generator`, so a row's samples depend on the seed and its
 position in the call only, not on the other rows or on when they finish. A request without a seed
-draws fresh entropy, or after `set_random_seed` the next seed of that sequence (`request_seed`).
+draws fresh entropy, or after `set_random_seed` the next seed of that sequence (`next_default_seed`).
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ def set_random_seed(seed: int | None) -> None:
         _seeds = None if seed is None else np.random.SeedSequence(int(seed))
 
 
-def request_seed(seed: int | None) -> int | None:
-    """The seed a sampling request runs with: its own, else the next of set_random_seed's sequence,
-    else None (fresh entropy)."""
+def next_default_seed() -> int | None:
+    """The seed of the next sampling request made without one: the next of set_random_seed's
+    sequence, or None (fresh entropy)."""
     with _seeds_lock:
-        if seed is not None or _seeds is None:
-            return seed
-        return int(_seeds.spawn(1)[0].generate_state(1, np.uint64)[0])
+        return None if _seeds is None else int(_seeds.spawn(1)[0].generate_state(1, np.uint64)[0])
 
 
 def row_generators(seed: int | None, keys: Sequence[tuple[int, int]]) -> list[np.random.Generator]:

@@ -5,12 +5,12 @@ linear       Linear (the hook for int8 and tensor-parallel replacements)
 norms        LayerNorm, RMSNorm
 embeddings   Embedding
 positions    PositionEmbedding (learned / sinusoidal tables), Rotary (+ rope: scaling variants)
-attention    attend, SelfAttention (causal + KV cache, or bidirectional), CrossAttention, first_head_alignment
+attention    attend, SelfAttention (causal + KV cache, or bidirectional), CrossAttention, with_alignments
 ffn          FeedForward, GatedFeedForward (SwiGLU)
 kv_cache     TokenBatch (where a call's tokens go), KVCache, RowMoves (how select moves a state's rows)
 """
 
-from .attention import CrossAttention, SelfAttention, attend, first_head_alignment
+from .attention import CrossAttention, SelfAttention, attend, with_alignments
 from .embeddings import Embedding
 from .ffn import FeedForward, GatedFeedForward
 from .kv_cache import KVCache, RowMoves, TokenBatch
@@ -35,7 +35,7 @@ __all__ = [
     "SelfAttention",
     "TokenBatch",
     "attend",
-    "first_head_alignment",
     "freeze",
     "rope_frequencies",
+    "with_alignments",
 ]

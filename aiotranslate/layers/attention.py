@@ -200,12 +200,6 @@ class CrossAttention:
         self.head_dim = head_dim
         self.scale = head_dim**-0.5 if scale is None else float(scale)
 
-    def alignment_buffer(self, keys, memory_lengths, batch_size: int, t: int):
-        """A zeroed `probs` for a call of batch_size rows of t queries over memory whose keys are
-        `keys` (from `project`): (B, H, T, max(memory_lengths)), where the keys live."""
-        shape = (batch_size, keys.shape[1] * self.group, t, int(np.max(memory_lengths, initial=0)))
-        return get_array_module(keys).zeros(shape, dtype=keys.dtype)
-
     def project(self, memory: np.ndarray, batch_size: int, *, n_threads=1) -> tuple[np.ndarray, np.ndarray]:
         """memory (B*S, C) -> keys and values, each (B, H_kv, S, D) C-contiguous."""
         d = self.head_dim
@@ -249,12 +243,22 @@ class CrossAttention:
         return self.out(ctx, residual=residual, n_threads=n_threads)
 
 
-def first_head_alignment(probs, counts, width: int) -> np.ndarray:
-    """The alignments of a decoder call from a cross-attention's `probs` (B, H, T, S <= width): float32
-    (B, T, width) on the host, head 0 (the alignment head of CTranslate2, Marian's and OpenNMT's
-    guided alignment), zero past S and in the slots past each row's counts[b] appended tokens."""
-    bsz, _, t, s = probs.shape
-    alignment = np.zeros((bsz, t, width), dtype=np.float32)
-    alignment[:, :, :s] = to_host(probs[:, 0])
-    alignment[np.arange(t)[None, :] >= np.asarray(counts)[:, None]] = 0.0
-    return alignment
+def with_alignments(cross: CrossAttention, keys, memory_lengths, batch_size: int, ids, lengths, decode):
+    """A decoder call of batch_size rows with the alignments of its appended tokens:
+    `decode(ids, lengths, probs)` runs the call, in which `cross` (the last layer's cross-attention,
+    over memory whose keys are `keys`, (rows / group, H_kv, S, D)) fills `probs`. Returns (its result,
+    float32 (B, T, S) on the host): head 0, the alignment head of CTranslate2 (alignment_layer=-1,
+    alignment_heads=1) and of Marian's and OpenNMT's guided alignment; zero past each row's source
+    and in the slots past its lengths[b] tokens."""
+    ids = np.asarray(ids)
+    _, h_kv, s, _ = keys.shape
+    t = ids.shape[1] if ids.ndim == 2 else 0
+    probs = get_array_module(keys).zeros(
+        (batch_size, h_kv * cross.group, t, int(np.max(memory_lengths, initial=0))), dtype=keys.dtype
+    )
+    result = decode(ids, lengths, probs)
+    counts = np.full(batch_size, t) if lengths is None else np.asarray(lengths)
+    alignment = np.zeros((batch_size, t, s), dtype=np.float32)
+    alignment[:, :, : probs.shape[3]] = to_host(probs[:, 0])
+    alignment[np.arange(t)[None, :] >= counts[:, None]] = 0.0
+    return result, alignment

@@ -61,7 +61,7 @@ from ..layers import (
     PositionEmbedding,
     SelfAttention,
     TokenBatch,
-    first_head_alignment,
+    with_alignments,
 )
 from ..layers.quantized import IntgemmLinear
 from .encoder import check_padded
@@ -241,21 +241,18 @@ class BergamotModel:
     def decode_with_attention(self, state: SSRUState, ids, lengths=None) -> tuple[np.ndarray, np.ndarray]:
         """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
         (B, T, S) attention over the source, the cross-attention of the last layer's first head
-        (`layers.first_head_alignment`): the head that Marian's guided alignment trains, with which
+        (`layers.with_alignments`): the head that Marian's guided alignment trains, with which
         Bergamot's models carry markup over."""
-        keys = state.memory[-1][0]
-        ids = np.asarray(ids)
-        t = ids.shape[1] if ids.ndim == 2 else 0
-        probs = self.decoder[-1].cross.alignment_buffer(keys, state.source_lengths, state.batch_size, t)
-        logits = self.decode(state, ids, lengths, probs=probs)
-        counts = np.full(state.batch_size, t) if lengths is None else np.asarray(lengths)
-        return logits, first_head_alignment(probs, counts, keys.shape[2])
+        return with_alignments(
+            self.decoder[-1].cross, state.memory[-1][0], state.source_lengths, state.batch_size, ids, lengths,
+            lambda ids, lengths, probs: self.decode(state, ids, lengths, probs=probs),
+        )
 
     def decode_shortlist(self, state: SSRUState, ids, lengths=None, *, all_logits: bool = False, probs=None):
         """`decode` computing only the state's shortlist columns: (logits (B, S) or (B, T, S), ids (S,)),
         or (full logits, None) without a shortlist. Greedy search can take the argmax here directly.
-        probs: a zeroed buffer from the last layer's `CrossAttention.alignment_buffer` that receives
-        its attention, or None."""
+        probs: a zeroed buffer that receives the last layer's cross-attention (`layers.with_alignments`),
+        or None."""
         ids, counts = check_padded(ids, lengths, "ids")
         bsz, t = ids.shape
         if bsz != state.batch_size or t == 0:

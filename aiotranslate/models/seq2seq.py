@@ -32,7 +32,7 @@ from ..layers import (
     Linear,
     SelfAttention,
     TokenBatch,
-    first_head_alignment,
+    with_alignments,
 )
 from .decoder_only import DecoderOnlyState
 from .encoder import Embeddings, TransformerEncoder, check_padded
@@ -201,14 +201,11 @@ class EncoderDecoderModel:
     def decode_with_attention(self, state: EncoderDecoderState, ids, lengths=None) -> tuple[np.ndarray, np.ndarray]:
         """`decode` (logits (B, V)), also returning the alignments of every appended token: float32
         (B, T, S) attention over the source, the cross-attention of the last layer's first head
-        (`layers.first_head_alignment`; S the state's padded source width)."""
-        keys = state.memory[-1][0]
-        ids = np.asarray(ids)
-        t = ids.shape[1] if ids.ndim == 2 else 0
-        probs = self.decoder_layers[-1].cross_attention.alignment_buffer(keys, state.memory_lengths, state.batch_size, t)
-        logits = self._forward(state, ids, lengths, False, probs)
-        counts = np.full(state.batch_size, t) if lengths is None else np.asarray(lengths)
-        return logits, first_head_alignment(probs, counts, keys.shape[2])
+        (`layers.with_alignments`; S the state's padded source width)."""
+        return with_alignments(
+            self.decoder_layers[-1].cross_attention, state.memory[-1][0], state.memory_lengths, state.batch_size,
+            ids, lengths, lambda ids, lengths, probs: self._forward(state, ids, lengths, False, probs),
+        )
 
     def _forward(self, state: EncoderDecoderState, ids, lengths, all_logits: bool, probs) -> np.ndarray:
         """decode; probs, if given, receives the last layer's cross-attention (B, H, T, max source length)."""
