@@ -38,7 +38,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
-from common cimport ACT_NONE, check_linear, floating, overlap, team_size, visible_columns
+from common cimport ACT_NONE, check_linear, floating, overlap, visible_columns
 
 cdef extern from "activation.h" nogil:
     void aio_activate_f32(float *x, long n, int act)

@@ -31,6 +31,11 @@ cdef extern from "softmax_kernels.h" nogil:
 
 cdef enum:
     ATTENTION_ROWS = 64  # query rows per block: 64 x 2048 scores are 512 KiB, within L2
+    # Fewest q k^T multiply-adds worth a team, 8x below the row kernels' PARALLEL_GRAIN: a decoding
+    # step's keys and values come from memory, not cache (weights stream between its attention calls).
+    # OPUS-MT int8 greedy at batch 1 (8 heads, 25-32 keys), 2 threads: 1.65 -> 1.58 ms a step; from
+    # cache, G = 8, N = 8..32, D = 64: 3.4-4.2 us a call against 3.7-4.8 on one thread.
+    ATTENTION_GRAIN = 4096
 
 
 cdef void attend_group(const float *q, Py_ssize_t ldq, const float *k, Py_ssize_t ldk, const float *v,
@@ -104,7 +109,7 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
             or overlap(kp, extent(g, sk, n, ldk, d) * item, op, out_bytes)
             or overlap(vp, extent(g, sv, n, ldv, d) * item, op, out_bytes)):
         raise ValueError("out must not overlap q, k or v")
-    cdef int team = team_size(g, g * m * n * d, n_threads)
+    cdef int team = n_threads if g > 1 and g * m * n * d >= ATTENTION_GRAIN else 1
     cdef Py_ssize_t per_thread = min(m, <Py_ssize_t>ATTENTION_ROWS) * n
     cdef float[::1] scratch = np.empty(team * per_thread, dtype=np.float32)
     cdef float *sp = &scratch[0]
