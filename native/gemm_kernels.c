@@ -22,7 +22,11 @@
  *   from m = 32. The baseline build packs none (SSE2 has no FMA and no broadcast loads: 0.7x).
  * - Packed weights (aio_gemm_pk_f32): a weight transposed once, at load, into the k-major panels
  *   the outer-product tiles read, so that no call packs. Every m runs the outer-product tiles on
- *   them, in every build; one row streams two panels at once.
+ *   them, in every build. One row reads whole rows of the k-major panels (pk_row: AVX-512 two panels
+ *   at once, AVX2 one): with the outer-product tile's 16-column strips, AVX2 read each panel in four
+ *   passes of one line in four, and its M = 1 products ran 1.8x slower than AVX-512's from cache and from
+ *   memory ((1, 512, 2048) 94 -> 52 us, (1, 512, 32000) 3.8 -> 2.3 ms, 1 thread, the AVX2 build on this
+ *   Zen 4; AVX-512 51 and 2.1 ms).
  * - NT with fewer rows or short products (c = a b^T, both k-contiguous, as x @ W^T and Q @ K^T):
  *   a tile of mb a-rows x nb b-rows keeps mb * nb vector accumulators over k, so each b row is
  *   streamed once per mb a-rows and each load feeds several FMAs; one transpose-reduce turns VL
@@ -105,6 +109,8 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define OP_MR 6
 #define OP_NV 4
 #define OP_PACK_NT
+#define PK_NV 4
+#define PK_PANELS 2
 #define WQ_MR 8
 #define WQ_MR_WIDE 6
 #define WQ_NV 4
@@ -119,6 +125,8 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #undef OP_MR
 #undef OP_NV
 #undef OP_PACK_NT
+#undef PK_NV
+#undef PK_PANELS
 #undef WQ_MR
 #undef WQ_MR_WIDE
 #undef WQ_NV
@@ -133,9 +141,13 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define OP_MR 6
 #define OP_NV 2
 #define OP_PACK_NT
+#define PK_NV 8
+#define PK_PANELS 1
 #define WQ_MR 4
-#define WQ_MR_WIDE 4
-#define WQ_NV 2
+/* A single row takes 4 vectors (two passes over each panel, not four): (1, 512, 2048) 78 -> 57 us,
+ * (1, 512, 32000) 1.35 -> 1.01 ms, 1 thread; more rows take 2, within the 16 registers. */
+#define WQ_MR_WIDE 1
+#define WQ_NV 4
 #define WQ_WIDEN(q) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q)))
 #include "gemm_tiles.h"
 #undef ISA
@@ -147,6 +159,8 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #undef OP_MR
 #undef OP_NV
 #undef OP_PACK_NT
+#undef PK_NV
+#undef PK_PANELS
 #undef WQ_MR
 #undef WQ_MR_WIDE
 #undef WQ_NV
@@ -161,6 +175,8 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define NN_NV 2
 #define OP_MR 6
 #define OP_NV 2
+#define PK_NV 8
+#define PK_PANELS 1
 #define WQ_MR 4
 #define WQ_MR_WIDE 4
 #define WQ_NV 2

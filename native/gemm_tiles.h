@@ -12,6 +12,8 @@
  *   OP_NR       OP_NV * VL, the columns of a panel packed on the fly
  *   OP_PACK_NT  defined where plain NT (and weight-only int8 with many rows) packs b on the fly for
  *               the outer-product tiles; packed weights (ISA(gemm_pk)) use them in every build
+ *   PK_NV, PK_PANELS  one row against packed weights (pk_row): strips of PK_NV vectors, in PK_PANELS
+ *               (1 or 2) panels at a time (2 * PK_NV <= NACC accumulators when 2)
  *   WQ_MR, WQ_NV  the weight-only int8 tile (gemm_wq_tiles.h, included at the end)
  * See gemm_kernels.c for the design. Each inclusion defines static ISA(gemm_nt), ISA(gemm_nn),
  * ISA(gemm_pk) and ISA(gemm_wq).
@@ -301,31 +303,50 @@ INLINE long ISA(tile_row)(long m, long t) {
     return t * base + (t < taller ? t : taller);
 }
 
-/* One row against two consecutive panels at once: c gets its first w columns, AIO_PANEL < w <=
- * 2 * AIO_PANEL. Two forward streams and twice the independent FMA chains of one panel: on the
- * M = 1 shapes of benchmarks/kernels.py with the weights in cache, 0-10% faster at 1 and 2 threads
- * (two runs of each, native calls); from memory, equal within the noise. Each element is op_tile's
- * FMA chain, in the same order. */
-INLINE void ISA(pk_row2)(const float *a, const float *p0, float *c, long k, long w, struct prefetch *pf) {
-    const float *p1 = p0 + k * AIO_PANEL;
-    for (long j = 0; j < AIO_PANEL; j += OP_NR) {
-        V acc[2 * OP_NV];
-        for (int v = 0; v < 2 * OP_NV; v++) acc[v] = (V){0};
+/* One row against np (1 or 2) consecutive panels at once, the first `cols` of their columns kept:
+ * strips of PK_NV vectors in each panel, so that every k-step reads whole PK_NV-vector pieces of np
+ * forward streams. Where PK_NV vectors span the panel (AVX-512, AVX2), a strip is the whole panel:
+ * its k-major rows are read in order, one contiguous stream per panel; narrower strips would make
+ * several passes over every panel, each reading one line of each of its rows (AVX2 with the
+ * outer-product tile's 2 vectors: a 256-byte stride, 1.6-1.8x slower). Each element is
+ * op_tile's FMA chain, in the same order. */
+INLINE void ISA(pk_row_panels)(const float *a, const float *p0, float *c, long k, long cols, struct prefetch *pf,
+                               int np) {
+    for (long j = 0; j < AIO_PANEL && j < cols; j += PK_NV * VL) {
+        V acc[2 * PK_NV];
+        for (int v = 0; v < np * PK_NV; v++) acc[v] = (V){0};
         for (long p = 0; p < k; p++) {
             float ai = a[p];
-            for (int v = 0; v < OP_NV; v++) acc[v] += ai * ISA(load)(p0 + p * AIO_PANEL + j + VL * v);
-            for (int v = 0; v < OP_NV; v++) acc[OP_NV + v] += ai * ISA(load)(p1 + p * AIO_PANEL + j + VL * v);
+            for (int q = 0; q < np; q++)
+                for (int v = 0; v < PK_NV; v++)
+                    acc[q * PK_NV + v] += ai * ISA(load)(p0 + (q * k + p) * AIO_PANEL + j + VL * v);
             prefetch_step(pf);
         }
-        long second = w - AIO_PANEL - j; /* columns of this strip that the second panel holds */
-        memcpy(c + j, acc, OP_NR * sizeof(float));
-        if (second > 0) memcpy(c + AIO_PANEL + j, acc + OP_NV, (second < OP_NR ? second : OP_NR) * sizeof(float));
+        for (int q = 0; q < np; q++) {
+            long w = cols - q * AIO_PANEL - j; /* columns of this strip that panel q holds */
+            if (w > 0)
+                memcpy(c + q * AIO_PANEL + j, acc + q * PK_NV, (w < PK_NV * VL ? w : PK_NV * VL) * sizeof(float));
+        }
     }
+}
+
+/* One row against the n <= 2 * AIO_PANEL columns of one or two consecutive panels: PK_PANELS panels
+ * at a time (AVX-512: two streams and twice the independent FMA chains of one panel; on the M = 1
+ * shapes of benchmarks/kernels.py with the weights in cache, 0-10% faster at 1 and 2 threads, two
+ * runs of each, native calls; from memory, equal within the noise). */
+INLINE void ISA(pk_row)(const float *a, const float *panel, float *c, long k, long n, struct prefetch *pf) {
+    long panels = (n + AIO_PANEL - 1) / AIO_PANEL;
+    if (PK_PANELS == 2 && panels == 2) {
+        ISA(pk_row_panels)(a, panel, c, k, n, pf, 2);
+        return;
+    }
+    for (long t = 0; t < panels; t++)
+        ISA(pk_row_panels)(a, panel + t * k * AIO_PANEL, c + t * AIO_PANEL, k, n - t * AIO_PANEL, pf, 1);
 }
 
 /* Packed float32 weights (aio_gemm_pk_f32): c = a b^T for the first n <= AIO_PANEL columns of one
  * panel of b stored k-major, panel[p * AIO_PANEL + j] = b[j, p] (one row: n <= 2 * AIO_PANEL, over
- * two consecutive panels, pk_row2). The outer-product tiles read it in place: the transposition
+ * two consecutive panels, pk_row). The outer-product tiles read it in place: the transposition
  * gemm_nt_outer makes on every call (a fifth to a third of its time at m = 16..32) was made once,
  * at load. One row tile (m <= OP_MR) runs the whole k in one pass: a forward stream, which the
  * hardware prefetchers follow. A software prefetch of each line 8 KiB ahead made the M = 1 rows
@@ -342,9 +363,11 @@ ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel
         for (long i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
         return;
     }
-    if (m == 1 && n > AIO_PANEL) {
-        prefetch_init(&pf, next, next ? 2 * k * AIO_PANEL : 0, k * (AIO_PANEL / OP_NR), panel);
-        ISA(pk_row2)(a, panel, c, k, n, &pf);
+    if (m == 1) {
+        long panels = (n + AIO_PANEL - 1) / AIO_PANEL, strips = (AIO_PANEL + PK_NV * VL - 1) / (PK_NV * VL);
+        long passes = PK_PANELS == 2 && panels == 2 ? 1 : panels;
+        prefetch_init(&pf, next, next ? panels * k * AIO_PANEL : 0, k * strips * passes, panel);
+        ISA(pk_row)(a, panel, c, k, n, &pf);
         return;
     }
     prefetch_init(&pf, next, next ? k * AIO_PANEL : 0, tiles * k * ((n + OP_NR - 1) / OP_NR), panel);

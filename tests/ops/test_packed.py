@@ -43,7 +43,9 @@ def test_matches_the_reference(m, k, n, act, with_bias, with_residual, seed):
 
 def test_every_instruction_set(isa):
     rng = np.random.default_rng(1)
-    for m, k, n in [(1, 64, 37), (2, 300, 19), (6, 17, 64), (7, 129, 65), (33, 200, 75), (100, 257, 130), (260, 40, 70)]:
+    # One row: a partial panel, two panels with a partial second, a block of two panels and one more.
+    for m, k, n in [(1, 64, 37), (1, 129, 100), (1, 40, 130), (2, 300, 19), (6, 17, 64), (7, 129, 65), (33, 200, 75),
+                    (100, 257, 130), (260, 40, 70)]:  # fmt: skip
         x, w, bias, residual = arrays(rng, np.float32, (m, k), (n, k), (n,), (m, n))
         outs = [ops.linear(x, PackedWeight.pack(w), bias, activation="silu", residual=residual, n_threads=t)
                 for t in (1, 2)]  # fmt: skip
@@ -52,7 +54,7 @@ def test_every_instruction_set(isa):
 
 
 def test_a_row_gives_the_same_bits_alone_and_in_any_batch(isa):
-    """One row (two panels at a time), a few, many (K blocks) and more than a row block: the
+    """One row (whole rows of one or two panels at a time), a few, many (K blocks) and more than a row block: the
     same FMA chains, so the same bits (decoding a row alone or in a batch gives the same logits)."""
     rng = np.random.default_rng(2)
     x, w = arrays(rng, np.float32, (300, 200), (150, 200))
