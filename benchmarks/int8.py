@@ -3,7 +3,7 @@ and float32), on the random-weight OPUS-MT shape of `bench_models` (source 25 to
 target tokens, every engine forced to that length).
 
     python benchmarks/int8.py [--threads 1 2] [--batch 1 32] [--search greedy beam4] [--repeats 5]
-                              [--compute-types float32 int8 bfloat16]
+                              [--compute-types float32 int8 bfloat16] [--isa avx2]
 
 Columns, target tokens per second (batch x 32 / seconds of one call):
   ours:<type>  our model converted to that compute type (`api.compute_type.apply`), run on the worker's
@@ -15,11 +15,17 @@ the machine's (a large numpy copy at the same thread count).
 
 The machine is shared: each repeat runs every engine once, in turn, with a pause between engines; the
 figures are medians of the repeats. Read the ratios.
+
+--isa avx2 runs both engines as on a CPU without AVX-512 (most of the AMD EPYC and Intel client parts
+in service): our float32 and int8 kernels on their AVX2 code (the switch the tests use), CTranslate2
+with CT2_FORCE_CPU_ISA=AVX2 and its GEMM libraries held to AVX2 (MKL_ENABLE_INSTRUCTIONS,
+ONEDNN_MAX_CPU_ISA). bfloat16 needs AVX512_BF16: leave it out there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -97,10 +103,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--search", nargs="+", choices=list(SEARCHES), default=list(SEARCHES))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compute-types", nargs="+", default=["float32", "int8", "bfloat16"],
-                        choices=["float32", "int8", "int8_bfloat16", "bfloat16"])  # fmt: skip
+    parser.add_argument("--compute-types", nargs="+", choices=["float32", "int8", "int8_bfloat16", "bfloat16"],
+                        help="default: float32 int8 bfloat16 (float32 int8 with --isa avx2)")  # fmt: skip
+    parser.add_argument("--isa", choices=["avx2"], help="run both engines as on a CPU with AVX2 and no AVX-512")
     args = parser.parse_args()
-    report(args.threads, args.batch, args.search, args.repeats, args.compute_types)
+    compute_types = args.compute_types or ["float32", "int8"] + ([] if args.isa else ["bfloat16"])
+    if args.isa:
+        if any("bfloat16" in t for t in compute_types):
+            parser.error("bfloat16 needs AVX512_BF16: it has no AVX2 kernels")
+        use_avx2()
+    report(args.threads, args.batch, args.search, args.repeats, compute_types)
+
+
+def use_avx2() -> None:
+    """Our kernels on their AVX2 code, and CTranslate2 told to run as on an AVX2 CPU (before it loads)."""
+    if "ctranslate2" in sys.modules:
+        raise RuntimeError("use_avx2 must run before ctranslate2 is imported")
+    os.environ.update(CT2_FORCE_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")
+    from aiotranslate import _native
+
+    _native.load("_gemm")._use_instruction_set("avx2")
+    _native.load("_qgemm").set_isa("avx2")
 
 
 def report(threads: list[int], batches: list[int], searches: list[str], repeats: int, compute_types: list[str]):
