@@ -27,6 +27,7 @@ def config() -> dict:
         "cpu_features": [k for k, v in cpu.cpu_features().items() if v] if cpu else [],
         "compute_types": sorted(get_supported_compute_types("cpu")),
         "quantized_kernels": isa(),
+        "forced_isa": _native.forced_isa(),
         "blas": [
             {k: info.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "filepath")}
             for info in threadpool_info()
@@ -45,6 +46,8 @@ def show_config() -> None:
         omp = f"on, {c['openmp_max_threads']} threads max" if c["openmp"] else "off (serial kernels)"
         print(f"OpenMP: {omp}")
         print(f"CPU features: {', '.join(c['cpu_features']) or 'baseline only'}")
+        if c["forced_isa"]:
+            print(f"instruction sets capped at {c['forced_isa'].upper()} ({_native.FORCE_ISA_VARIABLE})")
         kernels = c["quantized_kernels"]
         print(f"compute types: {', '.join(c['compute_types'])} (int8 kernels: {kernels['int8']}, int8 "
               f"weight-only: {kernels['int8_weight_only']}, bfloat16 kernels: {kernels['bfloat16']})")

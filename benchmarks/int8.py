@@ -17,9 +17,9 @@ The machine is shared: each repeat runs every engine once, in turn, with a pause
 figures are medians of the repeats. Read the ratios.
 
 --isa avx2 runs both engines as on a CPU without AVX-512 (most of the AMD EPYC and Intel client parts
-in service): our float32 and int8 kernels on their AVX2 code (the switch the tests use), CTranslate2
-with CT2_FORCE_CPU_ISA=AVX2 and its GEMM libraries held to AVX2 (MKL_ENABLE_INSTRUCTIONS,
-ONEDNN_MAX_CPU_ISA). bfloat16 needs AVX512_BF16: leave it out there.
+in service): ours with AIOTRANSLATE_FORCE_CPU_ISA=AVX2, CTranslate2 with CT2_FORCE_CPU_ISA=AVX2 and
+its GEMM libraries held to AVX2 (MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA). bfloat16 needs
+AVX512_BF16: leave it out there.
 """
 
 from __future__ import annotations
@@ -116,14 +116,11 @@ def main() -> None:
 
 
 def use_avx2() -> None:
-    """Our kernels on their AVX2 code, and CTranslate2 told to run as on an AVX2 CPU (before it loads)."""
-    if "ctranslate2" in sys.modules:
-        raise RuntimeError("use_avx2 must run before ctranslate2 is imported")
-    os.environ.update(CT2_FORCE_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")
-    from aiotranslate import _native
-
-    _native.load("_gemm")._use_instruction_set("avx2")
-    _native.load("_qgemm").set_isa("avx2")
+    """Both engines told to run as on an AVX2 CPU, before they load."""
+    if any(name == "ctranslate2" or name.startswith("aiotranslate") for name in sys.modules):
+        raise RuntimeError("use_avx2 must run before aiotranslate and ctranslate2 are imported")
+    os.environ.update(AIOTRANSLATE_FORCE_CPU_ISA="AVX2", CT2_FORCE_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2",
+                      ONEDNN_MAX_CPU_ISA="AVX2")  # fmt: skip
 
 
 def report(threads: list[int], batches: list[int], searches: list[str], repeats: int, compute_types: list[str]):

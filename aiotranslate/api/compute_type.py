@@ -88,17 +88,17 @@ SCHEMES = {
 def get_supported_compute_types(device: str = "cpu", device_index: int = 0) -> set[str]:
     """The compute types this build runs efficiently on `device` (CTranslate2's function of the same
     name): float32 always; int8 and int8_float32 with the int8 kernels; bfloat16 and int8_bfloat16
-    where the CPU has AVX512_BF16; on a CUDA GPU, float32 and float16, and bfloat16 from compute
+    where the bfloat16 kernels run on AVX512_BF16; on a CUDA GPU, float32 and float16, and bfloat16 from compute
     capability 8.0."""
     device, _ = resolve_device(device, device_index)
     if device == "cuda":
         bf16 = cuda_compute_capability(device_index) >= BF16_MIN_CAPABILITY
         return {"float32", "float16"} | ({"bfloat16"} if bf16 else set())
     supported = {"float32"}
-    if _native.load("_qgemm") is not None:
+    quantized = _native.load("_qgemm")
+    if quantized is not None:
         supported |= {"int8", "int8_float32"}
-        cpu = _native.load("_cpu")
-        if cpu is not None and cpu.cpu_features().get("avx512bf16"):
+        if quantized.bf16_isa() == "avx512":  # AVX512_BF16, unless AIOTRANSLATE_FORCE_CPU_ISA caps it
             supported |= {"bfloat16", "int8_bfloat16"}
     return supported
 
