@@ -25,7 +25,11 @@
 # - linear_packed is linear on a weight packed once into k-major panels of 64 columns (ops.PackedWeight):
 #   our outer-product tiles for every M, no packing per call, no BLAS. Threads split blocks of up to
 #   PK_ROWS rows x one panel (two for a single row: two streams), in row-major order; the epilogue
-#   runs on each block.
+#   runs on each block. A single row's equal blocks go 'static', each thread one contiguous run, the
+#   same every call (as OpenBLAS splits its gemv): (1, 576, 1536) at 2 threads in benchmarks/kernels.py
+#   0.88-0.89x numpy in three runs -> 0.91-1.03x in three; OPUS-MT float32 greedy at batch 1, 2 threads,
+#   3.98 -> 3.60 and 5.60 -> 5.55 ms a step (alternating, two processes); from memory (48 weights in
+#   turn) equal. (The unpacked linear's 64-column blocks measured no better static: left guided.)
 # - linear_int8w is the weight-only int8 linear: float32 x and products, the weight stored as int8
 #   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
@@ -407,7 +411,10 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
     blocks = _cdiv(m, rows) * _cdiv(n, _pk_width(m))
     team = _team(n_threads, blocks, <double> m * n * k)
     with nogil:
-        if team > 1:
+        if team > 1 and m == 1:
+            for block in prange(blocks, num_threads=team, schedule='static'):
+                _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
+        elif team > 1:
             for block in prange(blocks, num_threads=team, schedule='guided'):
                 _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
         else:
