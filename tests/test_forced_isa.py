@@ -30,9 +30,12 @@ print(isa()["int8_weight_only"], isa()["int8"], " ".join(sorted(get_supported_co
 QUANTIZED_ORDER = ["portable", "avx2", "avx512"]
 
 
-def probe(value: str, *args: str) -> subprocess.CompletedProcess:
+def probe(value: str, out) -> subprocess.CompletedProcess:
+    """PROBE in a fresh process, run from out's folder: `python -c` puts the working directory first on
+    the path, and from a source checkout its unbuilt package would shadow the installed one."""
     env = dict(os.environ, AIOTRANSLATE_FORCE_CPU_ISA=value)
-    return subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", PROBE, str(out)], env=env, cwd=out.parent, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
 
 
 @needs_native
@@ -41,7 +44,7 @@ def probe(value: str, *args: str) -> subprocess.CompletedProcess:
 )
 def test_the_cap_holds_and_the_results_stay_right(tmp_path, value, float_cap, int8_cap):
     out = tmp_path / "out.npy"
-    run = probe(value, str(out))
+    run = probe(value, out)
     assert run.returncode == 0, run.stderr
     float_isa, int8_isa, *types = run.stdout.split()
     sets = gemm.INSTRUCTION_SETS  # lowest first
@@ -60,6 +63,6 @@ def test_the_cap_holds_and_the_results_stay_right(tmp_path, value, float_cap, in
 
 @needs_native
 def test_an_unknown_set_is_refused(tmp_path):
-    run = probe("avx3", str(tmp_path / "out.npy"))
+    run = probe("avx3", tmp_path / "out.npy")
     assert run.returncode != 0
     assert "AIOTRANSLATE_FORCE_CPU_ISA='avx3': expected AVX512, AVX2 or GENERIC" in run.stderr
