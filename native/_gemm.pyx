@@ -27,7 +27,7 @@
 #   PK_ROWS rows x one panel (two for a single row: two streams), in row-major order; the epilogue
 #   runs on each block. A single row's equal blocks go 'static', each thread one contiguous run, the
 #   same every call (as OpenBLAS splits its gemv): (1, 576, 1536) at 2 threads in benchmarks/kernels.py
-#   0.88-0.89x numpy in three runs -> 0.91-1.03x in three; OPUS-MT float32 greedy at batch 1, 2 threads,
+#   0.88-0.89x numpy in three runs -> 0.89-1.03x in four; OPUS-MT float32 greedy at batch 1, 2 threads,
 #   3.98 -> 3.60 and 5.60 -> 5.55 ms a step (alternating, two processes); from memory (48 weights in
 #   turn) equal. (The unpacked linear's 64-column blocks measured no better static: left guided.)
 # - linear_int8w is the weight-only int8 linear: float32 x and products, the weight stored as int8
