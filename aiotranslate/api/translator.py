@@ -111,9 +111,7 @@ class Translator(ModelEngine):
                     num_tokens=sum(len(sources[i]) for i in idx), on_step=hook, timeout=timeout)
             for idx, hook in zip(batches, hooks)
         ]
-        if empty:
-            requests.append(Request(("empty", kind), [prefixes[i] for i in empty], decoding, timeout=timeout))
-            batches.append(empty)
+        _add_empty(requests, batches, empty, kind, [prefixes[i] for i in empty], decoding, timeout)
         return requests, batches
 
     # -- the public surface --------------------------------------------------------------------
@@ -208,9 +206,7 @@ class Translator(ModelEngine):
                     num_tokens=sum(len(sources[i]) for i in idx), timeout=timeout)
             for idx in batches
         ]
-        if empty:
-            requests.append(Request(("empty", "score"), [sequences[i] for i in empty], int(offset), timeout=timeout))
-            batches.append(empty)
+        _add_empty(requests, batches, empty, "score", [sequences[i] for i in empty], int(offset), timeout)
         return requests, batches
 
     # -- bulk: iterables and files (bulk.py, files.py) -----------------------------------------
@@ -277,7 +273,7 @@ class Translator(ModelEngine):
     def _run_batch(self, context, requests: list[Request]) -> None:
         model, kind = self._model(context), requests[0].key[0]
         if kind == "empty":
-            complete(requests, [self._empty_result(r.key[1], r.options, prefix) for r in requests for prefix in r.examples])
+            complete(requests, [self._empty_result(r.key[1], r.options, e) for r in requests for e in r.examples])
             return
         if kind == "score":
             state, sequences = self._encode(model, requests, context.n_threads)
@@ -344,6 +340,14 @@ def _split(sources: list[list[int]], max_batch_size: int, batch_type: str) -> tu
     request of their own that the worker completes at once (`Translator._empty_result`)."""
     empty = [i for i, s in enumerate(sources) if not s]
     return inputs.split_batches([len(s) for s in sources], max_batch_size, batch_type, skip=set(empty)), empty
+
+
+def _add_empty(requests: list[Request], batches: list[list[int]], empty: list[int], kind: str, examples: list,
+               options, timeout) -> None:
+    """Append the request of the empty sources `empty` (see `_split`), if any, and their batch."""
+    if empty:
+        requests.append(Request(("empty", kind), examples, options, timeout=timeout))
+        batches.append(empty)
 
 
 def _replace_unknowns(result: TranslationResult, ids, unk: int, source: list[str], keep_attention: bool) -> None:
