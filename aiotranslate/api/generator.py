@@ -86,13 +86,15 @@ class Generator(ModelEngine):
         o = {**GENERATE_DEFAULTS, **options}
         ids = self._prompt_ids(prompts, max_input_length)
         static = o.pop("static_prompt")
+        # As CTranslate2: the prompt in the result, its first token too unless it is the BOS.
+        prompted, bos = o.pop("include_prompt_in_result"), loaded.special.bos
         vocab = loaded.model.vocab_size
         decoding = inputs.decoding_options(
             loaded.special, loaded.tokenizer, vocab,
             end_token=o.pop("end_token"), disable_unk=o.pop("disable_unk"),
             suppress_sequences=o.pop("suppress_sequences"),
             static_prompt=() if not static else tuple(inputs.to_ids([static], loaded.tokenizer, vocab)[0]),
-            return_prefix=o.pop("include_prompt_in_result"), **o,
+            return_prefix=prompted, start_returned_unless=(() if bos is None else (bos,)) if prompted else None, **o,
         )
         batches = inputs.split_batches([len(p) for p in ids], max_batch_size, batch_type)
         hooks = step_hooks(on_step, callback, loaded.tokenizer, batches)

@@ -21,12 +21,15 @@ from ..tokenizers import Tokenizer
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """The ids a model decodes with: the first decoder input, the end tokens, a forced first token."""
+    """The ids a model decodes with: the first decoder input, the end tokens, a forced first token,
+    the unknown and BOS tokens, and the sequences it never generates (its `bad_words_ids`)."""
 
     start: int | None
     end: tuple[int, ...]
     forced_first: int | None = None
     unk: int | None = None
+    bos: int | None = None
+    banned: tuple[tuple[int, ...], ...] = ()
 
 
 def to_ids(
@@ -172,20 +175,21 @@ def decoding_options(
     **fields,
 ) -> DecodingOptions:
     """DecodingOptions from public arguments: token strings become ids, the model's end tokens
-    are the default, `disable_unk` bans the unknown token."""
+    are the default, `disable_unk` bans the unknown token, the model's banned words are always banned
+    (single tokens before the softmax, as `disable_unk`; longer ones as suppressed sequences)."""
     if end_token is None:
         end_ids = special.end
     else:
         tokens = [end_token] if isinstance(end_token, (str, int)) else list(end_token)
         end_ids = tuple(to_ids([tokens], tokenizer, vocab_size, target=True, name="end_token")[0])
-    disable = ()
+    disable = tuple(s[0] for s in special.banned if len(s) == 1)
     if disable_unk:
         if special.unk is None:
             raise ValueError("disable_unk=True, but this model has no unknown token")
-        disable = (special.unk,)
-    suppress = ()
+        disable += (special.unk,)
+    suppress = tuple(s for s in special.banned if len(s) > 1)
     if suppress_sequences:
-        suppress = tuple(
+        suppress += tuple(
             tuple(s) for s in to_ids(suppress_sequences, tokenizer, vocab_size, target=True, name="suppress_sequences")
         )
     options = DecodingOptions(end_ids=end_ids, disable_ids=disable, suppress_sequences=suppress, **fields)

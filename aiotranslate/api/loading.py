@@ -127,9 +127,17 @@ def special_ids(model: Any, tokenizer: Tokenizer | None) -> SpecialIds:
     if not end and tokenizer is not None and tokenizer.eos_id is not None:
         end = (tokenizer.eos_id,)
     start = getattr(model, "decoder_start_token_id", None)
+    bos = generation.bos_token_id if generation is not None else None
+    if bos is None and tokenizer is not None:
+        bos = tokenizer.bos_id
+    # Ids past the output layer (a config written for a larger vocabulary) cannot be generated anyway.
+    banned = () if generation is None else generation.bad_words_ids
+    banned = tuple(s for s in banned if all(0 <= i < model.vocab_size for i in s))
     return SpecialIds(
         start=start,
         end=end,
         forced_first=getattr(model, "forced_bos_token_id", None),
         unk=None if tokenizer is None else tokenizer.unk_id,
+        bos=bos,
+        banned=banned,
     )

@@ -3,7 +3,7 @@
 What it is: `HFConfig`, a read-only view of config.json whose accessors raise `ModelLoadError` naming
 the file and the key; `rope_parameters` normalising the old (`rope_theta` + `rope_scaling`) and new
 (`rope_parameters`) spellings of rotary settings; `GenerationConfig`, the decoding defaults of
-generation_config.json, falling back to config.json for the special token ids.
+generation_config.json, falling back to config.json for the special token ids and the banned words.
 
 What it is not: it knows no architecture beyond these shared conventions; each loader picks its keys
 and defaults (`models/gpt2.py`, `models/llama.py`, ...).
@@ -122,6 +122,17 @@ def _token_ids(value: Any) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
+def _bad_words(value: Any, path: Path) -> tuple[tuple[int, ...], ...]:
+    """transformers' `bad_words_ids`: a list of token id sequences the model must never generate."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(s, list) and s and all(isinstance(i, int) and not isinstance(i, bool) for i in s) for s in value
+    ):
+        raise ModelLoadError(f"{path}: bad_words_ids must be a list of non-empty lists of token ids, got {value!r}")
+    return tuple(tuple(s) for s in value)
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Decoding defaults a model directory ships with (transformers' defaults where absent)."""
@@ -143,6 +154,7 @@ class GenerationConfig:
     no_repeat_ngram_size: int = 0
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | None = None
+    bad_words_ids: tuple[tuple[int, ...], ...] = ()  # never generated (OPUS-MT: its pad token, which starts decoding)
     other: dict = field(default_factory=dict)  # every other key of generation_config.json, as read
 
     @classmethod
@@ -155,9 +167,12 @@ class GenerationConfig:
         for key in ("bos_token_id", "pad_token_id", "decoder_start_token_id"):
             kwargs[key] = values.get(key, fallback.get(key))
         kwargs["eos_token_ids"] = _token_ids(values.get("eos_token_id", fallback.get("eos_token_id")))
-        known = {f for f in cls.__dataclass_fields__ if f not in ("eos_token_ids", "other")}
+        # OPUS-MT checkpoints keep it in config.json, which transformers also reads it from.
+        source = path if "bad_words_ids" in values else Path(directory) / CONFIG_FILE
+        kwargs["bad_words_ids"] = _bad_words(values.get("bad_words_ids", fallback.get("bad_words_ids")), source)
+        known = {f for f in cls.__dataclass_fields__ if f not in ("eos_token_ids", "bad_words_ids", "other")}
         for key in known - set(kwargs):
             if values.get(key) is not None:
                 kwargs[key] = values[key]
-        other = {k: v for k, v in values.items() if k not in known and k != "eos_token_id"}
+        other = {k: v for k, v in values.items() if k not in known and k not in ("eos_token_id", "bad_words_ids")}
         return cls(**kwargs, other=other)

@@ -164,7 +164,7 @@ def beam_search(
                     group.add_finished(finish(group.row, child, limits))
                 else:
                     running.append((beam, child))
-            done = last_step or not running or is_done(group, running, length)
+            done = last_step or not running or is_done(group, running, limits.scored_length(group.row, length))
             stop = False
             if not done:
                 stop = should_stop is not None and should_stop(group.row.batch_id)
@@ -199,7 +199,8 @@ def beam_search(
 
 
 class _FinishingRule:
-    """The finishing rule of the module docstring, checked after a step that made beams of `length` tokens."""
+    """The finishing rule of the module docstring, checked after a step that made beams whose scores
+    `length` normalizes (`Limits.scored_length`)."""
 
     def __init__(self, options: DecodingOptions, num_hypotheses: int) -> None:
         self.options = options

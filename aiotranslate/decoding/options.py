@@ -11,7 +11,7 @@ API layer maps its public arguments onto these fields:
     max_decoding_length / max_length         max_length
     min_decoding_length / min_length         min_length
     target_prefix (Translator)               the tokens after the start token in `start_tokens`
-    include_prompt_in_result (Generator)     return_prefix
+    include_prompt_in_result (Generator)     return_prefix, and start_returned_unless=(bos_id,)
     max_input_length                         `truncate_input`, applied before encoding/prefill
 
 Lengths count the tokens of the returned hypothesis (CTranslate2's rule): with `return_prefix`
@@ -65,6 +65,9 @@ class DecodingOptions:
     max_length: int = 256
     min_length: int = 0
     return_prefix: bool = True
+    # With return_prefix, the hypotheses also open with the row's start token unless it is one of
+    # these ids; None: never (a Translator's start token is the model's decoder start).
+    start_returned_unless: tuple[int, ...] | None = None
     static_prompt: tuple[int, ...] = ()
     cache_static_prompt: bool = True  # the engine may keep the static prompt's state (api.static_prompts)
     return_scores: bool = False
@@ -79,6 +82,8 @@ class DecodingOptions:
         object.__setattr__(self, "end_ids", tuple(int(i) for i in self.end_ids))
         object.__setattr__(self, "disable_ids", tuple(int(i) for i in self.disable_ids))
         object.__setattr__(self, "static_prompt", tuple(int(i) for i in self.static_prompt))
+        if self.start_returned_unless is not None:
+            object.__setattr__(self, "start_returned_unless", tuple(int(i) for i in self.start_returned_unless))
         object.__setattr__(
             self, "suppress_sequences", tuple(tuple(int(i) for i in s) for s in self.suppress_sequences)
         )

@@ -6,10 +6,10 @@ prompt and its start tokens, all read by the model in one prefill call) and grow
 tokens decoded after the context, with their summed log-probability and, on request, the logits
 and attention of each step. Greedy search keeps one path per row, beam search `beam_size`.
 
-Scores follow transformers (and CTranslate2's formula): a finished path scores
-sum(log_probs) / length ** length_penalty, where length counts the decoded tokens, the end token
-included (forced prefix tokens are read, not decoded: they add neither log-probability nor length),
-plus the GNMT coverage penalty when asked for.
+Scores follow CTranslate2: a finished path scores sum(log_probs) / length ** length_penalty, where
+length counts the decoded tokens, the end token included, and the forced prefix tokens when they
+are returned (they are read, not decoded: they add no log-probability), plus the GNMT coverage
+penalty when asked for.
 
 Not here: choosing tokens (greedy, beam), the logits processors, sampling.
 """
@@ -149,6 +149,10 @@ class Limits:
         """No more tokens for this path: it ended, or it has used its budget."""
         return bool(path.tokens) and path.tokens[-1] in self.end_ids or len(path.tokens) >= self.max_new(row)
 
+    def scored_length(self, row: Row, decoded: int) -> int:
+        """The length that normalizes the score of a path of `decoded` tokens (module docstring)."""
+        return min(self.returned_prefix(row), self.options.max_length) + decoded
+
     def step(self, row: Row, path: Path) -> int:
         """Position of the path's last token in the returned sequence (the step results' `step`)."""
         return self.returned_prefix(row) + len(path.tokens) - 1
@@ -264,7 +268,10 @@ def finish(row: Row, path: Path, limits: Limits) -> Hypothesis:
         # A prefix longer than max_length is cut there (CTranslate2 forces it until the last step).
         tokens = row.prefix[: options.max_length] + tokens
         attention = row.prefix_attention[: options.max_length] + attention
-    score = normalized_score(path.log_prob, len(path.tokens), options)
+        start = row.context[-len(row.prefix) - 1]
+        if options.start_returned_unless is not None and start not in options.start_returned_unless:
+            tokens.insert(0, start)  # neither scored nor counted, as CTranslate2's Generator returns it
+    score = normalized_score(path.log_prob, limits.scored_length(row, len(path.tokens)), options)
     if options.coverage_penalty:
         score += coverage_penalty(attention, options.coverage_penalty)
     return Hypothesis(tokens, score, attention, list(path.logits), path)

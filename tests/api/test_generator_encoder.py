@@ -50,8 +50,16 @@ async def test_generate_batch_matches_transformers_greedy(generator, gpt2_dir):
     for prompt, r in zip(PROMPTS, results):
         assert r.sequences_ids[0] == hf_greedy(gpt2_dir[1], prompt, 10)
         assert r.sequences[0] == generator.tokenizer.ids_to_tokens([r.sequences_ids[0]])[0]
-    with_prompt = await generator.generate_batch(PROMPTS, max_length=10 + 5)
-    assert with_prompt[0].sequences_ids[0][:3] == PROMPTS[0][1:]  # the start token is not returned
+    # The prompt is returned with the result (CTranslate2's include_prompt_in_result), its first
+    # token too unless it is the BOS (id 0 here); neither adds to the score's log-probability.
+    options = dict(return_scores=True, return_end_token=True)
+    with_prompt = await generator.generate_batch(PROMPTS[:1], max_length=10 + 3, **options)
+    alone = await generator.generate_batch(PROMPTS[:1], max_length=10, include_prompt_in_result=False, **options)
+    assert with_prompt[0].sequences_ids[0] == PROMPTS[0] + alone[0].sequences_ids[0]
+    bos_led = await generator.generate_batch([[0] + PROMPTS[0][1:]], max_length=10 + 3)
+    assert bos_led[0].sequences_ids[0][:3] == PROMPTS[0][1:]
+    new = len(alone[0].sequences_ids[0])  # the start token is not counted, the 3 prompt tokens after it are
+    assert with_prompt[0].scores[0] * (3 + new) == pytest.approx(alone[0].scores[0] * new, rel=1e-5)
 
 
 async def test_concurrent_generations_equal_one_batch_and_stream(generator):

@@ -2,6 +2,8 @@
 the async surface gives exactly what the synchronous decoding core and transformers give."""
 
 import asyncio
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +27,7 @@ SENTENCES = make_sentences(12, seed=5)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     root = build_marian_dir(tmp_path_factory.mktemp("marian"))
-    vocab = len(__import__("json").loads((root / "vocab.json").read_text()))
+    vocab = len(json.loads((root / "vocab.json").read_text()))
     return build_seq2seq(
         "marian", root, vocab_size=vocab, decoder_vocab_size=vocab, pad_token_id=vocab - 1, decoder_start_token_id=vocab - 1,
         max_position_embeddings=256,
@@ -60,6 +62,26 @@ async def test_translate_batch_matches_core_and_transformers(translator, model_d
         )
         hf_ids = [t for t in out[0].tolist()[1:] if t != 0]
         assert hf_ids == hyp
+
+
+async def test_the_models_bad_words_are_never_generated(translator, model_dir, tmp_path):
+    """config.json's bad_words_ids (OPUS-MT bans its pad token, which starts decoding) act as the
+    same suppress_sequences given by the caller: banned before the softmax, on every call."""
+    options = dict(max_decoding_length=12, return_scores=True)
+    plain = await translator.translate_batch(SENTENCES[:3], **options)
+    banned, pair = plain[0].hypotheses[0][0], plain[1].hypotheses[0][:2]
+    banned_dir = tmp_path / "banned"
+    shutil.copytree(model_dir, banned_dir)
+    config = json.loads((banned_dir / "config.json").read_text())
+    config["bad_words_ids"] = translator.tokenizer.tokens_to_ids([[banned], pair])
+    (banned_dir / "config.json").write_text(json.dumps(config))
+    with Translator(banned_dir, intra_threads=1) as t:
+        results = await t.translate_batch(SENTENCES[:3], **options)
+    asked = await translator.translate_batch(SENTENCES[:3], suppress_sequences=[[banned], pair], **options)
+    assert [(r.hypotheses, r.scores) for r in results] == [(r.hypotheses, r.scores) for r in asked]
+    for r in results:
+        tokens = r.hypotheses[0]
+        assert banned not in tokens and all(tokens[i : i + 2] != pair for i in range(len(tokens) - 1))
 
 
 async def test_token_strings_ids_and_text_inputs_agree(translator):

@@ -4,6 +4,8 @@ transformers (`decoder_input_ids`), greedy and beam; attention rows line up with
 
 Lengths: with return_prefix the prefix is returned and counts towards max_length (CTranslate2's
 Translator), so max_length = len(prefix) + max_new_tokens; without it, max_length = max_new_tokens.
+A returned prefix also counts in the length that normalizes the scores (CTranslate2's rule, where
+transformers counts the new tokens only), so those cases compare with length_penalty=0.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def _end_ids(model):
 def test_matches_transformers_from_start_token_and_prefix(model, beam_size, with_prefix, return_prefix):
     prefixes = PREFIXES if with_prefix else [[] for _ in SOURCES]
     new_tokens = 8
+    length_penalty = 0.0 if with_prefix and return_prefix else 1.0
     options = DecodingOptions(
-        beam_size=beam_size, num_hypotheses=beam_size, patience=math.inf, length_penalty=1.0,
+        beam_size=beam_size, num_hypotheses=beam_size, patience=math.inf, length_penalty=length_penalty,
         max_length=new_tokens, end_ids=_end_ids(model), return_end_token=True, return_scores=True,
         return_prefix=return_prefix,
     )
@@ -58,11 +61,30 @@ def test_matches_transformers_from_start_token_and_prefix(model, beam_size, with
         sequences, out = hf_generate(
             model, source, decoder_prefix=tokens, num_beams=beam_size, num_return_sequences=beam_size,
             max_new_tokens=new_tokens, eos_token_id=_end_ids(model), early_stopping=False,
+            length_penalty=length_penalty,
         )
         returned = prefix if return_prefix else []
         assert result.hypotheses == [returned + s for s in sequences]
         if beam_size > 1:
             np.testing.assert_allclose(result.scores, out.sequences_scores.numpy(), atol=1e-4)
+
+
+def test_a_returned_prefix_counts_in_the_score_length_not_its_log_probability(model):
+    """CTranslate2's scores: forced prefix tokens add no log-probability; returned, they count in the
+    length (greedy: the same tokens either way, so the summed log-probabilities must agree)."""
+    adapter = HFAdapter(model)
+    start_tokens = [[_start(model)] + p for p in PREFIXES]
+    scores = {}
+    for return_prefix in (True, False):
+        results = []
+        for source, tokens in zip(SOURCES, start_tokens):
+            options = DecodingOptions(max_length=8 + (len(tokens) - 1 if return_prefix else 0), end_ids=_end_ids(model),
+                                      return_end_token=True, return_scores=True, return_prefix=return_prefix)  # fmt: skip
+            results += decode(adapter, adapter.start([source]), [tokens], options)
+        scores[return_prefix] = [(r.scores[0], len(r.hypotheses[0])) for r in results]
+    for prefix, (with_score, with_length), (without_score, without_length) in zip(PREFIXES, scores[True], scores[False]):
+        assert with_length == without_length + len(prefix)
+        np.testing.assert_allclose(with_score * with_length, without_score * without_length, rtol=1e-5)
 
 
 def test_batch_of_ragged_prefixes_decodes_like_each_row(model):

@@ -99,6 +99,16 @@ def test_generation_config_defaults(model_dir):
     assert gen.num_beams == 1 and gen.other == {"custom": 1}
 
 
+def test_bad_words_ids_from_generation_config_or_config(model_dir):
+    edit_config(model_dir, bad_words_ids=[[5], [6, 7]])  # where OPUS-MT checkpoints keep them
+    assert load_model(model_dir).generation_config.bad_words_ids == ((5,), (6, 7))
+    (model_dir / "generation_config.json").write_text(json.dumps({"bad_words_ids": [[9]]}))
+    assert load_model(model_dir).generation_config.bad_words_ids == ((9,),)
+    (model_dir / "generation_config.json").write_text(json.dumps({"bad_words_ids": [5]}))
+    with pytest.raises(ModelLoadError, match="generation_config.json: bad_words_ids must be a list of non-empty lists"):
+        load_model(model_dir)
+
+
 def test_unknown_model_type_lists_the_supported_ones(model_dir):
     edit_config(model_dir, model_type="transformer-xl")
     with pytest.raises(ModelLoadError, match="config.json.*'transformer-xl'.*supported: ") as e:
