@@ -149,7 +149,8 @@ Outputs = Callable[[list[DecodingResult]], list]
 
 def continuous(options: DecodingOptions) -> bool:
     """Whether decoding with these options runs continuously (else as a static batch)."""
-    return options.beam_size == 1 and not options.return_alternatives and not wants_attention(options)
+    return (options.beam_size == 1 and not options.is_biased and not options.return_alternatives
+            and not wants_attention(options))
 
 
 def keep_apart(requests: list[Request], always: bool = False) -> list[Request]:

@@ -41,7 +41,7 @@ TRANSLATE_DEFAULTS: dict[str, Any] = dict(
     end_token=None, return_end_token=False, max_decoding_length=256, min_decoding_length=1,
     return_scores=False, return_logits_vocab=False, return_attention=False, return_alternatives=False,
     min_alternative_expansion_prob=0.0, sampling_topk=1, sampling_topp=1.0, sampling_temperature=1.0,
-    seed=None,
+    prefix_bias_beta=0.0, seed=None,
 )
 
 
@@ -63,10 +63,8 @@ class Translator(ModelEngine):
     ) -> tuple[list[Request], list[list[int]]]:
         loaded = self._loaded
         # CTranslate2's use_vmap does nothing without a vocabulary map, and no format we load ships
-        # one (Bergamot's shortlist is always on). A biased (unforced) prefix is not built.
+        # one (Bergamot's shortlist is always on).
         options.pop("use_vmap", None)
-        if options.pop("prefix_bias_beta", 0.0) != 0:
-            raise ValueError("prefix_bias_beta is not supported (only prefix_bias_beta=0.0)")
         replace_unknowns = bool(options.pop("replace_unknowns", False))
         inputs.refuse_asynchronous(options.pop("asynchronous", False))
         unknown = set(options) - set(TRANSLATE_DEFAULTS)
@@ -85,6 +83,7 @@ class Translator(ModelEngine):
             for i, p in zip(given, ids):
                 prefixes[i] = p
         special = loaded.special
+        # With prefix_bias_beta the prefix is favoured, not forced; so is a forced first token then.
         forced = [] if special.forced_first is None else [special.forced_first]
         starts = [[special.start] + (p or forced) for p in prefixes]
         # Per example: (its source's token strings, whether the caller asked for attention) when
@@ -125,8 +124,9 @@ class Translator(ModelEngine):
         min_decoding_length, return_scores, return_logits_vocab, return_attention,
         return_alternatives, min_alternative_expansion_prob, sampling_topk, sampling_topp,
         sampling_temperature, replace_unknowns, callback, use_vmap (no effect: no vocabulary map),
-        prefix_bias_beta (0 only), asynchronous (False only: `submit_translate_batch` is the
-        thread form); plus seed (sampling) and timeout (seconds, TimeoutError past it).
+        prefix_bias_beta (target_prefix favoured, not forced: a beam search), asynchronous (False
+        only: `submit_translate_batch` is the thread form); plus seed (sampling) and timeout
+        (seconds, TimeoutError past it).
         """
         requests, batches = self._translate_requests("tokens", source, target_prefix, **options)
         return gather_in_order(await self._run_all(requests), batches)

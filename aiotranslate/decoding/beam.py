@@ -132,6 +132,8 @@ def beam_search(
             limits.can_end(beam_rows, beam_paths),
         )
         log_probs = ops.log_softmax(logits, n_threads=options.n_threads)
+        if options.is_biased:
+            _favour_bias(log_probs, beam_rows, beam_paths, options.prefix_bias_beta)
         vocab = log_probs.shape[1]
         total = (log_probs + cumulative[:, None]).reshape(len(live), width * vocab)
         n = min(num_candidates, width * vocab)
@@ -196,6 +198,18 @@ def beam_search(
         cumulative = np.array(next_scores, dtype=np.float32)
         logits, attention = decode_step(model, state, next_tokens, options)
     return [group.finished for group in groups]
+
+
+def _favour_bias(log_probs: np.ndarray, rows: list[Row], paths: list[Path], beta: float) -> None:
+    """Biased decoding, in place: log((1 - beta) * p + beta * onehot(next bias token)) for the beams
+    that have followed their row's bias so far (CTranslate2's BiasedDecoder); the others keep log p."""
+    for beam, (row, path) in enumerate(zip(rows, paths)):
+        if row.follows_bias(path):
+            favoured = row.bias[len(path.tokens)]
+            mixed = (1 - beta) * np.exp(log_probs[beam].astype(np.float64))
+            mixed[favoured] += beta
+            with np.errstate(divide="ignore"):  # banned tokens: probability 0, log -inf
+                log_probs[beam] = np.log(mixed)
 
 
 class _FinishingRule:

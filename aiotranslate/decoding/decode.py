@@ -4,8 +4,9 @@
 
 `state` is started (the encoder ran, or an empty decoder-only state) and holds one row per example;
 `start_tokens[b]` is what example b's decoder reads before the first decoded token: the decoder
-start token followed by a forced prefix (Translator `target_prefix`), or a prompt (Generator). The
-first token is never returned; the rest is returned when `options.return_prefix`.
+start token followed by a forced prefix (Translator `target_prefix`; only favoured, not forced,
+with `options.prefix_bias_beta`), or a prompt (Generator). The first token is returned only as
+`options.start_returned_unless` says; a forced prefix is returned when `options.return_prefix`.
 
 Several hypotheses per example come from beam search, from sampling (the example's row is
 replicated, each copy samples its own path), or from `return_alternatives`. The state is left with
@@ -42,7 +43,7 @@ def decode(
     if len(start_tokens) == 0:
         return []
     start = begin(model, state, start_tokens, options, on_step, should_stop)
-    if options.beam_size == 1:
+    if options.beam_size == 1 and not options.is_biased:
         per_row = [[h] for h in greedy_search(model, state, start, options, on_step, should_stop)]
     else:
         per_row_hypotheses = 1 if options.return_alternatives else options.num_hypotheses
@@ -68,7 +69,7 @@ def begin(
     start = prefill(model, state, start_tokens, options)
     if options.return_alternatives:
         start = expand_alternatives(model, state, start, options, on_step, should_stop)
-    elif options.beam_size == 1 and options.num_hypotheses > 1:
+    elif options.beam_size == 1 and options.num_hypotheses > 1 and not options.is_biased:
         start = _replicate(state, start, options.num_hypotheses)
     if options.is_sampling:
         ids = range(len(start_tokens)) if seed_ids is None else seed_ids

@@ -11,6 +11,7 @@ API layer maps its public arguments onto these fields:
     max_decoding_length / max_length         max_length
     min_decoding_length / min_length         min_length
     target_prefix (Translator)               the tokens after the start token in `start_tokens`
+    prefix_bias_beta (Translator)            prefix_bias_beta: those tokens bias the search, unforced
     include_prompt_in_result (Generator)     return_prefix, and start_returned_unless=(bos_id,)
     max_input_length                         `truncate_input`, applied before encoding/prefill
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 _INTEGERS = ("beam_size", "num_hypotheses", "sampling_topk", "no_repeat_ngram_size", "max_length", "min_length",
              "n_threads")
 _NUMBERS = ("patience", "length_penalty", "coverage_penalty", "min_alternative_expansion_prob", "sampling_topp",
-            "sampling_temperature", "repetition_penalty")
+            "sampling_temperature", "repetition_penalty", "prefix_bias_beta")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class DecodingOptions:
     num_hypotheses: int = 1
     return_alternatives: bool = False
     min_alternative_expansion_prob: float = 0.0
+    # > 0: the tokens after the start token are not forced but favoured (CTranslate2's biased
+    # decoding, a beam search): while a beam follows them, its next token's probabilities are
+    # (1 - beta) * p + beta * onehot(the prefix's next token).
+    prefix_bias_beta: float = 0.0
 
     # Sampling (beam_size 1: the next token; beam_size > 1: the beam candidates).
     sampling_topk: int = 1  # 1 = best token (no sampling); 0 = the whole vocabulary
@@ -98,6 +103,11 @@ class DecodingOptions:
     def is_sampling(self) -> bool:
         return self.sampling_topk != 1 and self.sampling_temperature != 0
 
+    @property
+    def is_biased(self) -> bool:
+        """Biased decoding (`prefix_bias_beta`): always a beam search, as CTranslate2 runs it."""
+        return self.prefix_bias_beta > 0
+
     def _validate(self) -> None:
         for name in _INTEGERS:
             if not isinstance(getattr(self, name), numbers.Integral):
@@ -114,7 +124,7 @@ class DecodingOptions:
             raise ValueError(f"patience must be > 0, got {self.patience}")
         if self.num_hypotheses < 1:
             raise ValueError(f"num_hypotheses must be >= 1, got {self.num_hypotheses}")
-        sampled_greedy = self.beam_size == 1 and self.is_sampling
+        sampled_greedy = self.beam_size == 1 and self.is_sampling and not self.is_biased
         if self.num_hypotheses > self.max_candidates and not (self.return_alternatives or sampled_greedy):
             raise ValueError(
                 f"num_hypotheses={self.num_hypotheses} cannot exceed beam_size * patience "
@@ -136,6 +146,10 @@ class DecodingOptions:
             raise ValueError(f"sampling_topp must lie in (0, 1], got {self.sampling_topp}")
         if self.sampling_temperature < 0:
             raise ValueError(f"sampling_temperature must be >= 0, got {self.sampling_temperature}")
+        if not 0 <= self.prefix_bias_beta < 1:
+            raise ValueError(f"prefix_bias_beta must lie in [0, 1), got {self.prefix_bias_beta}")
+        if self.is_biased and self.return_alternatives:
+            raise ValueError("prefix_bias_beta (biased decoding) does not combine with return_alternatives")
         if not 0 <= self.min_alternative_expansion_prob <= 1:
             raise ValueError("min_alternative_expansion_prob must lie in [0, 1]")
         if self.n_threads < 1:

@@ -72,6 +72,12 @@ class Row:
     prefix: list[int]  # the forced tokens after the start token
     prefix_attention: list[np.ndarray]  # one (S,) row per prefix token, when attention is on
     rng: np.random.Generator | None = None
+    bias: tuple[int, ...] = ()  # the tokens biased decoding favours (`DecodingOptions.prefix_bias_beta`)
+
+    def follows_bias(self, path: Path) -> bool:
+        """Whether the path's next token is still favoured: it has followed the bias so far."""
+        n = len(path.tokens)
+        return n < len(self.bias) and path.tokens == self.bias[:n]
 
 
 @dataclass(frozen=True)
@@ -203,11 +209,13 @@ def prefill(
 ) -> Started:
     """Read every row's static prompt and start tokens in one decode call (ragged lengths). A state
     whose rows all hold as many tokens as the static prompt holds it already (a cached copy:
-    api.static_prompts): then only the start tokens are read."""
+    api.static_prompts): then only the start tokens are read. Biased decoding reads the first
+    start token alone: the others are the row's bias."""
     if any(len(tokens) == 0 for tokens in start_tokens):
         raise ValueError("every example needs at least a start token")
     static = list(options.static_prompt)
-    contexts = [static + [int(t) for t in tokens] for tokens in start_tokens]
+    read = 1 if options.is_biased else None
+    contexts = [static + [int(t) for t in tokens[:read]] for tokens in start_tokens]
     lengths_held = getattr(state, "lengths", None)
     held = len(static) if static and lengths_held is not None and (lengths_held == len(static)).all() else 0
     ids, lengths = pad([context[held:] for context in contexts])
@@ -221,7 +229,8 @@ def prefill(
         # it (positions of this call: the context less the `held` tokens).
         read = attention_all[b, len(static) - held : len(context) - 1 - held] if attention_all is not None else []
         prefix_attention = list(read)
-        rows.append(Row(b, 0, context, prefix, prefix_attention))
+        bias = tuple(int(t) for t in start_tokens[b][1:]) if options.is_biased else ()
+        rows.append(Row(b, 0, context, prefix, prefix_attention, bias=bias))
     n = len(rows)
     return Started(rows, [Path()] * n, logits, attention, [False] * n)
 

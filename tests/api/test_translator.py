@@ -253,8 +253,8 @@ async def test_bad_inputs_fail_alone_with_clear_errors(translator):
         await translator.translate_batch([5, 6])
     with pytest.raises(TypeError, match="beam_size must be an integer"):
         await translator.translate_batch(SENTENCES[:1], beam_size="2")
-    with pytest.raises(ValueError, match="prefix_bias_beta is not supported"):
-        await translator.translate_batch(SENTENCES[:1], target_prefix=[["a"]], prefix_bias_beta=0.5)
+    with pytest.raises(ValueError, match=r"prefix_bias_beta must lie in \[0, 1\)"):
+        await translator.translate_batch(SENTENCES[:1], target_prefix=[["a"]], prefix_bias_beta=1.0)
     assert len(await translator.translate_batch(SENTENCES[:1], max_decoding_length=4)) == 1
 
 

@@ -87,6 +87,38 @@ def test_a_returned_prefix_counts_in_the_score_length_not_its_log_probability(mo
         np.testing.assert_allclose(with_score * with_length, without_score * without_length, rtol=1e-5)
 
 
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_biased_decoding_favours_the_prefix_without_forcing_it(model, beam_size):
+    """prefix_bias_beta (CTranslate2's biased decoding): while a beam follows the prefix, its next
+    token's probability is (1 - beta) p + beta * onehot(prefix token); after, plain log p. Each
+    returned score is checked against transformers' probabilities of the returned tokens."""
+    adapter = HFAdapter(model)
+    source, start = SOURCES[0], _start(model)
+    plain = decode(adapter, adapter.start([source]), [[start]], DecodingOptions(beam_size=beam_size, max_length=6,
+                   end_ids=_end_ids(model), return_end_token=True))[0].hypotheses[0]  # fmt: skip
+    prefix = [t for t in (45, 46, 47) if t != plain[0]][:2]  # not what the model picks first
+    results = {}
+    for beta in (0.999, 0.3):
+        options = DecodingOptions(beam_size=beam_size, num_hypotheses=beam_size, max_length=6, end_ids=_end_ids(model),
+                                  return_end_token=True, return_scores=True, prefix_bias_beta=beta)  # fmt: skip
+        result = decode(adapter, adapter.start([source]), [[start, *prefix]], options)[0]
+        for tokens, score in zip(result.hypotheses, result.scores):
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([source]), decoder_input_ids=torch.tensor([[start, *tokens[:-1]]]))
+            log_p = torch.log_softmax(logits.logits[0].double(), -1).numpy()
+            total, following = 0.0, True
+            for t, token in enumerate(tokens):
+                p = np.exp(log_p[t, token])
+                if following and t < len(prefix):
+                    p = (1 - beta) * p + beta * (token == prefix[t])
+                    following = token == prefix[t]
+                total += np.log(p)
+            np.testing.assert_allclose(score, total / len(tokens), rtol=1e-4)
+        results[beta] = result.hypotheses[0]
+    assert results[0.999][:2] == prefix  # nearly forced
+    assert plain[0] not in prefix
+
+
 def test_batch_of_ragged_prefixes_decodes_like_each_row(model):
     """Prefixes of different lengths prefill together (ragged lengths) and give each row's result."""
     adapter = HFAdapter(model)
