@@ -76,8 +76,8 @@ class Encoder(ModelEngine):
     def submit_forward_batch(
         self, inputs, lengths=None, token_type_ids=None, *, timeout=None
     ) -> concurrent.futures.Future:
-        request = self._request(inputs, token_type_ids, timeout, lengths=lengths)
-        return self._submit_all([request], [[0]])
+        """`forward_batch` from a plain thread: a Future of its EncoderForwardOutput."""
+        return self._submit_one(self._request(inputs, token_type_ids, timeout, lengths=lengths))
 
     async def embed(self, texts, *, timeout: float | None = None) -> np.ndarray:
         """Sentence embeddings of a batch (texts, token strings or ids): float32 (B, C), mean-pooled

@@ -209,6 +209,25 @@ class Engine:
             f.add_done_callback(done)
         return combined
 
+    def _submit_one(self, request: Request) -> concurrent.futures.Future:
+        """Admit a request of one output from a plain thread: a Future of that output itself, whose
+        cancellation cancels the request."""
+        outer: concurrent.futures.Future = concurrent.futures.Future()
+        inner = self._submit(request)
+
+        def settle(f: concurrent.futures.Future) -> None:
+            if f.cancelled():
+                outer.cancel()
+            elif outer.set_running_or_notify_cancel():
+                if f.exception() is not None:
+                    outer.set_exception(f.exception())
+                else:
+                    outer.set_result(f.result()[0])
+
+        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        inner.add_done_callback(settle)
+        return outer
+
     def _nowait_all(self, requests: list[Request], batches: list[list[int]]) -> asyncio.Future:
         """Admit every sub-batch at once or none (QueueFull); an awaitable of the ordered outputs."""
         admitted = []

@@ -282,5 +282,7 @@ async def test_encoder_forward_batch_of_a_padded_array(bert_dir):
         got = await encoder.forward_batch(padded, [5, 3], padded_types)
         with pytest.raises(ValueError, match="lengths"):
             await encoder.forward_batch(padded, [6, 3])
-    np.testing.assert_array_equal(got.last_hidden_state, want.last_hidden_state)
-    np.testing.assert_array_equal(got.pooler_output, want.pooler_output)
+        threaded = await asyncio.to_thread(lambda: encoder.submit_forward_batch(rows, token_type_ids=types).result())
+    for out in (got, threaded):  # the thread form's Future holds the same EncoderForwardOutput
+        np.testing.assert_array_equal(out.last_hidden_state, want.last_hidden_state)
+        np.testing.assert_array_equal(out.pooler_output, want.pooler_output)

@@ -108,9 +108,9 @@ def test_cached_static_prompt_on_cuda_matches_the_cpu(checkpoints):
 def test_encoder_on_cuda_matches_the_cpu(checkpoints, compute_type, tolerance):
     inputs = [[2, 5, 6, 7, 3], [2, 9, 3]]
     with Encoder(checkpoints["bert"], intra_threads=1) as cpu:
-        want = cpu.submit_forward_batch(inputs).result()[0]
+        want = cpu.submit_forward_batch(inputs).result()
     with Encoder(checkpoints["bert"], device="cuda", compute_type=compute_type, intra_threads=1) as gpu:
-        got = gpu.submit_forward_batch(inputs).result()[0]
+        got = gpu.submit_forward_batch(inputs).result()
     for name in ("last_hidden_state", "pooler_output"):
         a, b = getattr(got, name), getattr(want, name)
         assert isinstance(a, np.ndarray) and a.dtype == np.float32  # handed over on the host

@@ -137,9 +137,9 @@ def test_encoder_on_the_device_hands_back_host_arrays(fake_gpu, checkpoints):
 
     inputs = [[2, 5, 6, 7, 3], [2, 9, 3]]
     with Encoder(checkpoints["bert"], intra_threads=1) as cpu:
-        want = cpu.submit_forward_batch(inputs).result()[0]
+        want = cpu.submit_forward_batch(inputs).result()
     with Encoder(checkpoints["bert"], device="cuda", intra_threads=1) as gpu:
-        got = gpu.submit_forward_batch(inputs).result()[0]
+        got = gpu.submit_forward_batch(inputs).result()
     # The host runs packed weights (other kernels than the device's plain ones): equal to rounding.
     np.testing.assert_allclose(got.last_hidden_state, want.last_hidden_state, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.pooler_output, want.pooler_output, rtol=1e-5, atol=1e-6)

@@ -75,6 +75,6 @@ def test_the_cache_keeps_at_most_its_cap():
 
 def test_engine_workers_allocate_through_it(tmp_path):
     with Encoder(build_encoder("bert", tmp_path), intra_threads=1) as encoder:
-        out = encoder.submit_forward_batch([[2, 5, 6, 3]] * 600).result()[0]  # 600 x 4 x hidden floats
+        out = encoder.submit_forward_batch([[2, 5, 6, 3]] * 600).result()  # 600 x 4 x hidden floats
     hidden = out.last_hidden_state
     assert get_handler_name(hidden if hidden.base is None else hidden.base) == buffers.HANDLER_NAME
