@@ -119,8 +119,10 @@ class Generator(ModelEngine):
     # -- the public surface --------------------------------------------------------------------
 
     async def generate_batch(self, start_tokens, **options) -> list[GenerationResult]:
-        """Continue each prompt (text, token strings or ids; the first token is the start token and
-        is not returned). Options are CTranslate2's: max_batch_size, batch_type, beam_size, patience,
+        """Continue each prompt (text, token strings or ids). With include_prompt_in_result (the
+        default) the prompt opens each result, less its first token if that is the BOS, and counts
+        in the score's length, as CTranslate2 returns it. Options are CTranslate2's: max_batch_size,
+        batch_type, beam_size, patience,
         num_hypotheses, length_penalty, repetition_penalty, no_repeat_ngram_size, disable_unk,
         suppress_sequences, end_token, return_end_token, max_length, min_length, static_prompt,
         cache_static_prompt (api/static_prompts.py), include_prompt_in_result, return_scores,
