@@ -48,10 +48,10 @@ def to_ids(
     batch = list(batch)
     if not batch:
         return []
-    flat = next((x for x in batch if not isinstance(x, (str, bytes, Iterable))), None)
-    if flat is not None:
+    flat = [x for x in batch if not isinstance(x, (str, bytes, Iterable))]
+    if flat:
         raise TypeError(f"{name} must be a list of examples (texts, or lists of tokens or ids), but an item is "
-                        f"of type {type(flat).__name__}: wrap one example's tokens in a list")
+                        f"of type {type(flat[0]).__name__}: wrap one example's tokens in a list")
     if all(isinstance(x, str) for x in batch):
         # Target-side texts (prefixes, scored targets, end tokens) are token sequences the engine
         # completes itself: no special tokens (an end token would end a prefix).

@@ -251,6 +251,8 @@ async def test_bad_inputs_fail_alone_with_clear_errors(translator):
         await translator.translate_batch(None)
     with pytest.raises(TypeError, match="wrap one example's tokens in a list"):
         await translator.translate_batch([5, 6])
+    with pytest.raises(TypeError, match="an item is of type NoneType"):
+        await translator.translate_batch([SENTENCES[0], None])
     with pytest.raises(TypeError, match="beam_size must be an integer"):
         await translator.translate_batch(SENTENCES[:1], beam_size="2")
     with pytest.raises(ValueError, match=r"prefix_bias_beta must lie in \[0, 1\)"):
