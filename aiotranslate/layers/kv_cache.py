@@ -89,6 +89,11 @@ class TokenBatch:
         Cached, as common_offset: every layer of a forward asks."""
         return int(self.offsets.max(initial=0)) + self.width
 
+    @cached_property
+    def max_position(self) -> int:
+        """The largest position of a slot (0 for no slots); cached: every rotary layer asks."""
+        return int(self.positions.max(initial=0))
+
     @property
     def last_slots(self) -> np.ndarray:
         """int (B,): flat index b*T + t of each row's last valid slot (its slot 0 when it has none); in

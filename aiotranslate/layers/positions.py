@@ -57,7 +57,7 @@ class Rotary:
 
     def __call__(self, x: np.ndarray, batch: TokenBatch, *, n_threads: int = 1) -> np.ndarray:
         """Rotate x (B*T, H, D), C-contiguous, in place by the position of each token."""
-        cos, sin = self._tables_for(int(batch.positions.max(initial=0)) + 1)
+        cos, sin = self._tables_for(batch.max_position + 1)
         long_rows = ()
         if self.params["rope_type"] == "dynamic":
             long_rows = np.flatnonzero(batch.key_lengths > self.max_positions)

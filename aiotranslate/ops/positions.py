@@ -16,6 +16,12 @@ rotary_tables = reference.rotary_tables  # computed once per model: numpy is the
 def rotary(x, positions, cos, sin, *, interleaved=False, n_threads=1):
     """Rotate x (N, H, D) in place by the angles of positions (N,); see `reference.rotary`.
     cos and sin: float32 tables (P, R2) in x's namespace; positions may be on the host."""
+    if _kernels is not None and type(x) is np.ndarray:  # the short way (`_dispatch`)
+        try:
+            _kernels.rotary(x, positions, cos, sin, interleaved, n_threads)
+            return x
+        except _dispatch.REFUSED:
+            pass
     if not _checks.writable_contiguous(x):
         raise ValueError("rotary works in place: x must be a writable C-contiguous numpy or cupy array")
     x = _checks.float_array(x, "x")  # the dtype check: x is contiguous, so this is x itself
