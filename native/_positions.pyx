@@ -58,13 +58,21 @@ cdef void rotary_rows(floating *x, const int *positions, const float *cos, const
                       Py_ssize_t n, Py_ssize_t h, Py_ssize_t d, Py_ssize_t r2,
                       bint interleaved, int nt) noexcept nogil:
     """Rotate the n * h heads of d features of x; head row belongs to token row // h."""
-    cdef Py_ssize_t row, p
-    for row in prange(n * h, num_threads=nt, schedule='static'):
-        p = positions[row // h] * r2
-        if interleaved:
-            rotate_interleaved(x + row * d, cos + p, sin + p, r2)
-        else:
-            rotate_half(x + row * d, cos + p, sin + p, r2)
+    cdef Py_ssize_t row
+    if nt > 1:
+        for row in prange(n * h, num_threads=nt, schedule='static'):
+            rotate_head(x + row * d, cos + positions[row // h] * r2, sin + positions[row // h] * r2, r2, interleaved)
+    else:  # no parallel region at all: a decoding step's few heads cost less than entering one
+        for row in range(n * h):
+            rotate_head(x + row * d, cos + positions[row // h] * r2, sin + positions[row // h] * r2, r2, interleaved)
+
+
+cdef inline void rotate_head(floating *v, const float *c, const float *s, Py_ssize_t r2,
+                             bint interleaved) noexcept nogil:
+    if interleaved:
+        rotate_interleaved(v, c, s, r2)
+    else:
+        rotate_half(v, c, s, r2)
 
 
 def rotary(floating[:, :, ::1] x, const int[::1] positions, const float[:, ::1] cos,

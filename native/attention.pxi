@@ -114,6 +114,11 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
     cdef float[::1] scratch = np.empty(team * per_thread, dtype=np.float32)
     cdef float *sp = &scratch[0]
     with nogil:
-        for i in prange(g, num_threads=team, schedule='static'):
-            attend_group(qp + i * sq, ldq, kp + i * sk, ldk, vp + i * sv, ldv, op + i * m * d, m, n, d, scale,
-                         i * m, lengths_ptr, rows_per_length, causal_q, sp + threadid() * per_thread)
+        if team > 1:
+            for i in prange(g, num_threads=team, schedule='static'):
+                attend_group(qp + i * sq, ldq, kp + i * sk, ldk, vp + i * sv, ldv, op + i * m * d, m, n, d, scale,
+                             i * m, lengths_ptr, rows_per_length, causal_q, sp + threadid() * per_thread)
+        else:  # no parallel region: entering one costs about as much as a decoding step's heads
+            for i in range(g):
+                attend_group(qp + i * sq, ldq, kp + i * sk, ldk, vp + i * sv, ldv, op + i * m * d, m, n, d, scale,
+                             i * m, lengths_ptr, rows_per_length, causal_q, sp)
