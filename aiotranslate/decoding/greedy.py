@@ -48,8 +48,8 @@ from .search import (
 
 
 ROW_OPTIONS = (
-    "max_length", "min_length", "return_prefix", "return_end_token", "static_prompt", "seed",
-    "return_logits_vocab", "length_penalty",
+    "max_length", "min_length", "return_prefix", "start_returned_unless", "return_end_token", "static_prompt",
+    "seed", "return_logits_vocab", "length_penalty",
 )  # fmt: skip
 
 

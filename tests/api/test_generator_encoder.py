@@ -73,6 +73,19 @@ async def test_concurrent_generations_equal_one_batch_and_stream(generator):
     assert [i for i in ids if i != 2] == greedy[0].sequences_ids[0]
 
 
+async def test_greedy_calls_with_and_without_the_prompt_share_a_batch(generator):
+    """include_prompt_in_result is a per-row option of continuous batching: concurrent greedy calls that
+    differ in it alone decode together, each returning what it asked for."""
+    options = dict(max_length=8, return_scores=True)
+    with_prompt, without = await asyncio.gather(
+        generator.generate_batch(PROMPTS[:2], max_length=8 + 3, return_scores=True),
+        generator.generate_batch(PROMPTS[:2], include_prompt_in_result=False, **options),
+    )
+    alone = await generator.generate_batch(PROMPTS[:2], include_prompt_in_result=False, **options)
+    assert [r.sequences_ids for r in without] == [r.sequences_ids for r in alone]
+    assert with_prompt[0].sequences_ids[0][: len(PROMPTS[0])] == PROMPTS[0]
+
+
 async def test_ctranslate2_streaming_names(generator):
     """`async_generate_tokens` (CTranslate2's asynchronous stream) and `return_log_prob`; `callback`
     on generate_batch stops its example when it returns True."""
