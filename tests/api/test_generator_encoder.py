@@ -73,9 +73,9 @@ async def test_concurrent_generations_equal_one_batch_and_stream(generator):
     assert [i for i in ids if i != 2] == greedy[0].sequences_ids[0]
 
 
-async def test_greedy_calls_with_and_without_the_prompt_share_a_batch(generator):
-    """include_prompt_in_result is a per-row option of continuous batching: concurrent greedy calls that
-    differ in it alone decode together, each returning what it asked for."""
+async def test_concurrent_greedy_calls_with_and_without_the_prompt(generator):
+    """include_prompt_in_result is a per-row option of continuous batching (calls that differ in it
+    alone may decode in one batch): each concurrent call returns what it asked for."""
     options = dict(max_length=8, return_scores=True)
     with_prompt, without = await asyncio.gather(
         generator.generate_batch(PROMPTS[:2], max_length=8 + 3, return_scores=True),
