@@ -83,7 +83,10 @@ class Translator(ModelEngine):
             for i, p in zip(given, ids):
                 prefixes[i] = p
         special = loaded.special
-        # With prefix_bias_beta the prefix is favoured, not forced; so is a forced first token then.
+        # With prefix_bias_beta the prefix is favoured, not forced; so is a forced first token then. A
+        # call without prefixes is not biased (CTranslate2's rule): its forced token stays forced.
+        if not any(prefixes):
+            o["prefix_bias_beta"] = 0.0
         forced = [] if special.forced_first is None else [special.forced_first]
         starts = [[special.start] + (p or forced) for p in prefixes]
         # Per example: (its source's token strings, whether the caller asked for attention) when

@@ -128,7 +128,7 @@ class DecodingOptions:
         if self.num_hypotheses > self.max_candidates and not (self.return_alternatives or sampled_greedy):
             raise ValueError(
                 f"num_hypotheses={self.num_hypotheses} cannot exceed beam_size * patience "
-                f"= {self.max_candidates} (unless sampling or return_alternatives)"
+                f"= {self.max_candidates} (unless sampling without prefix_bias_beta, or return_alternatives)"
             )
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")

@@ -84,6 +84,17 @@ async def test_the_models_bad_words_are_never_generated(translator, model_dir, t
         assert banned not in tokens and all(tokens[i : i + 2] != pair for i in range(len(tokens) - 1))
 
 
+async def test_prefix_bias_without_a_prefix_is_plain_decoding(translator):
+    """As in CTranslate2, prefix_bias_beta only acts on a call that gives target prefixes."""
+    options = dict(beam_size=1, max_decoding_length=8, return_scores=True)
+    plain = await translator.translate_batch(SENTENCES[:2], **options)
+    biased = await translator.translate_batch(SENTENCES[:2], prefix_bias_beta=0.5, **options)
+    assert [(r.hypotheses, r.scores) for r in biased] == [(r.hypotheses, r.scores) for r in plain]
+    sampled = await translator.translate_batch(SENTENCES[:1], num_hypotheses=2, sampling_topk=4, seed=3,
+                                               prefix_bias_beta=0.5)  # fmt: skip
+    assert len(sampled[0].hypotheses) == 2
+
+
 async def test_token_strings_ids_and_text_inputs_agree(translator):
     ids = translator.tokenizer.encode(SENTENCES[:3])
     tokens = translator.tokenizer.ids_to_tokens(ids, target=False)
