@@ -142,8 +142,8 @@ class GreedySearch:
         live, options = self._live, self.options
         can_end = np.array([len(e.path.tokens) >= e.limits.min_new(e.row) for e in live], dtype=bool)
         logits = self._logits  # this step's own: the processors change it in place
-        if self.processors.changes(can_end):
-            logits = host_float32(logits)  # the processors work on the host (a no-op for host logits)
+        if self.processors.needs_host:
+            logits = host_float32(logits)  # a no-op for host logits
         self.processors.apply(logits, lambda: [e.row.context + list(e.path.tokens) for e in live], can_end)
         if self.with_log_probs and isinstance(self.sampler, BestSampler) and isinstance(logits, np.ndarray):
             ids, values = _best_log_probs(self.sampler, logits, options.n_threads)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..backends import place_like
 from .options import DecodingOptions
 
 
@@ -75,11 +76,19 @@ class LogitsProcessors:
         """Whether a call with this can_end may change any logit."""
         return self.reads_histories or bool(self.disable_ids.size) or bool(self.end_ids.size and not can_end.all())
 
+    @property
+    def needs_host(self) -> bool:
+        """Whether the logits must be host arrays: the processors that read histories work row by row
+        in numpy; the bans alone (disabled ids, end tokens below the minimum length) also run on a
+        device's logits, which then stay there (OPUS-MT bans its pad token at every step)."""
+        return self.reads_histories
+
     def apply(
         self, logits: np.ndarray, histories: Callable[[], Sequence[Sequence[int]]], can_end: np.ndarray
     ) -> None:
-        """Every enabled processor, in place, on float32 host logits that the caller owns (a search's
-        logits of one step: nothing else reads them, so no (R, V) copy). Nothing happens when no
+        """Every enabled processor, in place, on float32 logits that the caller owns (a search's
+        logits of one step: nothing else reads them, so no (R, V) copy), on the host where
+        `needs_host`, else on the host or the device. Nothing happens when no
         processor would change anything (plain decoding: no histories built). histories() lists each
         row's history; it is only called when a processor reads them."""
         if self.changes(can_end):
@@ -90,9 +99,10 @@ class LogitsProcessors:
         if self.repetition_penalty != 1:
             apply_repetition_penalty(logits, histories, self.repetition_penalty)
         if self.disable_ids.size:
-            logits[:, self.disable_ids] = -np.inf
+            logits[:, place_like(self.disable_ids, logits)] = -np.inf
         if self.end_ids.size and not can_end.all():
-            logits[np.ix_(~can_end, self.end_ids)] = -np.inf
+            rows = place_like(np.flatnonzero(~can_end), logits)
+            logits[rows[:, None], place_like(self.end_ids, logits)[None, :]] = -np.inf
         for row, history in enumerate(histories):
             if self.no_repeat_ngram_size:
                 logits[row, no_repeat_ngram_bans(history, self.no_repeat_ngram_size)] = -np.inf

@@ -132,6 +132,35 @@ def test_engines_on_the_device_match_the_cpu(fake_gpu, checkpoints, name):
     np.testing.assert_allclose([r.scores for r in got], [r.scores for r in want], rtol=1e-5)
 
 
+def test_greedy_bans_run_on_the_device(fake_gpu, checkpoints, monkeypatch, tmp_path):
+    """Greedy search whose only processors are bans (the model's bad_words_ids, as OPUS-MT bans its
+    pad token at every step; end tokens below the minimum length) leaves the logits on the device and
+    decodes what the host decodes."""
+    import json
+    import shutil
+
+    import aiotranslate
+    import aiotranslate.decoding.greedy as greedy_search
+
+    banned = tmp_path / "marian"
+    shutil.copytree(checkpoints["marian"], banned)
+    config = banned / "generation_config.json"
+    values = json.loads(config.read_text()) if config.exists() else {}
+    config.write_text(json.dumps({**values, "bad_words_ids": [[3], [4]]}))
+    options = dict(beam_size=1, max_decoding_length=MAX_LENGTH, min_decoding_length=4, return_scores=True)
+    with aiotranslate.Translator(banned, intra_threads=1) as cpu:
+        want = cpu.submit_translate_batch(SOURCES, **options).result()
+    copied = []
+    host_float32 = greedy_search.host_float32
+    monkeypatch.setattr(greedy_search, "host_float32", lambda a: copied.append(a) or host_float32(a))
+    with aiotranslate.Translator(banned, device="cuda", intra_threads=1) as gpu:
+        got = gpu.submit_translate_batch(SOURCES, **options).result()
+    assert not copied
+    assert [r.hypotheses for r in got] == [r.hypotheses for r in want]
+    assert all(3 not in h and 4 not in h for r in got for h in r.hypotheses)
+    np.testing.assert_allclose([r.scores for r in got], [r.scores for r in want], rtol=1e-5)
+
+
 def test_encoder_on_the_device_hands_back_host_arrays(fake_gpu, checkpoints):
     from aiotranslate import Encoder
 
