@@ -214,8 +214,8 @@ def prefill(
     if any(len(tokens) == 0 for tokens in start_tokens):
         raise ValueError("every example needs at least a start token")
     static = list(options.static_prompt)
-    read = 1 if options.is_biased else None
-    contexts = [static + [int(t) for t in tokens[:read]] for tokens in start_tokens]
+    read_tokens = 1 if options.is_biased else None
+    contexts = [static + [int(t) for t in tokens[:read_tokens]] for tokens in start_tokens]
     lengths_held = getattr(state, "lengths", None)
     held = len(static) if static and lengths_held is not None and (lengths_held == len(static)).all() else 0
     ids, lengths = pad([context[held:] for context in contexts])
@@ -279,7 +279,9 @@ def finish(row: Row, path: Path, limits: Limits) -> Hypothesis:
         attention = row.prefix_attention[: options.max_length] + attention
         start = row.context[-len(row.prefix) - 1]
         if options.start_returned_unless is not None and start not in options.start_returned_unless:
-            tokens.insert(0, start)  # neither scored nor counted, as CTranslate2's Generator returns it
+            # Neither scored nor counted, as CTranslate2's Generator returns it (a decoder-only model:
+            # no attention rows to align).
+            tokens.insert(0, start)
     score = normalized_score(path.log_prob, limits.scored_length(row, len(path.tokens)), options)
     if options.coverage_penalty:
         score += coverage_penalty(attention, options.coverage_penalty)
