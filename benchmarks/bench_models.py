@@ -79,14 +79,14 @@ def checkpoint(name: str) -> Path:
     return path
 
 
-class _VocabularyOnly:
+class VocabularyOnly:
     """What ctranslate2's converter reads from a tokenizer, for a checkpoint that ships none: token
-    i is named `token_name(i)`, the special tokens keep their usual names."""
+    i is named names[i]; eos (also the BOS) and pad are ids."""
 
-    def __init__(self, shape: Shape):
-        self.names = [token_name(shape, i) for i in range(shape.vocab)]
-        self.eos_token = self.bos_token = self.names[shape.eos]
-        self.pad_token = self.names[shape.pad]
+    def __init__(self, names: list[str], eos: int, pad: int):
+        self.names = names
+        self.eos_token = self.bos_token = names[eos]
+        self.pad_token = names[pad]
         self.unk_token = "<unk>"
         self.special_tokens_map: dict = {}
 
@@ -112,7 +112,8 @@ def ctranslate2_model(name: str) -> Path:
 
     class Converter(ctranslate2.converters.TransformersConverter):
         def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
-            return _VocabularyOnly(SHAPES[name])
+            shape = SHAPES[name]
+            return VocabularyOnly([token_name(shape, i) for i in range(shape.vocab)], shape.eos, shape.pad)
 
     tmp = path.with_name("ct2.partial")
     Converter(str(checkpoint(name))).convert(str(tmp), force=True)

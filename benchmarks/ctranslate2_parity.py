@@ -44,22 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_models import VocabularyOnly  # noqa: E402
+
 VOCAB = 96
 SPECIAL = {0: "</s>", 1: "<unk>", VOCAB - 1: "<pad>"}  # Marian: eos 0, pad last (GPT-2: 0 is its BOS/EOS)
-
-
-class _Vocabulary:
-    """What ctranslate2's converter reads from a tokenizer: token i is `names[i]`."""
-
-    def __init__(self, names: list[str], eos: str, bos: str):
-        self.names, self.eos_token, self.bos_token = names, eos, bos
-        self.pad_token, self.unk_token, self.special_tokens_map = "<pad>", "<unk>", {}
-
-    def get_vocab(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.names)}
-
-    def convert_ids_to_tokens(self, i):
-        return self.names[i]
 
 
 def _randomize(model, seed: int) -> None:
@@ -93,11 +83,11 @@ def build(root: Path) -> dict[str, tuple[Path, Path, list[str]]]:
                                       bos_token_id=0, eos_token_id=0))  # fmt: skip
     _randomize(gpt2, 2)
     models = {}
-    for kind, model, eos, bos in (("marian", marian, "</s>", "<s>"), ("gpt2", gpt2, "</s>", "</s>")):
-        names = [SPECIAL.get(i, f"t{i}") for i in range(VOCAB)]
+    names = [SPECIAL.get(i, f"t{i}") for i in range(VOCAB)]
+    for kind, model in (("marian", marian), ("gpt2", gpt2)):
         ours, theirs = root / kind, root / f"{kind}-ct2"
         model.save_pretrained(ours, safe_serialization=True)
-        vocabulary = _Vocabulary(names, eos, bos)
+        vocabulary = VocabularyOnly(names, eos=0, pad=VOCAB - 1)
 
         class Converter(ctranslate2.converters.TransformersConverter):
             def load_tokenizer(self, *args, vocabulary=vocabulary, **kwargs):

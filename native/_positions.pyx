@@ -61,18 +61,20 @@ cdef void rotary_rows(floating *x, const int *positions, const float *cos, const
     cdef Py_ssize_t row
     if nt > 1:
         for row in prange(n * h, num_threads=nt, schedule='static'):
-            rotate_head(x + row * d, cos + positions[row // h] * r2, sin + positions[row // h] * r2, r2, interleaved)
+            rotate_head(x, positions, cos, sin, h, d, r2, interleaved, row)
     else:  # no parallel region at all: a decoding step's few heads cost less than entering one
         for row in range(n * h):
-            rotate_head(x + row * d, cos + positions[row // h] * r2, sin + positions[row // h] * r2, r2, interleaved)
+            rotate_head(x, positions, cos, sin, h, d, r2, interleaved, row)
 
 
-cdef inline void rotate_head(floating *v, const float *c, const float *s, Py_ssize_t r2,
-                             bint interleaved) noexcept nogil:
+cdef inline void rotate_head(floating *x, const int *positions, const float *cos, const float *sin, Py_ssize_t h,
+                             Py_ssize_t d, Py_ssize_t r2, bint interleaved, Py_ssize_t row) noexcept nogil:
+    """Head `row` of x (token row // h)."""
+    cdef Py_ssize_t p = positions[row // h] * r2
     if interleaved:
-        rotate_interleaved(v, c, s, r2)
+        rotate_interleaved(x + row * d, cos + p, sin + p, r2)
     else:
-        rotate_half(v, c, s, r2)
+        rotate_half(x + row * d, cos + p, sin + p, r2)
 
 
 def rotary(floating[:, :, ::1] x, const int[::1] positions, const float[:, ::1] cos,

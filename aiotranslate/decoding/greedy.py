@@ -142,7 +142,7 @@ class GreedySearch:
         live, options = self._live, self.options
         can_end = np.array([len(e.path.tokens) >= e.limits.min_new(e.row) for e in live], dtype=bool)
         logits = self._logits  # this step's own: the processors change it in place
-        if self.processors.needs_host:
+        if self.processors.reads_histories:
             logits = host_float32(logits)  # a no-op for host logits
         self.processors.apply(logits, lambda: [e.row.context + list(e.path.tokens) for e in live], can_end)
         if self.with_log_probs and isinstance(self.sampler, BestSampler) and isinstance(logits, np.ndarray):

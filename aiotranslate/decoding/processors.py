@@ -70,25 +70,22 @@ class LogitsProcessors:
         self.disable_ids = np.asarray(options.disable_ids, dtype=np.int64)
         self.suppress_sequences = options.suppress_sequences
         self.end_ids = np.asarray(options.end_ids, dtype=np.int64)
+        # The processors that read histories work row by row in numpy: they need host logits. The bans
+        # alone (disabled ids, end tokens below the minimum length) also run on a device's logits,
+        # which then stay there (OPUS-MT bans its pad token at every step).
         self.reads_histories = self.repetition_penalty != 1 or bool(self.no_repeat_ngram_size or self.suppress_sequences)
+        self._placed: dict[type, tuple] = {}  # (disable_ids, end_ids) per array type of the logits
 
     def changes(self, can_end: np.ndarray) -> bool:
         """Whether a call with this can_end may change any logit."""
         return self.reads_histories or bool(self.disable_ids.size) or bool(self.end_ids.size and not can_end.all())
-
-    @property
-    def needs_host(self) -> bool:
-        """Whether the logits must be host arrays: the processors that read histories work row by row
-        in numpy; the bans alone (disabled ids, end tokens below the minimum length) also run on a
-        device's logits, which then stay there (OPUS-MT bans its pad token at every step)."""
-        return self.reads_histories
 
     def apply(
         self, logits: np.ndarray, histories: Callable[[], Sequence[Sequence[int]]], can_end: np.ndarray
     ) -> None:
         """Every enabled processor, in place, on float32 logits that the caller owns (a search's
         logits of one step: nothing else reads them, so no (R, V) copy), on the host where
-        `needs_host`, else on the host or the device. Nothing happens when no
+        `reads_histories`, else on the host or the device. Nothing happens when no
         processor would change anything (plain decoding: no histories built). histories() lists each
         row's history; it is only called when a processor reads them."""
         if self.changes(can_end):
@@ -98,11 +95,14 @@ class LogitsProcessors:
         """logits: float32 (R, V), changed in place; can_end: bool (R,), False below the minimum length."""
         if self.repetition_penalty != 1:
             apply_repetition_penalty(logits, histories, self.repetition_penalty)
+        if type(logits) not in self._placed:  # a device copy of the ids once per search, not per step
+            self._placed[type(logits)] = (place_like(self.disable_ids, logits), place_like(self.end_ids, logits))
+        disable_ids, end_ids = self._placed[type(logits)]
         if self.disable_ids.size:
-            logits[:, place_like(self.disable_ids, logits)] = -np.inf
+            logits[:, disable_ids] = -np.inf
         if self.end_ids.size and not can_end.all():
             rows = place_like(np.flatnonzero(~can_end), logits)
-            logits[rows[:, None], place_like(self.end_ids, logits)[None, :]] = -np.inf
+            logits[rows[:, None], end_ids[None, :]] = -np.inf
         for row, history in enumerate(histories):
             if self.no_repeat_ngram_size:
                 logits[row, no_repeat_ngram_bans(history, self.no_repeat_ngram_size)] = -np.inf
