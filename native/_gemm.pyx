@@ -34,15 +34,21 @@
 #   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
 # - attention (attention.pxi, included at the end) is the fused softmax(q k^T) v of ops.attention.
+# - Every linear kernel (here and in _qgemm) writes into a caller-owned out, or with out None into a new
+#   array it returns (common.linear_output): the ops' common call, made without numpy's buffer protocol
+#   on the new array (its first request costs ~0.4 us, a few % of a (1, 512) x (512, 512) product).
 
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.stdint cimport int8_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+cimport numpy as cnp
 import numpy as np
 
-from common cimport ACT_NONE, check_linear, floating, overlap, visible_columns
+from common cimport ACT_NONE, check_linear, floating, linear_output, overlap, visible_columns
+
+cnp.import_array()  # linear_output makes arrays through numpy's C API
 
 cdef extern from "activation.h" nogil:
     void aio_activate_f32(float *x, long n, int act)
@@ -274,21 +280,21 @@ cdef int _check_sizes(int n_threads, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) e
 def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] bias, int act,
            const floating[:, ::1] residual, floating[:, ::1] out, int n_threads):
     """out = act(x @ w.T + bias) + residual for x (M, K), w (N, K), bias (N,) or None, residual
-    (M, N) or None (out itself allowed), act an ACT_* code; n_threads: OpenMP team size."""
+    (M, N) or None (out itself allowed), act an ACT_* code; n_threads: OpenMP team size. out None:
+    into a new array, returned (so for every linear kernel)."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = w.shape[0], item = sizeof(floating)
     cdef const floating *xp = NULL
     cdef const floating *wp = NULL
     cdef const floating *bp = NULL
     cdef const floating *rp = NULL
     cdef floating *op = NULL
-    if w.shape[1] != k or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"x ({m}, {k}), w ({n}, {w.shape[1]}) and out ({out.shape[0]}, "
-                         f"{out.shape[1]}) do not fit out = x @ w.T")
-    check_linear(m, n, bias, act, residual, out, n_threads)
+    if w.shape[1] != k:
+        raise ValueError(f"x ({m}, {k}) and w ({n}, {w.shape[1]}) do not fit x @ w.T")
+    result = linear_output(out, m, n, &op)
+    check_linear(m, n, bias, act, residual, n_threads)
     _check_sizes(n_threads, m, n, k)
     if m == 0 or n == 0:
-        return
-    op = &out[0, 0]
+        return result
     if k:
         xp, wp = &x[0, 0], &w[0, 0]
     if overlap(xp, m * k * item, op, m * n * item) or overlap(wp, n * k * item, op, m * n * item):
@@ -303,6 +309,7 @@ def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::
         rp = &residual[0, 0]
     with nogil:
         linear_core(xp, wp, bp, act, rp, op, m, n, k, n_threads)
+    return result
 
 
 def batched_matmul(const floating[:, :, :] a, const floating[:, :, :] b, floating[:, :, ::1] out,
@@ -346,20 +353,22 @@ cdef int _check_panels(Py_ssize_t k, Py_ssize_t n, Py_ssize_t p0, Py_ssize_t p1,
     return 0
 
 
-cdef int _check_panel_io(const float[:, ::1] x, float[:, ::1] out) except -1:
-    """Refuse an out overlapping x (m, n > 0): the panels write out while others still read x."""
-    if x.shape[1] and overlap(&x[0, 0], x.shape[0] * x.shape[1] * sizeof(float), &out[0, 0],
-                              out.shape[0] * out.shape[1] * sizeof(float)):
+cdef int _check_panel_io(const float[:, ::1] x, const float *out, Py_ssize_t n) except -1:
+    """Refuse an out (m, n) overlapping x (m, n > 0): the panels write out while others still read x."""
+    if x.shape[1] and overlap(&x[0, 0], x.shape[0] * x.shape[1] * sizeof(float), out,
+                              x.shape[0] * n * sizeof(float)):
         raise ValueError("out must not overlap x")
     return 0
 
 
-cdef const float[:, ::1] _unaliased(const float[:, ::1] residual, float[:, ::1] out):
-    """residual, or a copy where it overlaps out (m, n > 0): `out=residual` works although the
-    epilogue of one block writes out while another block's may still read residual."""
-    if residual is not None and overlap(&residual[0, 0], residual.shape[0] * residual.shape[1] * sizeof(float),
-                                        &out[0, 0], out.shape[0] * out.shape[1] * sizeof(float)):
-        return residual.copy()
+cdef const float[:, ::1] _unaliased(const float[:, ::1] residual, const float *out):
+    """residual, or a copy where it overlaps out, its shape (m, n > 0): `out=residual` works although
+    the epilogue of one block writes out while another block's may still read residual."""
+    cdef Py_ssize_t size
+    if residual is not None:
+        size = residual.shape[0] * residual.shape[1] * sizeof(float)
+        if overlap(&residual[0, 0], size, out, size):
+            return residual.copy()
     return residual
 
 
@@ -394,17 +403,19 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
     cdef const float *wp = NULL
     cdef const float *bp = NULL
     cdef const float *rp = NULL
+    cdef float *op = NULL
     cdef int team
     _check_panels(k, n, packed.shape[0], packed.shape[1], packed.shape[2])
-    check_linear(m, n, bias, act, residual, out, n_threads)
+    result = linear_output(out, m, n, &op)
+    check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
-        return
-    _check_panel_io(x, out)
+        return result
+    _check_panel_io(x, op, n)
     if k:
         xp, wp = &x[0, 0], &packed[0, 0, 0]
     if bias is not None:
         bp = &bias[0]
-    residual = _unaliased(residual, out)
+    residual = _unaliased(residual, op)
     if residual is not None:
         rp = &residual[0, 0]
     rows = _split(m, _cdiv(m, PK_ROWS), 1)
@@ -413,13 +424,14 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
     with nogil:
         if team > 1 and m == 1:
             for block in prange(blocks, num_threads=team, schedule='static'):
-                _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
+                _pk_block(xp, wp, bp, act, rp, op, m, n, k, rows, block)
         elif team > 1:
             for block in prange(blocks, num_threads=team, schedule='guided'):
-                _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
+                _pk_block(xp, wp, bp, act, rp, op, m, n, k, rows, block)
         else:
             for block in range(blocks):
-                _pk_block(xp, wp, bp, act, rp, &out[0, 0], m, n, k, rows, block)
+                _pk_block(xp, wp, bp, act, rp, op, m, n, k, rows, block)
+    return result
 
 
 cdef inline void _wq_panel(const float *x, const int8_t *packed, const float *scales, Py_ssize_t lds,
@@ -446,6 +458,7 @@ def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const fl
     cdef const float *sp = NULL
     cdef const float *bp = NULL
     cdef const float *rp = NULL
+    cdef float *op = NULL
     cdef int team
     if k % AIO_WQ_BLOCK:
         raise ValueError(f"K = {k} is not a multiple of the weight-only block size {AIO_WQ_BLOCK}")
@@ -453,25 +466,27 @@ def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const fl
     if scales.shape[0] != k // AIO_WQ_BLOCK or scales.shape[1] != panels * AIO_PANEL:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), "
                          f"expected ({k // AIO_WQ_BLOCK}, {panels * AIO_PANEL})")
-    check_linear(m, n, bias, act, residual, out, n_threads)
+    result = linear_output(out, m, n, &op)
+    check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
-        return
-    _check_panel_io(x, out)
+        return result
+    _check_panel_io(x, op, n)
     if k:
         xp, qp, sp = &x[0, 0], &packed[0, 0, 0], &scales[0, 0]
     if bias is not None:
         bp = &bias[0]
-    residual = _unaliased(residual, out)
+    residual = _unaliased(residual, op)
     if residual is not None:
         rp = &residual[0, 0]
     team = _team(n_threads, panels, <double> m * n * k)
     with nogil:
         if team > 1:
             for panel in prange(panels, num_threads=team, schedule='static'):
-                _wq_panel(xp, qp, sp, scales.shape[1], bp, act, rp, &out[0, 0], m, n, k, panel)
+                _wq_panel(xp, qp, sp, scales.shape[1], bp, act, rp, op, m, n, k, panel)
         else:
             for panel in range(panels):
-                _wq_panel(xp, qp, sp, scales.shape[1], bp, act, rp, &out[0, 0], m, n, k, panel)
+                _wq_panel(xp, qp, sp, scales.shape[1], bp, act, rp, op, m, n, k, panel)
+    return result
 
 
 def instruction_set():

@@ -24,7 +24,11 @@ from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc
 
-from common cimport check_linear
+cimport numpy as cnp
+
+from common cimport check_linear, linear_output
+
+cnp.import_array()  # linear_output makes arrays through numpy's C API
 
 cdef extern from "qgemm_kernels.h" nogil:
     enum:
@@ -138,9 +142,9 @@ cdef int _check_packed(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t n, Py_ssize_
     return 0
 
 
-cdef const float[:, ::1] _apart(const float[:, ::1] residual, float[:, ::1] out):
+cdef const float[:, ::1] _apart(const float[:, ::1] residual, const float *out):
     """residual, or a copy of it where it is out itself: the epilogue writes out before it adds residual."""
-    if residual is not None and &residual[0, 0] == &out[0, 0]:
+    if residual is not None and &residual[0, 0] == out:
         return residual.copy()
     return residual
 
@@ -237,7 +241,7 @@ def int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_
     """out = act(x @ W^T + bias) + residual with W (N, K) = scales[:, None] * q, q packed by pack_int8;
     x (M, K) quantized per row on the fly. residual may be out itself, and out may be x (x is
     quantized before out is written)."""
-    _int8_linear(x, packed, comp, scales, bias, act, residual, out, n_threads, 0.0)
+    return _int8_linear(x, packed, comp, scales, bias, act, residual, out, n_threads, 0.0)
 
 
 def int8_linear_static(const float[:, ::1] x, float multiplier, const int8_t[:, ::1] packed,
@@ -251,7 +255,7 @@ def int8_linear_static(const float[:, ::1] x, float multiplier, const int8_t[:, 
         raise ValueError(f"multiplier must be positive and finite, got {multiplier}")
     if offsets.shape[0] != packed.shape[0]:
         raise ValueError(f"offsets has {offsets.shape[0]} values, expected {packed.shape[0]}")
-    _int8_linear(x, packed, offsets, unquant, bias, act, residual, out, n_threads, multiplier)
+    return _int8_linear(x, packed, offsets, unquant, bias, act, residual, out, n_threads, multiplier)
 
 
 cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int32_t[::1] comp,
@@ -263,12 +267,14 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
     cdef Py_ssize_t panels, chunk, p, i
     cdef const float *bp = NULL
     cdef const float *rp = NULL
+    cdef float *op = NULL
     cdef int team
     _check_packed(packed.shape[0], packed.shape[1], n, kp)
-    check_linear(m, n, bias, act, residual, out, n_threads)
+    result = linear_output(out, m, n, &op)
+    check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
-        return
-    residual = _apart(residual, out)
+        return result
+    residual = _apart(residual, op)
     bp = &bias[0] if bias is not None else NULL
     rp = &residual[0, 0] if residual is not None else NULL
     cdef uint8_t *xu = <uint8_t *> malloc(m * kp + 1)
@@ -292,12 +298,12 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
             for p in prange(team, num_threads=team, schedule='static'):
                 if p * chunk < panels:
                     aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
-                                       &out[0, 0], n, p * chunk * AIO_Q_PANEL, min(n, (p + 1) * chunk * AIO_Q_PANEL))
+                                       op, n, p * chunk * AIO_Q_PANEL, min(n, (p + 1) * chunk * AIO_Q_PANEL))
         else:
-            aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp,
-                               &out[0, 0], n, 0, n)
+            aio_q8_linear_cols(xu, xs, m, k, &packed[0, 0], &comp[0], &scales[0], bp, act, rp, op, n, 0, n)
     free(xu)
     free(xs)
+    return result
 
 
 # ---- int8 in blocks of 32 along K (GGUF Q8_0) ----
@@ -369,15 +375,17 @@ def int8_block_linear(const float[:, ::1] x, const uint8_t[:, ::1] packed, const
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], nb = x.shape[1] // AIO_QB_BLOCK, panels, chunk, p
     cdef const float *bp = NULL
     cdef const float *rp = NULL
+    cdef float *op = NULL
     cdef int team
     _check_blocks(k)
     _check_packed(packed.shape[0], packed.shape[1], n, k)
     if scales.shape[0] != nb or scales.shape[1] != packed.shape[0]:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), expected ({nb}, {packed.shape[0]})")
-    check_linear(m, n, bias, act, residual, out, n_threads)
+    result = linear_output(out, m, n, &op)
+    check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
-        return
-    residual = _apart(residual, out)
+        return result
+    residual = _apart(residual, op)
     bp = &bias[0] if bias is not None else NULL
     rp = &residual[0, 0] if residual is not None else NULL
     cdef int8_t *xq = <int8_t *> malloc(m * k + 1)
@@ -397,14 +405,15 @@ def int8_block_linear(const float[:, ::1] x, const uint8_t[:, ::1] packed, const
             for p in prange(team, num_threads=team, schedule='static'):
                 if p * chunk < panels:
                     aio_qb_linear_cols(xq, xd, xc, m, k, &packed[0, 0], &scales[0, 0] if nb else NULL,
-                                       scales.shape[1], bp, act, rp, &out[0, 0], n, p * chunk * AIO_Q_PANEL,
+                                       scales.shape[1], bp, act, rp, op, n, p * chunk * AIO_Q_PANEL,
                                        min(n, (p + 1) * chunk * AIO_Q_PANEL))
         else:
             aio_qb_linear_cols(xq, xd, xc, m, k, &packed[0, 0], &scales[0, 0] if nb else NULL, scales.shape[1],
-                               bp, act, rp, &out[0, 0], n, 0, n)
+                               bp, act, rp, op, n, 0, n)
     free(xq)
     free(xd)
     free(xc)
+    return result
 
 
 # ---- bfloat16 ----
@@ -439,12 +448,14 @@ def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], kp = aio_bf16_padded_k(x.shape[1]), panels, p
     cdef const float *bp = NULL
     cdef const float *rp = NULL
+    cdef float *op = NULL
     cdef int team
     _check_packed(packed.shape[0], packed.shape[1], n, kp)
-    check_linear(m, n, bias, act, residual, out, n_threads)
+    result = linear_output(out, m, n, &op)
+    check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
-        return
-    residual = _apart(residual, out)
+        return result
+    residual = _apart(residual, op)
     bp = &bias[0] if bias is not None else NULL
     rp = &residual[0, 0] if residual is not None else NULL
     cdef uint16_t *xb = <uint16_t *> malloc((m * kp + 1) * sizeof(uint16_t))
@@ -456,8 +467,9 @@ def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t
         aio_bf16_convert_rows(&x[0, 0] if k else NULL, k, m, k, xb)
         if team > 1:
             for p in prange(panels, num_threads=team, schedule='static'):
-                aio_bf16_linear_cols(xb, m, k, &packed[0, 0], bp, act, rp, &out[0, 0], n, p * AIO_Q_PANEL,
+                aio_bf16_linear_cols(xb, m, k, &packed[0, 0], bp, act, rp, op, n, p * AIO_Q_PANEL,
                                      min(n, (p + 1) * AIO_Q_PANEL))
         else:
-            aio_bf16_linear_cols(xb, m, k, &packed[0, 0], bp, act, rp, &out[0, 0], n, 0, n)
+            aio_bf16_linear_cols(xb, m, k, &packed[0, 0], bp, act, rp, op, n, 0, n)
     free(xb)
+    return result

@@ -341,12 +341,12 @@ def _prepare(x, shape, bias, residual, out, activation):
 
 
 def _kernel_call(weight: Int8Weight | Int8BlockWeight | Int8WeightOnly) -> tuple:
-    """The kernel module, kernel name and weight arguments of an int8 linear by `weight`."""
+    """The kernel (None without the extension) and weight arguments of an int8 linear by `weight`."""
     if isinstance(weight, Int8WeightOnly):
-        return _float_kernels, "linear_int8w", (*weight.data, weight.shape[0])
+        return _float_kernels and _float_kernels.linear_int8w, (*weight.data, weight.shape[0])
     if isinstance(weight, Int8BlockWeight):
-        return _kernels, "int8_block_linear", (*weight.data, weight.shape[0])
-    return _kernels, "int8_linear", (*weight.data, weight.scales)
+        return _kernels and _kernels.int8_block_linear, (*weight.data, weight.shape[0])
+    return _kernels and _kernels.int8_linear, (*weight.data, weight.scales)
 
 
 def int8_linear(x, weight: Int8Weight | Int8BlockWeight | Int8WeightOnly, bias=None, *, activation=None,
@@ -355,13 +355,13 @@ def int8_linear(x, weight: Int8Weight | Int8BlockWeight | Int8WeightOnly, bias=N
     x is quantized as W is: per row for an `Int8Weight` (`reference.int8_linear` is the contract), per
     block of 32 for an `Int8BlockWeight` (`block_reference`), not at all for an `Int8WeightOnly`
     (`weight_only_reference`; out must not overlap x then)."""
-    kernels, name, weight_args = _kernel_call(weight)
-    y = direct_linear(kernels, name, x, weight.shape, weight_args, bias, activation, residual, out, n_threads)
+    kernel, weight_args = _kernel_call(weight)
+    y = direct_linear(kernel, x, weight.shape, weight_args, bias, activation, residual, out, n_threads)
     if y is not None:
         return y
     x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)
-    if kernels is not None:
-        getattr(kernels, name)(x2, *weight_args, bias, act, residual, out2, n_threads)
+    if kernel is not None:
+        kernel(x2, *weight_args, bias, act, residual, out2, n_threads)
     elif isinstance(weight, Int8WeightOnly):
         out2[...] = weight_only_reference(x2, *weight.data, bias, act, residual)
     elif isinstance(weight, Int8BlockWeight):
@@ -376,8 +376,8 @@ def int8_linear_static(x, weight: Int8Weight, prep: IntgemmInput, *, activation=
     """act(intgemm product of x (..., K) and W (N, K) + bias') + residual -> (..., N), x quantized
     with the fixed multiplier of `prep` (`IntgemmInput` states the arithmetic)."""
     weight_args = (prep.multiplier, weight.data[0], prep.offsets, prep.unquant)
-    y = direct_linear(_kernels, "int8_linear_static", x, weight.shape, weight_args, prep.bias, activation, residual,
-                      out, n_threads)
+    y = direct_linear(_kernels and _kernels.int8_linear_static, x, weight.shape, weight_args, prep.bias, activation,
+                      residual, out, n_threads)
     if y is not None:
         return y
     x2, _, residual, out, out2, act = _prepare(x, weight.shape, None, residual, out, activation)
@@ -391,8 +391,8 @@ def int8_linear_static(x, weight: Int8Weight, prep: IntgemmInput, *, activation=
 def bf16_linear(x, weight: BF16Weight, bias=None, *, activation=None, residual=None, out=None, n_threads=1):
     """act(bf16(x) @ W.T + bias) + residual for float32 x (..., K) and a `BF16Weight` W (N, K), the
     products summed in float32 -> (..., N)."""
-    y = direct_linear(_kernels, "bf16_linear", x, weight.shape, (weight.data, weight.shape[0]), bias, activation,
-                      residual, out, n_threads)
+    y = direct_linear(_kernels and _kernels.bf16_linear, x, weight.shape, (weight.data, weight.shape[0]), bias,
+                      activation, residual, out, n_threads)
     if y is not None:
         return y
     x2, bias, residual, out, out2, act = _prepare(x, weight.shape, bias, residual, out, activation)

@@ -9,7 +9,7 @@ import pytest
 
 from aiotranslate import ops
 from aiotranslate._native import load
-from aiotranslate.ops.quantized import Int8BlockWeight, Int8WeightOnly, IntgemmInput
+from aiotranslate.ops.quantized import BF16Weight, Int8BlockWeight, Int8WeightOnly, IntgemmInput
 
 needs_native = pytest.mark.skipif(load("_gemm") is None or load("_qgemm") is None, reason="native kernels not built")
 pytestmark = needs_native
@@ -34,6 +34,7 @@ LINEARS = {
     "int8 blocks": (ops.int8_linear, Int8BlockWeight.quantize),
     "int8 weight-only": (ops.int8_linear, Int8WeightOnly.quantize),
     "int8 static": (_static, ops.Int8Weight.quantize),
+    "bfloat16": (ops.bf16_linear, BF16Weight.from_float),
 }
 
 
@@ -54,13 +55,26 @@ def _checked_path_fails(monkeypatch):
 
 
 def test_linear_short_way_equals_the_checked_path(linear, monkeypatch):
+    """The short way's kernel makes its own output (out=None): a new C-contiguous array of the right
+    shape and dtype, empty rows included."""
     op, weight = linear
-    for kwargs in ({}, {"activation": "gelu", "residual": RESIDUAL}):
-        checked = op(X, weight, BIAS, out=np.empty((3, 70), np.float32), **kwargs)
+    for rows, kwargs in ((3, {}), (3, {"activation": "gelu", "residual": RESIDUAL}), (1, {}), (0, {})):
+        checked = op(X[:rows], weight, BIAS, out=np.full((rows, 70), np.nan, np.float32), **kwargs)
         with monkeypatch.context() as patch:
             _checked_path_fails(patch)
-            short = op(X, weight, BIAS, **kwargs)
+            short = op(X[:rows], weight, BIAS, **kwargs)
+        assert short.shape == (rows, 70) and short.flags.c_contiguous and short.flags.owndata
         np.testing.assert_array_equal(short, checked)
+
+
+def test_float64_linear_short_way_equals_the_checked_path(monkeypatch):
+    x, w, bias = X.astype(np.float64), W.astype(np.float64), BIAS.astype(np.float64)
+    checked = ops.linear(x, w, bias, activation="silu", out=np.empty((3, 70)))
+    with monkeypatch.context() as patch:
+        _checked_path_fails(patch)
+        short = ops.linear(x, w, bias, activation="silu")
+    assert short.dtype == np.float64
+    np.testing.assert_array_equal(short, checked)
 
 
 def test_linear_refusals_keep_the_ops_errors_and_conversions(linear):
