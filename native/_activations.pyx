@@ -1,10 +1,15 @@
 # Elementwise activation with a fused bias add, and swiglu, over the rows of a matrix.
 # Contract: aiotranslate.ops.reference.activation / swiglu; the math is activations_kernels.c and
 # activation.h (shared with the GEMM epilogue); this layer checks shapes and spreads rows over threads.
+# swiglu's out None: into a new array, returned.
 
 from cython.parallel cimport prange
 
-from common cimport ACT_NONE, ACT_RELU, ACT_SILU, check_output, floating, team_size
+cimport numpy as cnp
+
+from common cimport ACT_NONE, ACT_RELU, ACT_SILU, check_output, check_threads, floating, output_rows, team_size
+
+cnp.import_array()  # new_output makes arrays through numpy's C API
 
 cdef extern from "activations_kernels.h" nogil:
     void aio_bias_activation_row_f32(const float *x, const float *bias, int act, float *out, long n)
@@ -75,12 +80,15 @@ def bias_activation(const floating[:, ::1] x, const floating[::1] bias, int act,
 
 
 def swiglu(const floating[:, ::1] x, floating[:, ::1] out, int n_threads):
-    """out = silu(x[:, :F]) * x[:, F:] for x (R, 2F), out (R, F)."""
+    """out = silu(x[:, :F]) * x[:, F:] for x (R, 2F), out (R, F) or None."""
     cdef Py_ssize_t r = x.shape[0], f = x.shape[1] // 2
     if x.shape[1] % 2:
         raise ValueError(f"swiglu needs an even number of columns (gate and up halves), got {x.shape[1]}")
-    check_output(out.shape[0], out.shape[1], r, f, n_threads)
+    cdef floating *op
+    result = output_rows(out, r, f, &op)
+    check_threads(n_threads)
     if r == 0 or f == 0:
-        return
+        return result
     with nogil:
-        swiglu_rows(&x[0, 0], &out[0, 0], r, f, n_threads)
+        swiglu_rows(&x[0, 0], op, r, f, n_threads)
+    return result

@@ -34,21 +34,22 @@
 #   with a float32 scale per block of 32 along K in panels of 64 columns (gemm_kernels.c, "Weight-only
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
 # - attention (attention.pxi, included at the end) is the fused softmax(q k^T) v of ops.attention.
-# - Every linear kernel (here and in _qgemm) writes into a caller-owned out, or with out None into a new
-#   array it returns (common.linear_output): the ops' common call, made without numpy's buffer protocol
-#   on the new array (its first request costs ~0.4 us, a few % of a (1, 512) x (512, 512) product).
+# - Every kernel the ops call the short way (`ops._dispatch`: the linears here and in _qgemm, attention,
+#   the norms, swiglu) writes into a caller-owned out, or with out None into a new array it returns
+#   (common.new_output).
 
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.stdint cimport int8_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cimport numpy as cnp
-import numpy as np
 
-from common cimport ACT_NONE, check_linear, floating, linear_output, overlap, visible_columns
+from common cimport ACT_NONE, check_linear, check_threads, floating, new_output, output_rows, overlap, visible_columns
 
-cnp.import_array()  # linear_output makes arrays through numpy's C API
+cnp.import_array()  # new_output makes arrays through numpy's C API
 
 cdef extern from "activation.h" nogil:
     void aio_activate_f32(float *x, long n, int act)
@@ -290,7 +291,7 @@ def linear(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::
     cdef floating *op = NULL
     if w.shape[1] != k:
         raise ValueError(f"x ({m}, {k}) and w ({n}, {w.shape[1]}) do not fit x @ w.T")
-    result = linear_output(out, m, n, &op)
+    result = output_rows(out, m, n, &op)
     check_linear(m, n, bias, act, residual, n_threads)
     _check_sizes(n_threads, m, n, k)
     if m == 0 or n == 0:
@@ -406,7 +407,7 @@ def linear_packed(const float[:, ::1] x, const float[:, :, ::1] packed, Py_ssize
     cdef float *op = NULL
     cdef int team
     _check_panels(k, n, packed.shape[0], packed.shape[1], packed.shape[2])
-    result = linear_output(out, m, n, &op)
+    result = output_rows(out, m, n, &op)
     check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
         return result
@@ -466,7 +467,7 @@ def linear_int8w(const float[:, ::1] x, const int8_t[:, :, ::1] packed, const fl
     if scales.shape[0] != k // AIO_WQ_BLOCK or scales.shape[1] != panels * AIO_PANEL:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), "
                          f"expected ({k // AIO_WQ_BLOCK}, {panels * AIO_PANEL})")
-    result = linear_output(out, m, n, &op)
+    result = output_rows(out, m, n, &op)
     check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
         return result

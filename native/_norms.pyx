@@ -1,10 +1,14 @@
 # layer_norm and rms_norm over the rows of a matrix, optionally fused with the residual add.
 # Contract: aiotranslate.ops.reference.layer_norm / rms_norm; the row math is norms_kernels.c, this layer
-# checks shapes and spreads rows over the call's OpenMP team.
+# checks shapes and spreads rows over the call's OpenMP team. out None: into a new array, returned.
 
 from cython.parallel cimport prange
 
-from common cimport check_output, floating, team_size
+cimport numpy as cnp
+
+from common cimport check_threads, floating, output_rows, team_size
+
+cnp.import_array()  # new_output makes arrays through numpy's C API
 
 cdef extern from "norms_kernels.h" nogil:
     void aio_layer_norm_row_f32(const float *x, float *residual, const float *gamma, const float *beta,
@@ -52,17 +56,20 @@ cdef run(const floating[:, ::1] x, const floating[::1] gamma, const floating *be
          floating[:, ::1] residual, floating[:, ::1] out, bint rms, int n_threads):
     cdef Py_ssize_t r = x.shape[0], n = x.shape[1]
     cdef floating *residual_ptr = NULL
-    check_output(out.shape[0], out.shape[1], r, n, n_threads)
+    cdef floating *op
+    result = output_rows(out, r, n, &op)
+    check_threads(n_threads)
     if gamma.shape[0] != n:
         raise ValueError(f"gamma has {gamma.shape[0]} elements, expected {n}")
     if residual is not None and (residual.shape[0] != r or residual.shape[1] != n):
         raise ValueError(f"residual has shape {(residual.shape[0], residual.shape[1])}, expected {(r, n)}")
     if r == 0 or n == 0:
-        return
+        return result
     if residual is not None:
         residual_ptr = &residual[0, 0]
     with nogil:
-        norm_rows(&x[0, 0], residual_ptr, &gamma[0], beta, &out[0, 0], r, n, eps, rms, n_threads)
+        norm_rows(&x[0, 0], residual_ptr, &gamma[0], beta, op, r, n, eps, rms, n_threads)
+    return result
 
 
 def layer_norm(const floating[:, ::1] x, const floating[::1] gamma, const floating[::1] beta, double eps,
@@ -77,10 +84,10 @@ def layer_norm(const floating[:, ::1] x, const floating[::1] gamma, const floati
             raise ValueError(f"beta has {beta.shape[0]} elements, expected {x.shape[1]}")
         if beta.shape[0]:
             beta_ptr = &beta[0]
-    run(x, gamma, beta_ptr, eps, residual, out, False, n_threads)
+    return run(x, gamma, beta_ptr, eps, residual, out, False, n_threads)
 
 
 def rms_norm(const floating[:, ::1] x, const floating[::1] gamma, double eps, floating[:, ::1] residual,
              floating[:, ::1] out, int n_threads):
     """out = s / sqrt(mean(s^2) + eps) * gamma over rows of s = x, or s = (residual += x)."""
-    run(x, gamma, <const floating *>NULL, eps, residual, out, True, n_threads)
+    return run(x, gamma, <const floating *>NULL, eps, residual, out, True, n_threads)

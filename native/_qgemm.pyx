@@ -26,9 +26,9 @@ from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
 
-from common cimport check_linear, linear_output
+from common cimport check_linear, output_rows
 
-cnp.import_array()  # linear_output makes arrays through numpy's C API
+cnp.import_array()  # new_output makes arrays through numpy's C API
 
 cdef extern from "qgemm_kernels.h" nogil:
     enum:
@@ -270,7 +270,7 @@ cdef _int8_linear(const float[:, ::1] x, const int8_t[:, ::1] packed, const int3
     cdef float *op = NULL
     cdef int team
     _check_packed(packed.shape[0], packed.shape[1], n, kp)
-    result = linear_output(out, m, n, &op)
+    result = output_rows(out, m, n, &op)
     check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
         return result
@@ -381,7 +381,7 @@ def int8_block_linear(const float[:, ::1] x, const uint8_t[:, ::1] packed, const
     _check_packed(packed.shape[0], packed.shape[1], n, k)
     if scales.shape[0] != nb or scales.shape[1] != packed.shape[0]:
         raise ValueError(f"scales has shape ({scales.shape[0]}, {scales.shape[1]}), expected ({nb}, {packed.shape[0]})")
-    result = linear_output(out, m, n, &op)
+    result = output_rows(out, m, n, &op)
     check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
         return result
@@ -451,7 +451,7 @@ def bf16_linear(const float[:, ::1] x, const uint16_t[:, ::1] packed, Py_ssize_t
     cdef float *op = NULL
     cdef int team
     _check_packed(packed.shape[0], packed.shape[1], n, kp)
-    result = linear_output(out, m, n, &op)
+    result = output_rows(out, m, n, &op)
     check_linear(m, n, bias, act, residual, n_threads)
     if m == 0 or n == 0:
         return result

@@ -70,18 +70,28 @@ cdef inline Py_ssize_t extent(Py_ssize_t g, Py_ssize_t s0, Py_ssize_t rows, Py_s
 def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, :] v, float[:, :, ::1] out,
               double scale, const int[::1] lengths, int causal_q, int n_threads):
     """out[g] = softmax(scale * q[g] @ k[g].T, masked) @ v[g] for q (G, M, D), k and v (G, N, D) with
-    a contiguous last axis (outer axes may be strided), out (G, M, D) apart from them; lengths (L,)
-    with L dividing G * M, or None, and causal_q (0: off) mask row r = g * M + i of the scores as
-    ops.softmax masks row r of its input."""
+    a contiguous last axis (outer axes may be strided), out (G, M, D) apart from them or None (into a
+    new array, returned); lengths (L,) with L dividing G * M, or None, and causal_q (0: off) mask row
+    r = g * M + i of the scores as ops.softmax masks row r of its input."""
     cdef Py_ssize_t g = q.shape[0], m = q.shape[1], d = q.shape[2], n = k.shape[1], item = sizeof(float)
     cdef Py_ssize_t rows_per_length = 1, i
     cdef const int *lengths_ptr = NULL
-    if (k.shape[0] != g or v.shape[0] != g or k.shape[2] != d or v.shape[2] != d or v.shape[1] != n
-            or out.shape[0] != g or out.shape[1] != m or out.shape[2] != d):
-        raise ValueError(f"q {tuple(q.shape)[:3]}, k {tuple(k.shape)[:3]}, v {tuple(v.shape)[:3]} and out "
-                         f"{tuple(out.shape)[:3]} do not fit (G, M, D), (G, N, D), (G, N, D), (G, M, D)")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    cdef float *op = NULL
+    cdef void *new_data
+    cdef cnp.npy_intp dims[3]
+    if k.shape[0] != g or v.shape[0] != g or k.shape[2] != d or v.shape[2] != d or v.shape[1] != n:
+        raise ValueError(f"q {tuple(q.shape)[:3]}, k {tuple(k.shape)[:3]} and v {tuple(v.shape)[:3]} do not fit "
+                         f"(G, M, D), (G, N, D), (G, N, D)")
+    result = None
+    if out is None:
+        dims[0], dims[1], dims[2] = g, m, d
+        result = new_output(3, dims, cnp.NPY_FLOAT32, &new_data)
+        op = <float *> new_data
+    elif out.shape[0] != g or out.shape[1] != m or out.shape[2] != d:
+        raise ValueError(f"out has shape {tuple(out.shape)[:3]}, expected {(g, m, d)}")
+    elif g * m * d:
+        op = &out[0, 0, 0]
+    check_threads(n_threads)
     if lengths is not None:
         if lengths.shape[0] == 0 or (g * m) % lengths.shape[0]:
             raise ValueError(f"{lengths.shape[0]} lengths do not divide {g * m} rows")
@@ -90,10 +100,10 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
     if causal_q < 0 or (causal_q and ((g * m) % causal_q or causal_q > n)):
         raise ValueError(f"causal_q={causal_q} must divide the {g * m} rows and be <= {n} keys")
     if g == 0 or m == 0 or d == 0:
-        return
+        return result
     if n == 0:  # no keys: every row's softmax is empty
-        out[...] = 0
-        return
+        memset(op, 0, g * m * d * item)
+        return result
     if d > 1 and (q.strides[2] != item or k.strides[2] != item or v.strides[2] != item):
         raise ValueError("q, k and v need a contiguous last axis (outer axes may be strided)")
     # Element strides of the outer axes (a KV-cache slice keeps the cache's row stride).
@@ -103,7 +113,6 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
     cdef const float *qp = &q[0, 0, 0]
     cdef const float *kp = &k[0, 0, 0]
     cdef const float *vp = &v[0, 0, 0]
-    cdef float *op = &out[0, 0, 0]
     cdef Py_ssize_t out_bytes = g * m * d * item
     if (overlap(qp, extent(g, sq, m, ldq, d) * item, op, out_bytes)
             or overlap(kp, extent(g, sk, n, ldk, d) * item, op, out_bytes)
@@ -111,8 +120,9 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
         raise ValueError("out must not overlap q, k or v")
     cdef int team = n_threads if g > 1 and g * m * n * d >= ATTENTION_GRAIN else 1
     cdef Py_ssize_t per_thread = min(m, <Py_ssize_t>ATTENTION_ROWS) * n
-    cdef float[::1] scratch = np.empty(team * per_thread, dtype=np.float32)
-    cdef float *sp = &scratch[0]
+    cdef float *sp = <float *> malloc(team * per_thread * item)
+    if sp == NULL:
+        raise MemoryError()
     with nogil:
         if team > 1:
             for i in prange(g, num_threads=team, schedule='static'):
@@ -122,3 +132,5 @@ def attention(const float[:, :, :] q, const float[:, :, :] k, const float[:, :, 
             for i in range(g):
                 attend_group(qp + i * sq, ldq, kp + i * sk, ldk, vp + i * sv, ldv, op + i * m * d, m, n, d, scale,
                              i * m, lengths_ptr, rows_per_length, causal_q, sp)
+    free(sp)
+    return result

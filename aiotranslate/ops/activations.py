@@ -12,6 +12,7 @@ from . import _checks, _dispatch, reference
 from .gemm import activation_code
 
 _kernels = _native.load("_activations")
+_SWIGLU = _dispatch.by_dtype(_kernels and _kernels.swiglu)
 
 
 def activation(x, activation, *, bias=None, out=None, n_threads=1):
@@ -34,11 +35,9 @@ def activation(x, activation, *, bias=None, out=None, n_threads=1):
 
 def swiglu(x, *, out=None, n_threads=1):
     """silu(x[..., :F]) * x[..., F:] for x (..., 2F) -> (..., F): gate and up from one fused GEMM."""
-    if _kernels is not None and out is None and type(x) is np.ndarray and x.ndim == 2:  # the short way
-        short = np.empty((x.shape[0], x.shape[1] // 2), x.dtype)
+    if out is None and type(x) is np.ndarray and x.ndim == 2 and x.dtype in _SWIGLU:  # the short way
         try:
-            _kernels.swiglu(x, short, n_threads)
-            return short
+            return _SWIGLU[x.dtype](x, None, n_threads)
         except _dispatch.REFUSED:
             pass
     x = _checks.float_array(x, "x")

@@ -27,10 +27,8 @@ def attention(q, k, v, *, scale, lengths=None, causal_q=0, mask=None, out=None, 
     strided views whose last axis is contiguous (KV-cache slices): no copy is made."""
     if (_kernels is not None and mask is None and probs_out is None and out is None and type(q) is np.ndarray
             and q.ndim == 3):
-        short = np.empty(q.shape, q.dtype)  # the short way (`_dispatch`)
-        try:
-            _kernels.attention(q, k, v, short, scale, lengths, causal_q, n_threads)
-            return short
+        try:  # the short way (`_dispatch`)
+            return _kernels.attention(q, k, v, None, scale, lengths, causal_q, n_threads)
         except _dispatch.REFUSED:
             pass
     q = _checks.float_array(q, "q", strided_rows=True)

@@ -49,8 +49,7 @@ def _single_thread_scipy_blas() -> None:
 _kernels = _native.load("_gemm")
 if _kernels is not None:
     _single_thread_scipy_blas()
-# The linear kernel of each dtype, picked from the fused one once: a call skips Cython's dispatch (~0.2 us).
-_LINEAR = {} if _kernels is None else {np.dtype(t): _kernels.linear[c] for t, c in ((np.float32, "float"), (np.float64, "double"))}
+_LINEAR = _dispatch.by_dtype(_kernels and _kernels.linear)
 
 
 def activation_code(activation) -> int:

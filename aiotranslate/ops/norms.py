@@ -12,6 +12,8 @@ from .. import _native
 from . import _checks, _dispatch, reference
 
 _kernels = _native.load("_norms")
+_LAYER_NORM = _dispatch.by_dtype(_kernels and _kernels.layer_norm)
+_RMS_NORM = _dispatch.by_dtype(_kernels and _kernels.rms_norm)
 
 
 def _prepare(x, gamma, beta, residual, out):
@@ -31,23 +33,21 @@ def _prepare(x, gamma, beta, residual, out):
     return x2, gamma, beta, residual, out, _dispatch.kernels(x, _kernels)
 
 
-def _direct(name: str, x, out, args: tuple, n_threads):
-    """The new output of _kernels.<name>(x, *args, out, n_threads) when the call takes the short way
+def _direct(kernels: dict, x, out, args: tuple, n_threads):
+    """The new output of kernels[x.dtype](x, *args, None, n_threads) when the call takes the short way
     (`_dispatch`): x a 2-D host array, no out given, arguments the kernel takes as they are.
     Otherwise None: the op's checked path runs."""
-    if _kernels is None or out is not None or type(x) is not np.ndarray or x.ndim != 2:
+    if out is not None or type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in kernels:
         return None
-    out = np.empty(x.shape, x.dtype)
     try:
-        getattr(_kernels, name)(x, *args, out, n_threads)
+        return kernels[x.dtype](x, *args, None, n_threads)
     except _dispatch.REFUSED:
         return None
-    return out
 
 
 def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_threads=1):
     """(s - mean) / sqrt(var + eps) * gamma + beta with s = x, or s = residual += x."""
-    y = _direct("layer_norm", x, out, (gamma, beta, eps, residual), n_threads)
+    y = _direct(_LAYER_NORM, x, out, (gamma, beta, eps, residual), n_threads)
     if y is not None:
         return y
     x2, gamma, beta, residual, out, kernels = _prepare(x, gamma, beta, residual, out)
@@ -63,7 +63,7 @@ def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_thre
 
 def rms_norm(x, gamma, *, eps=1e-6, residual=None, out=None, n_threads=1):
     """s / sqrt(mean(s^2) + eps) * gamma with s = x, or s = residual += x."""
-    y = _direct("rms_norm", x, out, (gamma, eps, residual), n_threads)
+    y = _direct(_RMS_NORM, x, out, (gamma, eps, residual), n_threads)
     if y is not None:
         return y
     x2, gamma, _, residual, out, kernels = _prepare(x, gamma, None, residual, out)

@@ -136,3 +136,41 @@ def test_attention_short_way_equals_the_checked_path_and_keeps_its_errors():
         ops.attention(q, k, v, scale=0.25, lengths=lengths[:3])
     with pytest.raises(TypeError, match="dtype"):
         ops.attention(q, k.astype(np.float64), v, scale=0.25)
+
+
+def test_swiglu_short_way_equals_the_checked_path_and_keeps_its_errors():
+    checked = ops.swiglu(X, out=np.empty((3, 32), np.float32))
+    with pytest.MonkeyPatch.context() as patch:
+        _checked_path_fails(patch)
+        short = ops.swiglu(X)
+    np.testing.assert_array_equal(short, checked)
+    with pytest.raises(ValueError, match="even"):
+        ops.swiglu(X[:, :63])
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "swiglu", "attention"])
+def test_short_way_outputs_are_new_arrays_of_any_size(op):
+    """The kernels make the short way's output (out=None), empty ones included."""
+    gamma = np.ones(64, np.float32)
+    calls = {
+        "layer_norm": lambda x: ops.layer_norm(x, gamma),
+        "rms_norm": lambda x: ops.rms_norm(x, gamma),
+        "swiglu": ops.swiglu,
+        "attention": lambda x: ops.attention(x[None], x[None], x[None], scale=0.125)[0],
+    }
+    for rows in (0, 1, 3):
+        x = X[:rows]
+        expected = {"swiglu": (rows, 32)}.get(op, (rows, 64))
+        with pytest.MonkeyPatch.context() as patch:
+            _checked_path_fails(patch)
+            y = calls[op](x)
+        assert y.shape == expected and y.dtype == np.float32 and y.flags.c_contiguous
+        assert np.isfinite(y).all()
+
+
+def test_attention_short_way_over_no_keys_is_zero():
+    q, keys = X[None], np.empty((1, 0, 64), np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        _checked_path_fails(patch)
+        y = ops.attention(q, keys, keys, scale=0.125)
+    np.testing.assert_array_equal(y, np.zeros_like(q))
