@@ -19,6 +19,7 @@
 #   weight and for x; qblock_kernels.c), threaded the same way.
 # - matmul_s32, block_sums and quantize_rows / quantize_blocks expose the exact integer stages for the tests (int8 x int8 -> int32
 #   against numpy), on whichever instruction set set_isa selected.
+# - The linears write into out, or with out None into a new array they return (as _gemm.pyx's).
 
 from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
