@@ -239,7 +239,10 @@ class CrossAttention:
         q = get_array_module(y).ascontiguousarray(y.reshape(bsz, t, h_kv, self.group, d).transpose(0, 2, 3, 1, 4))
         lengths = np.ascontiguousarray(memory_lengths, dtype=np.int32)
         grouped = None if probs is None else probs.reshape(bsz, h_kv, self.group, t, -1)  # (B, H_kv, r, T, S)
-        ctx = attend(q, k, v, lengths, scale=self.scale, probs_out=grouped, n_threads=n_threads)
+        # All S memory slots as the keys' bound (no max over the lengths each step): the kernel reads each
+        # block's visible keys only. probs are as wide as the longest memory row, which S may exceed.
+        n_keys = None if probs is not None else k.shape[2]
+        ctx = attend(q, k, v, lengths, scale=self.scale, probs_out=grouped, n_keys=n_keys, n_threads=n_threads)
         return self.out(ctx, residual=residual, n_threads=n_threads)
 
 
