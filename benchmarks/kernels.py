@@ -2,11 +2,13 @@
 
 For every case: our time through `aiotranslate.ops` (with n_threads), numpy's time for the same result
 (numpy's own BLAS limited to the same thread count with threadpoolctl, around numpy's calls only), and
-ratio = numpy / ours (> 1: we are faster), each the median of several repeats. Where the project sets
-a bar for an op the ratio is marked PASS or below. Families without their native module run the numpy
+ratio = numpy / ours (> 1: we are faster). Each side's time is the median of several repeats run as a
+block; the two blocks alternate over --rounds rounds (which side goes first alternating too), and the
+ratio is the median of the rounds' ratios, so a drift of the shared machine's memory bandwidth between
+blocks does not decide it. Where the project sets a bar for an op the ratio is marked PASS or below. Families without their native module run the numpy
 reference fallback (the header says which are loaded), so their figures mean nothing until it is built.
 
-    python benchmarks/kernels.py [--threads 1 2] [--quick] [--match TEXT]
+    python benchmarks/kernels.py [--threads 1 2] [--rounds 3] [--quick] [--match TEXT]
 
 The machine is shared: absolute times drift, the side-by-side ratios are what to read. Multithreaded
 figures need idle cores: with other work running, every parallel region waits for a time slice (the
@@ -177,22 +179,32 @@ def per_call(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def compare(case: Case, n_threads: int, repeats: int, target_s: float, blas) -> tuple[float, float]:
-    """Median seconds per call (ours, numpy), each side's repeats run as one block, numpy's with its
-    BLAS (`blas`, from `numpy_blas`) at n_threads.
+def block(fn, threads, n_threads: int, repeats: int, target_s: float, blas) -> float:
+    """Median seconds per call of fn over `repeats` timings of one block, with numpy's BLAS (`blas`,
+    from `numpy_blas`) at `threads` (None: as it is).
 
-    With several threads each block starts after a pause: idle OpenBLAS workers spin for a while after
+    With several threads the block starts after a pause: idle OpenBLAS workers spin for a while after
     a call (and OpenMP's for a shorter while), and on a 2-core machine a spinning thread stalls the
-    other side's team for a scheduler time slice, which interleaved repeats would measure instead.
+    other side's team for a scheduler time slice, which interleaved calls would measure instead.
     """
-    medians = []
-    for fn, threads in ((lambda: case.ours(n_threads), None), (case.numpy, n_threads)):
-        if n_threads > 1:
-            time.sleep(SETTLE_S)
-        with blas.limit(limits=threads):  # None: as they are (one thread, or the process default)
-            number = max(1, int(target_s / max(min(per_call(fn, 1) for _ in range(3)), 1e-7)))  # warm-up too
-            medians.append(statistics.median(per_call(fn, number) for _ in range(repeats)))
-    return medians[0], medians[1]
+    if n_threads > 1:
+        time.sleep(SETTLE_S)
+    with blas.limit(limits=threads):
+        number = max(1, int(target_s / max(min(per_call(fn, 1) for _ in range(3)), 1e-7)))  # warm-up too
+        return statistics.median(per_call(fn, number) for _ in range(repeats))
+
+
+def compare(case: Case, n_threads: int, rounds: int, repeats: int, target_s: float, blas) -> tuple[float, ...]:
+    """(ours, numpy, ratio): each side's median over the rounds of its block medians, and the median of
+    the rounds' numpy / ours ratios; the side that goes first alternates between rounds."""
+    sides = ((lambda: case.ours(n_threads), None), (case.numpy, n_threads))
+    times: list[tuple[float, float]] = []
+    for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        got = {i: block(*sides[i], n_threads, repeats, target_s, blas) for i in order}
+        times.append((got[0], got[1]))
+    ours, theirs = (statistics.median(t[i] for t in times) for i in (0, 1))
+    return ours, theirs, statistics.median(t[1] / t[0] for t in times)
 
 
 def header(blas) -> None:
@@ -214,10 +226,11 @@ def header(blas) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
-    parser.add_argument("--quick", action="store_true", help="3 short repeats: a smoke run, noisy figures")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both sides (default: 3)")
+    parser.add_argument("--quick", action="store_true", help="one round of 3 short repeats: a smoke run, noisy figures")
     parser.add_argument("--match", default="", help="only the cases whose label contains this text")
     args = parser.parse_args()
-    repeats, target_s = (3, 0.005) if args.quick else (7, 0.05)
+    rounds, repeats, target_s = (1, 3, 0.005) if args.quick else (args.rounds, 5, 0.05)
     all_cases = [case for case in cases(np.random.default_rng(0)) if args.match in case.label]
     blas = numpy_blas()
     header(blas)
@@ -226,8 +239,7 @@ def main() -> None:
         print(f"\n== {n_threads} thread(s) ==")
         print(f"{'op':44} {'family':12} {'ours us':>10} {'numpy us':>10} {'ratio':>7} {'bar':>5}")
         for case in all_cases:
-            ours, theirs = compare(case, n_threads, repeats, target_s, blas)
-            ratio = theirs / ours
+            ours, theirs, ratio = compare(case, n_threads, rounds, repeats, target_s, blas)
             mark = ""
             if case.bar is not None:
                 mark = "PASS" if ratio >= case.bar else "below"
