@@ -17,8 +17,9 @@ import mmap
 
 import numpy as np
 
+from ..ops import aligned
+
 HUGE_PAGE = 2 << 20
-ALIGN = 64  # each array starts on a cache line
 
 
 def gather(forms) -> None:
@@ -49,16 +50,16 @@ def gather(forms) -> None:
 
 
 def _padded(nbytes: int) -> int:
-    return -(-nbytes // ALIGN) * ALIGN
+    return -(-nbytes // aligned.ALIGNMENT) * aligned.ALIGNMENT  # each array starts on a cache line
 
 
 def _owned(weight) -> list[np.ndarray]:
-    """The arrays of `weight`'s fields (tuples included) that own their memory."""
+    """The arrays of `weight`'s fields (tuples included) that own their memory (or an aligned buffer)."""
     arrays = []
     for field in dataclasses.fields(weight):
         value = getattr(weight, field.name)
         for a in value if isinstance(value, tuple) else (value,):
-            if isinstance(a, np.ndarray) and a.flags.owndata and a.nbytes:
+            if isinstance(a, np.ndarray) and (a.flags.owndata or aligned.owns_buffer(a)) and a.nbytes:
                 arrays.append(a)
     return arrays
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _native
-from . import _checks, _dispatch, reference
+from . import _checks, _dispatch, aligned, reference
 
 
 def _single_thread_scipy_blas() -> None:
@@ -101,7 +101,9 @@ def to_panels(a: np.ndarray) -> np.ndarray:
     panels = -(-n // width)
     padded = np.zeros((panels * width, k), a.dtype)
     padded[:n] = a
-    return np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1))
+    out = aligned.empty((panels, k, width), a.dtype)
+    np.copyto(out, padded.reshape(panels, width, k).transpose(0, 2, 1))
+    return out
 
 
 def from_panels(panels: np.ndarray, n: int) -> np.ndarray:

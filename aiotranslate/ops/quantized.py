@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _native
-from . import _checks, reference
+from . import _checks, aligned, reference
 from .gemm import direct_linear, from_panels, linear_arguments, panel_rows, to_panels
 
 _kernels = _native.load("_qgemm")
@@ -76,7 +76,7 @@ class Int8Weight:
         if _kernels is None:
             return cls(q.shape, _frozen(scales), (_frozen(q),))
         n, k = q.shape
-        packed = np.empty((_kernels.padded_rows(n), _kernels.padded_k_int8(k)), dtype=np.int8)
+        packed = aligned.empty((_kernels.padded_rows(n), _kernels.padded_k_int8(k)), np.int8)
         comp = np.empty(packed.shape[0], dtype=np.int32)
         _kernels.pack_int8(q, packed, comp)
         return cls(q.shape, _frozen(scales), (_frozen(packed), _frozen(comp)))
@@ -87,7 +87,7 @@ class Int8Weight:
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return Int8Weight(shape, _frozen(self.scales[rows]), (_frozen(self.data[0][rows]),))
-        packed = np.empty((_kernels.padded_rows(shape[0]), self.data[0].shape[1]), dtype=np.int8)
+        packed = aligned.empty((_kernels.padded_rows(shape[0]), self.data[0].shape[1]), np.int8)
         _kernels.select_int8(self.data[0], shape[1], rows, packed)
         comp = np.zeros(packed.shape[0], dtype=np.int32)
         comp[: len(rows)] = self.data[1][rows]
@@ -141,9 +141,9 @@ class Int8BlockWeight(_BlockScaled):
         n, k = q.shape
         if _kernels is None:
             return cls(q.shape, (_frozen(q), _frozen(scales)))
-        packed = np.empty((_kernels.padded_rows(n), k), dtype=np.uint8)
+        packed = aligned.empty((_kernels.padded_rows(n), k), np.uint8)
         _kernels.pack_int8_blocks(q, packed)
-        by_block = np.zeros((k // BLOCK, packed.shape[0]), dtype=np.float32)
+        by_block = aligned.zeros((k // BLOCK, packed.shape[0]), np.float32)
         by_block[:, :n] = scales.T
         return cls(q.shape, (_frozen(packed), _frozen(by_block)))
 
@@ -153,9 +153,9 @@ class Int8BlockWeight(_BlockScaled):
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return Int8BlockWeight(shape, tuple(_frozen(a[rows]) for a in self.data))
-        packed = np.empty((_kernels.padded_rows(shape[0]), shape[1]), dtype=np.uint8)
+        packed = aligned.empty((_kernels.padded_rows(shape[0]), shape[1]), np.uint8)
         _kernels.select_int8(self.data[0].view(np.int8), shape[1], rows, packed.view(np.int8))  # bytes, any sign
-        by_block = np.zeros((self.data[1].shape[0], packed.shape[0]), dtype=np.float32)
+        by_block = aligned.zeros((self.data[1].shape[0], packed.shape[0]), np.float32)
         by_block[:, : len(rows)] = self.data[1][:, rows]
         return Int8BlockWeight(shape, (_frozen(packed), _frozen(by_block)))
 
@@ -201,7 +201,7 @@ class Int8WeightOnly(_BlockScaled):
         if _float_kernels is None:
             return cls(q.shape, (_frozen(q), _frozen(scales)))
         packed = to_panels(q)
-        by_block = np.zeros((q.shape[1] // BLOCK, packed.shape[0] * packed.shape[2]), np.float32)
+        by_block = aligned.zeros((q.shape[1] // BLOCK, packed.shape[0] * packed.shape[2]), np.float32)
         by_block[:, : q.shape[0]] = scales.T
         return cls(q.shape, (_frozen(packed), _frozen(by_block)))
 
@@ -316,7 +316,7 @@ class BF16Weight:
         _checks.ndim(w, "w", 2)
         if _kernels is None:
             return cls(w.shape, _frozen(reference.bf16_round(w)))
-        packed = np.empty((_kernels.padded_rows(w.shape[0]), _kernels.padded_k_bf16(w.shape[1])), dtype=np.uint16)
+        packed = aligned.empty((_kernels.padded_rows(w.shape[0]), _kernels.padded_k_bf16(w.shape[1])), np.uint16)
         _kernels.pack_bf16(w, packed)
         return cls(w.shape, _frozen(packed))
 
@@ -325,7 +325,7 @@ class BF16Weight:
         shape = (len(rows), self.shape[1])
         if _kernels is None:
             return BF16Weight(shape, _frozen(self.data[rows]))
-        packed = np.empty((_kernels.padded_rows(shape[0]), self.data.shape[1]), dtype=np.uint16)
+        packed = aligned.empty((_kernels.padded_rows(shape[0]), self.data.shape[1]), np.uint16)
         _kernels.select_bf16(self.data, shape[1], rows, packed)
         return BF16Weight(shape, _frozen(packed))
 

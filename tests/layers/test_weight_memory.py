@@ -12,6 +12,7 @@ import pytest
 
 from aiotranslate.layers import FeedForward, Linear, weight_memory
 from aiotranslate.layers.quantized import quantize_model
+from aiotranslate.ops import aligned
 
 
 def _model(seed: int) -> FeedForward:
@@ -53,7 +54,7 @@ def test_one_block_aligned_read_only_in_pass_order():
     assert arrays and len({id(_block(a)) for a in arrays}) == 1
     addresses = [a.ctypes.data for a in arrays]
     assert addresses == sorted(addresses)
-    assert all(address % weight_memory.ALIGN == 0 for address in addresses)
+    assert all(address % aligned.ALIGNMENT == 0 for address in addresses)
     assert addresses[0] % weight_memory.HUGE_PAGE == 0
     assert not any(a.flags.writeable for a in arrays)
 
