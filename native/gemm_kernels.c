@@ -39,7 +39,9 @@
  *   benchmarks/kernels.py, 1 thread, two runs each against numpy: 8 rows and no prefetch 0.95-1.08
  *   from cache and 1.03-1.09 from memory; 4 rows and the prefetch (as before) 0.92-1.08 and
  *   0.95-1.01; 8 rows with the prefetch into L2 instead of L1 0.83-0.99 and 1.70 (unpacked weights
- *   from memory are rare: models pack theirs, and attention's keys mostly come from cache). Short products
+ *   from memory are rare: models pack theirs, and attention's keys mostly come from cache). With
+ *   AVX-512, one a-row against b-rows that all start off a cache line (numpy aligns to 16 bytes)
+ *   loads whole lines with masked ends instead (nt_row_shifted): the same sums, bit for bit. Short products
  *   (k <= PACK_MAX_K) with at least PACK_MIN_M rows would spend as much on reductions as on FMAs:
  *   they transpose b in PACK_COLS-row panels onto the stack and run NN instead.
  * - NN (c = a b, b n-contiguous, as P @ V): a tile of up to 4 rows x NN_NV vectors accumulates
@@ -109,6 +111,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #define OP_MR 6
 #define OP_NV 4
 #define OP_PACK_NT
+#define NT_SHIFTED
 #define PK_NV 4
 #define PK_PANELS 2
 #define WQ_MR 8
@@ -125,6 +128,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
 #undef OP_MR
 #undef OP_NV
 #undef OP_PACK_NT
+#undef NT_SHIFTED
 #undef PK_NV
 #undef PK_PANELS
 #undef WQ_MR

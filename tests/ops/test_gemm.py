@@ -119,6 +119,30 @@ def test_linear_strided_and_batched_inputs():
     assert_linear_close(out, x, w, bias, "silu", residual)
 
 
+def _placed(a, offset):
+    """A copy of a whose data starts `offset` bytes past a cache line, amid NaN bytes."""
+    raw = np.full(a.nbytes + 128, 0xFF, np.uint8)
+    start = -raw.ctypes.data % 64 + offset
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("offset", range(4, 64, 4))
+def test_one_row_gives_the_same_bits_wherever_the_weight_lies(isa, offset):
+    """Rows of w that start past a cache line (numpy aligns to 16 bytes) run whole-line loads with
+    rotated lanes in the AVX-512 build (nt_row_shifted): the same sums, bit for bit, as on aligned
+    rows, and nothing of the NaN bytes around the operands gets in."""
+    rng = np.random.default_rng(offset)
+    for k, n in [(16, 9), (32, 8), (48, 1), (80, 37), (256, 130), (576, 64), (20, 9)]:
+        x, w, bias = arrays(rng, np.float32, (1, k), (n, k), (n,))
+        expected = ops.linear(_placed(x, 0), _placed(w, 0), bias, n_threads=1)
+        assert_linear_close(expected, x, w, bias)
+        for t in (1, 2):
+            got = ops.linear(_placed(x, 3 * offset % 64), _placed(w, offset), bias, n_threads=t)
+            assert got.tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("m", [2, 100])
 def test_linear_read_only_inputs(m):
     rng = np.random.default_rng(5)
