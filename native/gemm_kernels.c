@@ -99,6 +99,28 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
     f->at = f->at + f->stride < f->end ? f->at + f->stride : f->at;
 }
 
+/* One row against packed weights prefetches the caller's next panels (aio_gemm_pk_f32's `next`) only
+ * while its weights stream from memory: there the prefetch keeps more lines in flight than the
+ * hardware prefetchers (1 thread, 48 weights in turn: 1-7% faster with it), but on weights in L2 or
+ * L3 its instructions and fills cost the forward streams 5-10%. The first 1/PK_PROBE_SHARE of each
+ * strip's steps run without it and time themselves with the time-stamp counter: from cache this Zen 4
+ * reads ~36 bytes a tick (TSC at 2.6 GHz), from memory ~10; across x86 servers (TSC 2-3.5 GHz, one
+ * core's cache at 50-150 GB/s and memory at 10-25 GB/s) STREAM_BYTES_PER_TICK lies between the two.
+ * A wrong guess costs speed, never a different result. Without a cheap counter, always prefetch. */
+enum { PK_PROBE_SHARE = 8 };
+#define STREAM_BYTES_PER_TICK 18.0
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+static inline uint64_t clock_ticks(void) { return __rdtsc(); }
+#else
+static inline uint64_t clock_ticks(void) { return 0; }
+#endif
+
+static inline int streaming_from_memory(long bytes, uint64_t ticks) {
+    return ticks == 0 || (double)bytes < STREAM_BYTES_PER_TICK * (double)ticks;
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define ISA(name) name##_avx512

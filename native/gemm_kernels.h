@@ -19,7 +19,8 @@ enum { AIO_PANEL = 64 };
 
 /* Packed float32: c[i, j] = sum_p a[i, p] * w[j, p] for i < m, j < n <= AIO_PANEL, for one panel of
  * w; one row (m = 1) may take n <= 2 * AIO_PANEL over two consecutive panels. next: the panel(s) of
- * the caller's next call, prefetched (a hint; NULL if none). */
+ * the caller's next call, prefetched (a hint; NULL if none; one row prefetches them only while its
+ * weights stream from memory). */
 void aio_gemm_pk_f32(const float *a, long lda, const float *panel, float *c, long ldc, long m, long n, long k,
                      const float *next);
 

@@ -336,25 +336,40 @@ INLINE long ISA(tile_row)(long m, long t) {
     return t * base + (t < taller ? t : taller);
 }
 
+/* Steps [p, end) of pk_row_panels' strip at column j into acc, prefetching the caller's next panels
+ * (pf) if `fetch` (a constant where it is inlined). */
+INLINE void ISA(pk_row_steps)(const float *a, const float *p0, V *acc, long k, long p, long end, long j,
+                              struct prefetch *pf, int np, int fetch) {
+    for (; p < end; p++) {
+        float ai = a[p];
+        for (int q = 0; q < np; q++)
+            for (int v = 0; v < PK_NV; v++)
+                acc[q * PK_NV + v] += ai * ISA(load)(p0 + (q * k + p) * AIO_PANEL + j + VL * v);
+        if (fetch) prefetch_step(pf);
+    }
+}
+
 /* One row against np (1 or 2) consecutive panels at once, the first `cols` of their columns kept:
  * strips of PK_NV vectors in each panel, so that every k-step reads whole PK_NV-vector pieces of np
  * forward streams. Where PK_NV vectors span the panel (AVX-512, AVX2), a strip is the whole panel:
  * its k-major rows are read in order, one contiguous stream per panel; narrower strips would make
  * several passes over every panel, each reading one line of each of its rows (AVX2 with the
  * outer-product tile's 2 vectors: a 256-byte stride, 1.6-1.8x slower). Each element is
- * op_tile's FMA chain, in the same order. */
+ * op_tile's FMA chain, in the same order. The first 1/PK_PROBE_SHARE of
+ * each strip's steps time themselves without prefetching the caller's next panels: only a strip
+ * that streams from memory prefetches in its other steps (streaming_from_memory, gemm_kernels.c). */
 INLINE void ISA(pk_row_panels)(const float *a, const float *p0, float *c, long k, long cols, struct prefetch *pf,
                                int np) {
     for (long j = 0; j < AIO_PANEL && j < cols; j += PK_NV * VL) {
         V acc[2 * PK_NV];
         for (int v = 0; v < np * PK_NV; v++) acc[v] = (V){0};
-        for (long p = 0; p < k; p++) {
-            float ai = a[p];
-            for (int q = 0; q < np; q++)
-                for (int v = 0; v < PK_NV; v++)
-                    acc[q * PK_NV + v] += ai * ISA(load)(p0 + (q * k + p) * AIO_PANEL + j + VL * v);
-            prefetch_step(pf);
-        }
+        long probe = k / PK_PROBE_SHARE;
+        uint64_t start = clock_ticks();
+        ISA(pk_row_steps)(a, p0, acc, k, 0, probe, j, pf, np, 0);
+        if (streaming_from_memory(probe * np * AIO_PANEL * (long)sizeof(float), clock_ticks() - start))
+            ISA(pk_row_steps)(a, p0, acc, k, probe, k, j, pf, np, 1);
+        else
+            ISA(pk_row_steps)(a, p0, acc, k, probe, k, j, pf, np, 0);
         for (int q = 0; q < np; q++) {
             long w = cols - q * AIO_PANEL - j; /* columns of this strip that panel q holds */
             if (w > 0)
