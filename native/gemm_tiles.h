@@ -355,18 +355,21 @@ INLINE void ISA(pk_row_steps)(const float *a, const float *p0, V *acc, long k, l
  * its k-major rows are read in order, one contiguous stream per panel; narrower strips would make
  * several passes over every panel, each reading one line of each of its rows (AVX2 with the
  * outer-product tile's 2 vectors: a 256-byte stride, 1.6-1.8x slower). Each element is
- * op_tile's FMA chain, in the same order. The first 1/PK_PROBE_SHARE of
- * each strip's steps time themselves without prefetching the caller's next panels: only a strip
- * that streams from memory prefetches in its other steps (streaming_from_memory, gemm_kernels.c). */
+ * op_tile's FMA chain, in the same order. Unless *streaming, the first 1/PK_PROBE_SHARE of each
+ * strip's steps time themselves without prefetching the caller's next panels: only where they
+ * streamed from memory (streaming_from_memory, gemm_kernels.c) do the other steps prefetch, and
+ * *streaming is set for the strips after. */
 INLINE void ISA(pk_row_panels)(const float *a, const float *p0, float *c, long k, long cols, struct prefetch *pf,
-                               int np) {
+                               int np, int *streaming) {
     for (long j = 0; j < AIO_PANEL && j < cols; j += PK_NV * VL) {
         V acc[2 * PK_NV];
         for (int v = 0; v < np * PK_NV; v++) acc[v] = (V){0};
-        long probe = k / PK_PROBE_SHARE;
+        long probe = *streaming ? 0 : k / PK_PROBE_SHARE;
         uint64_t start = clock_ticks();
         ISA(pk_row_steps)(a, p0, acc, k, 0, probe, j, pf, np, 0);
-        if (streaming_from_memory(probe * np * AIO_PANEL * (long)sizeof(float), clock_ticks() - start))
+        if (!*streaming)
+            *streaming = streaming_from_memory(probe * np * AIO_PANEL * (long)sizeof(float), clock_ticks() - start);
+        if (*streaming)
             ISA(pk_row_steps)(a, p0, acc, k, probe, k, j, pf, np, 1);
         else
             ISA(pk_row_steps)(a, p0, acc, k, probe, k, j, pf, np, 0);
@@ -382,14 +385,15 @@ INLINE void ISA(pk_row_panels)(const float *a, const float *p0, float *c, long k
  * at a time (AVX-512: two streams and twice the independent FMA chains of one panel; on the M = 1
  * shapes of benchmarks/kernels.py with the weights in cache, 0-10% faster at 1 and 2 threads, two
  * runs of each, native calls; from memory, equal within the noise). */
-INLINE void ISA(pk_row)(const float *a, const float *panel, float *c, long k, long n, struct prefetch *pf) {
+INLINE void ISA(pk_row)(const float *a, const float *panel, float *c, long k, long n, struct prefetch *pf,
+                        int *streaming) {
     long panels = (n + AIO_PANEL - 1) / AIO_PANEL;
     if (PK_PANELS == 2 && panels == 2) {
-        ISA(pk_row_panels)(a, panel, c, k, n, pf, 2);
+        ISA(pk_row_panels)(a, panel, c, k, n, pf, 2, streaming);
         return;
     }
     for (long t = 0; t < panels; t++)
-        ISA(pk_row_panels)(a, panel + t * k * AIO_PANEL, c + t * AIO_PANEL, k, n - t * AIO_PANEL, pf, 1);
+        ISA(pk_row_panels)(a, panel + t * k * AIO_PANEL, c + t * AIO_PANEL, k, n - t * AIO_PANEL, pf, 1, streaming);
 }
 
 /* Packed float32 weights (aio_gemm_pk_f32): c = a b^T for the first n <= AIO_PANEL columns of one
@@ -414,8 +418,10 @@ ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel
     if (m == 1) {
         long panels = (n + AIO_PANEL - 1) / AIO_PANEL, strips = (AIO_PANEL + PK_NV * VL - 1) / (PK_NV * VL);
         long passes = PK_PANELS == 2 && panels == 2 ? 1 : panels;
+        int streaming = panel == pk_prefetched; /* this thread's previous call found it streaming */
         prefetch_init(&pf, next, next ? panels * k * AIO_PANEL : 0, k * strips * passes, panel);
-        ISA(pk_row)(a, panel, c, k, n, &pf);
+        ISA(pk_row)(a, panel, c, k, n, &pf, &streaming);
+        pk_prefetched = streaming ? next : NULL;
         return;
     }
     prefetch_init(&pf, next, next ? k * AIO_PANEL : 0, tiles * k * ((n + OP_NR - 1) / OP_NR), panel);
