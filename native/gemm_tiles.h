@@ -130,7 +130,9 @@ INLINE void ISA(pack_transposed)(const float *b, long ldb, long w, long k, float
 }
 
 /* NT: c[i, j] for i < mb, j < nb (mb * nb <= NACC); inlined with constant sizes, fully unrolled.
- * Accumulator i * nb + j holds VL partial sums of row i of a times row j of b. */
+ * Accumulator i * nb + j holds VL partial sums of row i of a times row j of b. With one row each b
+ * vector feeds one FMA, which takes it as its memory operand (load, not load_once: M = 1 products
+ * 2-3.5% faster in cache, C loop alternating with the load_once build). */
 INLINE void ISA(nt_tile)(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long k,
                          float alpha, int mb, int nb) {
     V acc[NACC] = {0};
@@ -138,7 +140,7 @@ INLINE void ISA(nt_tile)(const float *a, long lda, const float *b, long ldb, flo
     for (; p + VL <= k; p += VL) {
         V bv[NACC];
         for (int j = 0; j < nb; j++) {
-            bv[j] = ISA(load_once)(b + j * ldb + p);
+            bv[j] = mb == 1 ? ISA(load)(b + j * ldb + p) : ISA(load_once)(b + j * ldb + p);
             if (mb > 1) __builtin_prefetch(b + (j + nb) * ldb + p); /* the next tile's row j; never faults */
         }
         for (int i = 0; i < mb; i++) {
@@ -187,7 +189,7 @@ INLINE void ISA(nt_row_shifted)(const float *a, const float *b, long ldb, float 
     ISA(nt_row_step)(acc, a0, b0, ldb, nb, first);
     for (; p + VL <= end; p += VL) {
         V av = ISA(load)(a0 + p);
-        for (int j = 0; j < nb; j++) acc[j] += av * ISA(load_once)(b0 + j * ldb + p);
+        for (int j = 0; j < nb; j++) acc[j] += av * ISA(load)(b0 + j * ldb + p);
     }
     if (p < end) ISA(nt_row_step)(acc, a0 + p, b0 + p, ldb, nb, (__mmask16)((1u << (end - p)) - 1));
     V sums = alpha * ISA(reduce)(acc);
