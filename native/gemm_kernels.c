@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void prefetch_step(struct prefetch 
  * A call whose panels the thread's previous call prefetched (having found it streaming) skips the
  * probe, which would time that prefetched head as cache and stop prefetching every other call
  * (OPUS-MT's (512 -> 58101) output projection, 1 thread: 5% slower before it). A wrong guess costs
- * speed, never a different result. Without a cheap counter, always prefetch. */
+ * speed, never a different result. Without a cheap counter (cheap_clock), always prefetch. */
 enum { PK_PROBE_SHARE = 8 };
 #define STREAM_BYTES_PER_TICK 18.0
 static _Thread_local const float *pk_prefetched; /* the `next` this thread's last one-row call prefetched */
@@ -121,8 +121,24 @@ static inline uint64_t clock_ticks(void) { return __rdtsc(); }
 static inline uint64_t clock_ticks(void) { return 0; }
 #endif
 
+/* Whether clock_ticks is cheap enough to probe with: a counter read takes ~25 ticks here, but a
+ * hypervisor that traps it would make every probe cost microseconds. Measured once (a benign race:
+ * every thread finds the same). */
+static int clock_cheap = -1;
+static int cheap_clock(void) {
+    if (clock_cheap < 0) {
+        uint64_t least = UINT64_MAX;
+        for (int i = 0; i < 16; i++) {
+            uint64_t t = clock_ticks(), u = clock_ticks() - t;
+            least = u < least ? u : least;
+        }
+        clock_cheap = least > 0 && least < 200;
+    }
+    return clock_cheap;
+}
+
 static inline int streaming_from_memory(long bytes, uint64_t ticks) {
-    return ticks == 0 || (double)bytes < STREAM_BYTES_PER_TICK * (double)ticks;
+    return (double)bytes < STREAM_BYTES_PER_TICK * (double)ticks;
 }
 
 #if defined(__x86_64__) || defined(__i386__)

@@ -420,7 +420,8 @@ ISA_TARGET static void ISA(gemm_pk)(const float *a, long lda, const float *panel
     if (m == 1) {
         long panels = (n + AIO_PANEL - 1) / AIO_PANEL, strips = (AIO_PANEL + PK_NV * VL - 1) / (PK_NV * VL);
         long passes = PK_PANELS == 2 && panels == 2 ? 1 : panels;
-        int streaming = panel == pk_prefetched; /* this thread's previous call found it streaming */
+        /* streaming if this thread's previous call found it so (and prefetched this panel), or no probe */
+        int streaming = panel == pk_prefetched || !cheap_clock();
         prefetch_init(&pf, next, next ? panels * k * AIO_PANEL : 0, k * strips * passes, panel);
         ISA(pk_row)(a, panel, c, k, n, &pf, &streaming);
         pk_prefetched = streaming ? next : NULL;
