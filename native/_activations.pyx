@@ -7,7 +7,7 @@ from cython.parallel cimport prange
 
 cimport numpy as cnp
 
-from common cimport ACT_NONE, ACT_RELU, ACT_SILU, check_output, check_threads, floating, output_rows, team_size
+from common cimport ACT_NONE, ACT_RELU, ACT_SILU, check_threads, floating, output_rows, team_size
 
 cnp.import_array()  # new_output makes arrays through numpy's C API
 
@@ -60,23 +60,27 @@ cdef void swiglu_rows(const floating *x, floating *out, Py_ssize_t r, Py_ssize_t
 
 def bias_activation(const floating[:, ::1] x, const floating[::1] bias, int act, floating[:, ::1] out,
                     int n_threads):
-    """out = act(x + bias) for x (R, C), bias (C,) or None; out may be x (in place).
+    """out = act(x + bias) for x (R, C), bias (C,) or None; out may be x (in place), or None: into a
+    new array, returned (None is returned otherwise).
 
     act is an activation code of aiotranslate.ops.reference (ACT_NONE ... ACT_SILU).
     """
     cdef Py_ssize_t r = x.shape[0], n = x.shape[1]
     cdef const floating *bias_ptr = NULL
-    check_output(out.shape[0], out.shape[1], r, n, n_threads)
+    cdef floating *op
     if bias is not None and bias.shape[0] != n:
         raise ValueError(f"bias has {bias.shape[0]} elements, expected {n}")
     if not ACT_NONE <= act <= ACT_SILU:
         raise ValueError(f"unknown activation code {act}")
+    result = output_rows(out, r, n, &op)
+    check_threads(n_threads)
     if r == 0 or n == 0:
-        return
+        return result
     if bias is not None:
         bias_ptr = &bias[0]
     with nogil:
-        activation_rows(&x[0, 0], bias_ptr, act, &out[0, 0], r, n, n_threads)
+        activation_rows(&x[0, 0], bias_ptr, act, op, r, n, n_threads)
+    return result
 
 
 def swiglu(const floating[:, ::1] x, floating[:, ::1] out, int n_threads):

@@ -35,8 +35,8 @@
 #   int8"). Threads split the panels, and the epilogue runs on each panel as above.
 # - attention (attention.pxi, included at the end) is the fused softmax(q k^T) v of ops.attention.
 # - Every kernel the ops call the short way (`ops._dispatch`: the linears here and in _qgemm, attention,
-#   the norms, swiglu) writes into a caller-owned out, or with out None into a new array it returns
-#   (common.new_output).
+#   the norms, the activations, swiglu, softmax) writes into a caller-owned out, or with out None into a
+#   new array it returns (common.new_output).
 
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX

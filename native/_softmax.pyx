@@ -6,7 +6,11 @@
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
-from common cimport check_output, floating, team_size, visible_columns
+cimport numpy as cnp
+
+from common cimport check_output, check_threads, floating, output_rows, team_size, visible_columns
+
+cnp.import_array()  # new_output makes arrays through numpy's C API
 
 cdef extern from "softmax_kernels.h" nogil:
     void aio_softmax_row_f32(const float *x, const float *mask, float *out, long n, long limit,
@@ -48,13 +52,16 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out, double scale, const 
     """out = softmax (log: log_softmax) of scale * x + mask over the last axis of x (R, N).
 
     mask (Rm, N), Rm dividing R, or None; lengths (G,), G dividing R, or None; causal_q dividing R
-    (0: off). See aiotranslate.ops.reference.softmax for the masking rules.
+    (0: off). See aiotranslate.ops.reference.softmax for the masking rules. out None: into a new
+    array, returned (None is returned otherwise).
     """
     cdef Py_ssize_t r = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t mask_rows = 1, rows_per_length = 1
     cdef const floating *mask_ptr = NULL
     cdef const int *lengths_ptr = NULL
-    check_output(out.shape[0], out.shape[1], r, n, n_threads)
+    cdef floating *op = NULL
+    result = output_rows(out, r, n, &op)
+    check_threads(n_threads)
     if mask is not None:
         mask_rows = mask.shape[0]
         if mask.shape[1] != n or mask_rows == 0 or r % mask_rows:
@@ -66,14 +73,15 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out, double scale, const 
     if causal_q < 0 or (causal_q and (r % causal_q or causal_q > n)):
         raise ValueError(f"causal_q={causal_q} must divide the {r} rows and be <= {n} columns")
     if r == 0 or n == 0:
-        return
+        return result
     if mask is not None:
         mask_ptr = &mask[0, 0]
     if lengths is not None:
         lengths_ptr = &lengths[0]
     with nogil:
-        softmax_rows(&x[0, 0], &out[0, 0], r, n, scale, mask_ptr, mask_rows, lengths_ptr, rows_per_length,
+        softmax_rows(&x[0, 0], op, r, n, scale, mask_ptr, mask_rows, lengths_ptr, rows_per_length,
                      causal_q, log, n_threads)
+    return result
 
 
 cdef inline double logsumexp_row(const floating *x, Py_ssize_t n) noexcept nogil:

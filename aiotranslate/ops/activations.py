@@ -13,10 +13,16 @@ from .gemm import activation_code
 
 _kernels = _native.load("_activations")
 _SWIGLU = _dispatch.by_dtype(_kernels and _kernels.swiglu)
+_ACTIVATION = _dispatch.by_dtype(_kernels and _kernels.bias_activation)
 
 
 def activation(x, activation, *, bias=None, out=None, n_threads=1):
     """act(x + bias) for x (..., C), bias (C,); activation is a name ("gelu", "silu", ...)."""
+    if out is None and type(x) is np.ndarray and x.ndim == 2 and x.dtype in _ACTIVATION:  # the short way
+        try:
+            return _ACTIVATION[x.dtype](x, bias, reference.ACTIVATIONS[activation], None, n_threads)
+        except (*_dispatch.REFUSED, KeyError):  # KeyError: an unknown activation
+            pass
     x = _checks.float_array(x, "x")
     x2 = _checks.rows(x, "x")
     if bias is not None:

@@ -148,7 +148,41 @@ def test_swiglu_short_way_equals_the_checked_path_and_keeps_its_errors():
         ops.swiglu(X[:, :63])
 
 
-@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "swiglu", "attention"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_short_way_equals_the_checked_path_and_keeps_its_errors(dtype, log):
+    x = (X * 3).astype(dtype)
+    checked = ops.softmax(x, scale=0.5, log=log, out=np.empty_like(x))
+    with pytest.MonkeyPatch.context() as patch:
+        _checked_path_fails(patch)
+        short = ops.softmax(x, scale=0.5, log=log, n_threads=2)
+    assert short.dtype == dtype
+    np.testing.assert_array_equal(short, checked)
+    strided = np.zeros((3, 128), dtype)
+    strided[:, ::2] = x
+    np.testing.assert_array_equal(ops.softmax(strided[:, ::2], scale=0.5, log=log), checked)  # copied
+    with pytest.raises(ValueError, match="n_threads"):
+        ops.softmax(x, n_threads=0)
+    with pytest.raises(TypeError, match="x"):
+        ops.softmax(x.astype(np.float16))
+
+
+def test_activation_short_way_equals_the_checked_path_and_keeps_its_errors():
+    bias = RNG.standard_normal(64).astype(np.float32)
+    checked = ops.activation(X, "gelu_tanh", bias=bias, out=np.empty_like(X))
+    with pytest.MonkeyPatch.context() as patch:
+        _checked_path_fails(patch)
+        short = ops.activation(X, "gelu_tanh", bias=bias, n_threads=2)
+    np.testing.assert_array_equal(short, checked)
+    with pytest.raises(ValueError, match="unknown activation"):
+        ops.activation(X, "tanh")
+    with pytest.raises(ValueError, match="bias"):
+        ops.activation(X, "relu", bias=bias[:63])
+    with pytest.raises(TypeError, match="bias"):
+        ops.activation(X, "relu", bias=bias.astype(np.float64))
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "swiglu", "attention", "softmax", "log_softmax", "gelu"])
 def test_short_way_outputs_are_new_arrays_of_any_size(op):
     """The kernels make the short way's output (out=None), empty ones included."""
     gamma = np.ones(64, np.float32)
@@ -157,6 +191,9 @@ def test_short_way_outputs_are_new_arrays_of_any_size(op):
         "rms_norm": lambda x: ops.rms_norm(x, gamma),
         "swiglu": ops.swiglu,
         "attention": lambda x: ops.attention(x[None], x[None], x[None], scale=0.125)[0],
+        "softmax": ops.softmax,
+        "log_softmax": ops.log_softmax,
+        "gelu": lambda x: ops.activation(x, "gelu"),
     }
     for rows in (0, 1, 3):
         x = X[:rows]
