@@ -8,7 +8,10 @@
  * every column; a row whose max is -inf is scanned for a NaN before it counts as empty.
  * Three passes over the row, which stays in L1:
  *   1. z into out, and m = max z;  if m is -inf (nothing visible) the row is 0 (log: -inf), never NaN;
- *   2. s = sum exp(z - m) in double (AIO_LANES partial sums), the exps stored into out for softmax;
+ *   2. s = sum exp(z - m) (the exps stored into out for softmax): AIO_LANES partial sums in T over
+ *      blocks of AIO_SUM_BLOCK columns (8 terms of at most 1 a lane: relative error <= 7 T ulps, each
+ *      block's sums then added in double). A double sum of every term converted and added two
+ *      vectors a step: softmax (64, 3072) 15% slower (C loop, this Zen 4);
  *   3. softmax: out *= 1 / s;  log: out = (z - m) - log s, two terms of the same sign (s >= 1), so no
  *      cancellation.
  * z is rounded to the element type, as in any float32 implementation: near-ulp agreement with the
@@ -19,6 +22,8 @@
  * Greedy search scores its best token as x[best] - logsumexp(x) instead of a full log_softmax. */
 #include "softmax_kernels.h"
 #include "vmath.h"
+
+enum { AIO_SUM_BLOCK = 8 * AIO_LANES };
 
 /* An order-preserving integer image of a float (an involution on the bits): GCC vectorizes an integer
  * max reduction, but not a float one without -ffast-math. A +NaN maps above +inf, a -NaN below -inf. */
@@ -66,15 +71,20 @@ AIO_ANY_NAN(double, f64)
         long j, k, body;                                                                                 \
         if (m == -INFINITY && !aio_any_nan_##SFX(out, limit)) limit = 0; /* nothing visible */           \
         body = limit - limit % AIO_LANES;                                                                \
-        if (log_space)                                                                                   \
-            for (j = 0; j < body; j += AIO_LANES)                                                        \
-                for (k = 0; k < AIO_LANES; k++) lanes[k] += EXP(out[j + k] - m);                         \
-        else                                                                                             \
-            for (j = 0; j < body; j += AIO_LANES)                                                        \
-                for (k = 0; k < AIO_LANES; k++) {                                                        \
-                    out[j + k] = EXP(out[j + k] - m);                                                    \
-                    lanes[k] += out[j + k];                                                              \
-                }                                                                                        \
+        for (long b = 0; b < body; b += AIO_SUM_BLOCK) {                                                 \
+            long end = b + AIO_SUM_BLOCK < body ? b + AIO_SUM_BLOCK : body;                              \
+            T part[AIO_LANES] = {0}; /* <= AIO_SUM_BLOCK / AIO_LANES terms of at most 1 a lane */        \
+            if (log_space)                                                                               \
+                for (j = b; j < end; j += AIO_LANES)                                                     \
+                    for (k = 0; k < AIO_LANES; k++) part[k] += EXP(out[j + k] - m);                      \
+            else                                                                                         \
+                for (j = b; j < end; j += AIO_LANES)                                                     \
+                    for (k = 0; k < AIO_LANES; k++) {                                                    \
+                        out[j + k] = EXP(out[j + k] - m);                                                \
+                        part[k] += out[j + k];                                                           \
+                    }                                                                                    \
+            for (k = 0; k < AIO_LANES; k++) lanes[k] += part[k];                                         \
+        }                                                                                                \
         for (j = body; j < limit; j++) {                                                                 \
             T e = EXP(out[j] - m);                                                                       \
             if (!log_space) out[j] = e;                                                                  \
