@@ -7,7 +7,7 @@ from cython.parallel cimport prange
 
 cimport numpy as cnp
 
-from common cimport ACT_NONE, ACT_RELU, ACT_SILU, check_threads, floating, output_rows, team_size
+from common cimport ACT_RELU, check_activation, check_threads, floating, output_rows, team_size
 
 cnp.import_array()  # new_output makes arrays through numpy's C API
 
@@ -70,8 +70,7 @@ def bias_activation(const floating[:, ::1] x, const floating[::1] bias, int act,
     cdef floating *op
     if bias is not None and bias.shape[0] != n:
         raise ValueError(f"bias has {bias.shape[0]} elements, expected {n}")
-    if not ACT_NONE <= act <= ACT_SILU:
-        raise ValueError(f"unknown activation code {act}")
+    check_activation(act)
     result = output_rows(out, r, n, &op)
     check_threads(n_threads)
     if r == 0 or n == 0:

@@ -80,6 +80,14 @@ cdef inline object output_rows(floating[:, ::1] out, Py_ssize_t m, Py_ssize_t n,
     return None
 
 
+cdef inline int check_activation(int act) except -1:
+    """ValueError unless act is an ACT_* code. Compared as ints: Cython casts act to the enum's type
+    in `ACT_NONE <= act`, unsigned in GCC, which let negative codes through."""
+    if act < <int> ACT_NONE or act > <int> ACT_SILU:
+        raise ValueError(f"unknown activation code {act}")
+    return 0
+
+
 cdef inline int check_linear(Py_ssize_t m, Py_ssize_t n, const floating[::1] bias, int act,
                              const floating[:, ::1] residual, int n_threads) except -1:
     """ValueError unless bias is (n,) or None, residual (m, n) or None, act an ACT_* code and
@@ -89,6 +97,5 @@ cdef inline int check_linear(Py_ssize_t m, Py_ssize_t n, const floating[::1] bia
         raise ValueError(f"bias has {bias.shape[0]} values, expected N = {n}")
     if residual is not None and (residual.shape[0] != m or residual.shape[1] != n):
         raise ValueError(f"residual has shape ({residual.shape[0]}, {residual.shape[1]}), expected ({m}, {n})")
-    if not ACT_NONE <= act <= ACT_SILU:
-        raise ValueError(f"unknown activation code {act}")
+    check_activation(act)
     return check_threads(n_threads)

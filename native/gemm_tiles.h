@@ -366,11 +366,13 @@ INLINE void ISA(pk_row_panels)(const float *a, const float *p0, float *c, long k
     for (long j = 0; j < AIO_PANEL && j < cols; j += PK_NV * VL) {
         V acc[2 * PK_NV];
         for (int v = 0; v < np * PK_NV; v++) acc[v] = (V){0};
-        long probe = *streaming ? 0 : k / PK_PROBE_SHARE;
-        uint64_t start = clock_ticks();
-        ISA(pk_row_steps)(a, p0, acc, k, 0, probe, j, pf, np, 0);
-        if (!*streaming)
+        long probe = 0;
+        if (!*streaming) {
+            uint64_t start = clock_ticks();
+            probe = k / PK_PROBE_SHARE;
+            ISA(pk_row_steps)(a, p0, acc, k, 0, probe, j, pf, np, 0);
             *streaming = streaming_from_memory(probe * np * AIO_PANEL * (long)sizeof(float), clock_ticks() - start);
+        }
         if (*streaming)
             ISA(pk_row_steps)(a, p0, acc, k, probe, k, j, pf, np, 1);
         else

@@ -31,6 +31,18 @@ def by_dtype(fused) -> dict:
     return {np.dtype(np.float32): fused["float"], np.dtype(np.float64): fused["double"]}
 
 
+def direct(kernels: dict, x, *args):
+    """kernels[x.dtype](x, *args) (a `by_dtype` table) when the call takes the short way: x a 2-D host
+    array of a dtype the table has. Otherwise, or where the kernel refuses its arguments (`REFUSED`),
+    None: the op's checked path runs. The op passes out=None among args, so the result is new."""
+    if type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in kernels:
+        return None
+    try:
+        return kernels[x.dtype](x, *args)
+    except REFUSED:
+        return None
+
+
 def kernels(x, cpu: ModuleType | None) -> ModuleType | None:
     """The kernel module for x: `cpu` (None: use the reference) for numpy, the CUDA one for cupy."""
     if isinstance(x, np.ndarray):

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _native
 from . import _checks, _dispatch, reference
 from .gemm import activation_code
@@ -18,11 +16,12 @@ _ACTIVATION = _dispatch.by_dtype(_kernels and _kernels.bias_activation)
 
 def activation(x, activation, *, bias=None, out=None, n_threads=1):
     """act(x + bias) for x (..., C), bias (C,); activation is a name ("gelu", "silu", ...)."""
-    if out is None and type(x) is np.ndarray and x.ndim == 2 and x.dtype in _ACTIVATION:  # the short way
-        try:
-            return _ACTIVATION[x.dtype](x, bias, reference.ACTIVATIONS[activation], None, n_threads)
-        except (*_dispatch.REFUSED, KeyError):  # KeyError: an unknown activation
-            pass
+    if out is None:  # the short way; an unknown activation gets code -1, which the kernel refuses
+        known = activation is None or isinstance(activation, str)
+        code = reference.ACTIVATIONS.get(activation, -1) if known else -1
+        y = _dispatch.direct(_ACTIVATION, x, bias, code, None, n_threads)
+        if y is not None:
+            return y
     x = _checks.float_array(x, "x")
     x2 = _checks.rows(x, "x")
     if bias is not None:
@@ -41,11 +40,10 @@ def activation(x, activation, *, bias=None, out=None, n_threads=1):
 
 def swiglu(x, *, out=None, n_threads=1):
     """silu(x[..., :F]) * x[..., F:] for x (..., 2F) -> (..., F): gate and up from one fused GEMM."""
-    if out is None and type(x) is np.ndarray and x.ndim == 2 and x.dtype in _SWIGLU:  # the short way
-        try:
-            return _SWIGLU[x.dtype](x, None, n_threads)
-        except _dispatch.REFUSED:
-            pass
+    if out is None:  # the short way
+        y = _dispatch.direct(_SWIGLU, x, None, n_threads)
+        if y is not None:
+            return y
     x = _checks.float_array(x, "x")
     x2 = _checks.rows(x, "x")
     if x2.shape[1] % 2:

@@ -6,8 +6,6 @@ and normalises the sum: one pass instead of two. Kernels: `native/_norms.pyx`.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _native
 from . import _checks, _dispatch, reference
 
@@ -33,23 +31,12 @@ def _prepare(x, gamma, beta, residual, out):
     return x2, gamma, beta, residual, out, _dispatch.kernels(x, _kernels)
 
 
-def _direct(kernels: dict, x, out, args: tuple, n_threads):
-    """The new output of kernels[x.dtype](x, *args, None, n_threads) when the call takes the short way
-    (`_dispatch`): x a 2-D host array, no out given, arguments the kernel takes as they are.
-    Otherwise None: the op's checked path runs."""
-    if out is not None or type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in kernels:
-        return None
-    try:
-        return kernels[x.dtype](x, *args, None, n_threads)
-    except _dispatch.REFUSED:
-        return None
-
-
 def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_threads=1):
     """(s - mean) / sqrt(var + eps) * gamma + beta with s = x, or s = residual += x."""
-    y = _direct(_LAYER_NORM, x, out, (gamma, beta, eps, residual), n_threads)
-    if y is not None:
-        return y
+    if out is None:  # the short way
+        y = _dispatch.direct(_LAYER_NORM, x, gamma, beta, eps, residual, None, n_threads)
+        if y is not None:
+            return y
     x2, gamma, beta, residual, out, kernels = _prepare(x, gamma, beta, residual, out)
     if kernels is None:
         y, s = reference.layer_norm(x2, gamma, beta, eps, residual)
@@ -63,9 +50,10 @@ def layer_norm(x, gamma, beta=None, *, eps=1e-5, residual=None, out=None, n_thre
 
 def rms_norm(x, gamma, *, eps=1e-6, residual=None, out=None, n_threads=1):
     """s / sqrt(mean(s^2) + eps) * gamma with s = x, or s = residual += x."""
-    y = _direct(_RMS_NORM, x, out, (gamma, eps, residual), n_threads)
-    if y is not None:
-        return y
+    if out is None:  # the short way
+        y = _dispatch.direct(_RMS_NORM, x, gamma, eps, residual, None, n_threads)
+        if y is not None:
+            return y
     x2, gamma, _, residual, out, kernels = _prepare(x, gamma, None, residual, out)
     if kernels is None:
         y, s = reference.rms_norm(x2, gamma, eps, residual)

@@ -17,12 +17,10 @@ _SOFTMAX = _dispatch.by_dtype(_kernels and _kernels.softmax)
 
 def softmax(x, *, scale=1.0, mask=None, lengths=None, causal_q=0, out=None, n_threads=1, log=False):
     """Softmax of scale * x + mask over the last axis of x (..., N); see `reference.softmax`."""
-    if out is None and mask is None and lengths is None and not causal_q:  # the short way (`_dispatch`)
-        if type(x) is np.ndarray and x.ndim == 2 and x.dtype in _SOFTMAX:
-            try:
-                return _SOFTMAX[x.dtype](x, None, scale, None, None, 0, log, n_threads)
-            except _dispatch.REFUSED:
-                pass
+    if out is None and mask is None and lengths is None and not causal_q:  # the short way
+        y = _dispatch.direct(_SOFTMAX, x, None, scale, None, None, 0, log, n_threads)
+        if y is not None:
+            return y
     x = _checks.float_array(x, "x")
     x2 = _checks.rows(x, "x")
     r, n = x2.shape

@@ -224,8 +224,9 @@ def test_native_linear_checks_its_arguments():
         native.linear(x, w, None, 0, None, np.empty((4, 4), np.float32), 1)
     with pytest.raises(ValueError):
         native.linear(x, w, np.ones(3, np.float32), 0, None, out, 1)
-    with pytest.raises(ValueError):
-        native.linear(x, w, None, 9, None, out, 1)
+    for act in (9, -1):  # -1: the enum comparison once let negative codes through
+        with pytest.raises(ValueError, match="activation code"):
+            native.linear(x, w, None, act, None, out, 1)
     with pytest.raises(ValueError):
         native.linear(x, w, None, 0, None, out, 0)
     with pytest.raises(ValueError, match="overlap"):
